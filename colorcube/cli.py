@@ -1,0 +1,216 @@
+"""The ``colorcube`` command line: colorize, calibrate, evaluate, train.
+
+Every command prints a one-line ``colorcube: error: ...`` and exits non-zero on
+bad input, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .errors import ColorcubeError
+
+__all__ = ["main"]
+
+
+def _settings(args, model):
+    from .pipeline import PipelineSettings
+
+    if args.working_size is None and args.vividness is None and not args.no_guided:
+        return None  # those of the calibration
+    return PipelineSettings(working_size=args.working_size or 512, vividness=args.vividness,
+                            guided=not args.no_guided)
+
+
+def _load(args):
+    from .model import load_pretrained, load_weights
+    from .pipeline import resolve_calibration
+
+    model = load_weights(args.weights, device=args.device) if args.weights else load_pretrained(device=args.device)
+    if args.uncalibrated:
+        return model, None
+    cal = resolve_calibration(args.calibration or "default", model)
+    return model, cal
+
+
+def _unique_stems(paths) -> list[str]:
+    seen, stems = {}, []
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        stems.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return stems
+
+
+def _cmd_colorize(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .conformal import _check_alpha
+    from .cube import cube_to_zarr
+    from .io import write_intervals_npz, write_png
+    from .pipeline import colorize
+
+    _check_alpha(args.alpha)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ColorcubeError(f"{out}: output exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    model, cal = _load(args)
+    settings = _settings(args, model)
+    if cal is not None and settings is not None:  # refuse a mismatch once, before any work
+        cal.check_compatible(settings=settings.as_dict(model), where=args.calibration or "shipped calibration")
+    failures = 0
+    for path, stem in zip(tqdm(args.images, desc="colorize", unit="img", disable=len(args.images) < 2),
+                          _unique_stems(args.images)):
+        try:
+            ds = colorize(path, alpha=args.alpha, model=model, calibration=cal, settings=settings,
+                          max_pixels=args.max_pixels)
+        except ColorcubeError as exc:
+            print(f"colorcube: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        write_png(out / f"{stem}_color.png", ds["rgb"].values)
+        write_intervals_npz(out / f"{stem}_intervals.npz", ds["interval"].values, alpha=args.alpha,
+                            attrs={"lambda": [float(v) for v in ds.attrs["lambda"]] if ds.attrs["calibrated"]
+                                   else [1.0, 1.0, 1.0], "calibrated": bool(ds.attrs["calibrated"]),
+                                   "method": ds.attrs["method"], "guarantee": ds.attrs["guarantee"]})
+        if args.zarr:
+            cube_to_zarr(ds, out / f"{stem}.zarr")
+        print(f"{path}: wrote {out / (stem + '_color.png')} and {out / (stem + '_intervals.npz')}"
+              f" ({ds.attrs['method']}, alpha={args.alpha})")
+    if failures:
+        print(f"colorcube: {failures} of {len(args.images)} images failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from .calibrate import calibrate, list_images
+    from .model import load_pretrained, load_weights
+    from .pipeline import PipelineSettings
+
+    model = load_weights(args.weights, device=args.device) if args.weights else load_pretrained(device=args.device)
+    settings = PipelineSettings(working_size=args.working_size or 512, vividness=args.vividness,
+                                guided=not args.no_guided)
+    cal = calibrate(list_images(args.folder), model=model, settings=settings, method=args.method,
+                    delta=args.delta, joint=args.joint, source=args.source or str(args.folder))
+    cal.to_file(args.output)
+    lam = cal.lambda_for(0.1)
+    print(f"calibrated on {cal.n} images -> {args.output}; lambda(alpha=0.1) R,G,B = "
+          + ", ".join(f"{v:.3f}" for v in lam))
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from .calibrate import list_images
+    from .evaluate import evaluate
+
+    model, cal = _load(args)
+    if cal is None:
+        raise ColorcubeError("evaluate needs a calibration; drop --uncalibrated")
+    res = evaluate(list_images(args.folder), model=model, calibration=cal, alphas=args.alpha,
+                   settings=_settings(args, model))
+    res.pop("test_curves")
+    Path(args.json).write_text(json.dumps(res, indent=1))
+    q = res["quality"]
+    for a, r in res["alphas"].items():
+        print(f"alpha={a}: coverage R,G,B = " + ", ".join(f"{v:.3f}" for v in r["coverage"])
+              + f"; joint {r['joint_coverage']:.3f}; mean width " + ", ".join(f"{v:.1f}" for v in r["mean_width_255"]))
+    print(f"PSNR {q['psnr']:.2f} dB (gray {q['psnr_gray']:.2f}); CIEDE2000 {q['ciede2000']:.2f} "
+          f"(gray {q['ciede2000_gray']:.2f}); colourfulness ratio {q['colorfulness_ratio']:.2f}")
+    return 0
+
+
+def _add_model_args(p, *, calibration=True):
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--weights", help="a .safetensors weights file (default: the shipped model)")
+    p.add_argument("--working-size", type=int, help="longer side of the network input (default 512)")
+    p.add_argument("--vividness", type=float, help="annealed-mean temperature (lower: more saturated)")
+    p.add_argument("--no-guided", action="store_true", help="bilinear instead of guided upsampling")
+    if calibration:
+        p.add_argument("--calibration", help="a .cal file (default: the shipped calibration)")
+        p.add_argument("--uncalibrated", action="store_true", help="heuristic bands (lambda = 1), no guarantee")
+
+
+def _cmd_train(args) -> int:
+    from .train import TrainOptions, train
+
+    opts = TrainOptions(minutes=args.minutes, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
+                        rebalance=args.rebalance, width=args.width, device=args.device,
+                        max_side=args.max_side, val_every=args.val_every)
+    history = train(args.folder, args.output, options=opts, resume=args.resume)
+    last = history[-1] if history else {}
+    print(f"trained {last.get('step', 0)} steps; weights in {Path(args.output) / 'best.safetensors'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colorcube", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("colorize", help="colorize images: <stem>_color.png and <stem>_intervals.npz")
+    p.add_argument("images", nargs="+", help="gray (or colour) image files")
+    p.add_argument("-o", "--output", default=".", help="output folder (default: current folder)")
+    p.add_argument("--alpha", type=float, default=0.1, help="miscoverage of the bands (default 0.1)")
+    p.add_argument("--zarr", action="store_true", help="also write <stem>.zarr (the cube)")
+    p.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger images (bomb guard)")
+    _add_model_args(p)
+    p.set_defaults(func=_cmd_colorize)
+
+    p = sub.add_parser("calibrate", help="conformal calibration on a folder of colour photos")
+    p.add_argument("folder")
+    p.add_argument("-o", "--output", required=True, help="calibration file to write (.cal)")
+    p.add_argument("--method", choices=("crc", "rcps"), default="crc")
+    p.add_argument("--delta", type=float, default=0.1, help="RCPS: failure probability over calibration sets")
+    p.add_argument("--joint", action="store_true", help="joint R, G, B coverage")
+    p.add_argument("--source", help="description of the photos, kept in the provenance")
+    _add_model_args(p, calibration=False)
+    p.set_defaults(func=_cmd_calibrate)
+
+    p = sub.add_parser("evaluate", help="coverage and quality on colour photos with truth")
+    p.add_argument("folder")
+    p.add_argument("--json", required=True, help="write the full results here")
+    p.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    _add_model_args(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("train", help="train the colorizer on a folder of colour photos")
+    p.add_argument("folder", help="folder of colour photos (searched recursively)")
+    p.add_argument("-o", "--output", required=True, help="run folder: checkpoints, weights, history")
+    p.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--crop", type=int, default=128, help="crop side in pixels (multiple of 16)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rebalance", type=float, default=0.0, help="class-rebalancing strength in [0, 1]")
+    p.add_argument("--width", type=int, default=64, help="network width")
+    p.add_argument("--max-side", type=int, default=320, help="shrink training photos to this longer side")
+    p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    p.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``colorcube`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except ColorcubeError as exc:
+        print(f"colorcube: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("colorcube: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

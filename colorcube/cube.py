@@ -1,0 +1,161 @@
+"""The cube schema: one image's gray input, colour estimate and R, G, B bands.
+
+======== ========================== ================ ===============================
+variable dims                       dtype / range    meaning
+======== ========================== ================ ===============================
+gray     (y, x)                     float32 [0, 1]   input lightness as read
+rgb      (y, x, channel)            float32 [0, 1]   colorized point estimate
+interval (y, x, channel, bound)     float32 [0, 1]   conformal lower / upper bounds
+======== ========================== ================ ===============================
+
+Coordinates ``channel = ["R", "G", "B"]`` and ``bound = ["lower", "upper"]``.
+``ds.interval.sel(channel="R")`` is the specification's m x n x 2 matrix for R.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .errors import SchemaError
+
+__all__ = ["build_cube", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS"]
+
+CHANNELS = ("R", "G", "B")
+BOUNDS = ("lower", "upper")
+REQUIRED_ATTRS = ("alpha", "method", "lambda", "calibrated", "guarantee", "model_name", "model_hash",
+                  "source", "colorcube_version")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("colorcube")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _finite_or_str(x: float):
+    return float(x) if math.isfinite(x) else "inf"
+
+
+def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, model=None, settings=None,
+               source: str = "<array>", source_hash: str = "") -> xr.Dataset:
+    """Assemble and validate one image's Dataset.
+
+    Parameters
+    ----------
+    gray : (y, x) float32 in [0, 1]
+    rgb : (y, x, 3) float32 in [0, 1]
+    interval : (y, x, 3, 2) float32 in [0, 1], lower <= upper
+    alpha : float, miscoverage level the bands were built for
+    lam : (3,) lambda per channel actually used
+    calibration : Calibration or None (None: heuristic, uncalibrated bands)
+    model : ColorNet or None, for its name and hash
+    settings : dict of pipeline settings
+    source, source_hash : str, where the gray input came from
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    lam = [float(v) for v in np.asarray(lam, dtype=np.float64).reshape(-1)]
+    if calibration is None:
+        method, guarantee = "uncalibrated", ("UNCALIBRATED heuristic bands (lambda = 1): no coverage guarantee; "
+                                             "calibrate with `colorcube calibrate`.")
+        summary = {}
+    else:
+        method, guarantee, summary = calibration.method, calibration.guarantee(alpha), calibration.summary()
+    attrs = {
+        "alpha": float(alpha),
+        "method": method,
+        "lambda": [_finite_or_str(v) for v in lam],
+        "calibrated": int(calibration is not None),
+        "guarantee": guarantee,
+        "calibration": json.dumps(summary),
+        "model_name": getattr(model, "weights_name", "") if model is not None else "",
+        "model_hash": getattr(model, "weights_hash", "") if model is not None else "",
+        "settings": json.dumps(settings or {}),
+        "source": str(source),
+        "source_hash": source_hash,
+        "colorcube_version": _version(),
+    }
+    ds = xr.Dataset(
+        {
+            "gray": (("y", "x"), np.asarray(gray, np.float32)),
+            "rgb": (("y", "x", "channel"), np.asarray(rgb, np.float32)),
+            "interval": (("y", "x", "channel", "bound"), np.asarray(interval, np.float32)),
+        },
+        coords={"channel": list(CHANNELS), "bound": list(BOUNDS)},
+        attrs=attrs,
+    )
+    validate_cube(ds, check_values=True)
+    return ds
+
+
+def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
+    """Check dims, coordinates, dtypes and attributes; optionally value ranges.
+
+    ``check_values`` computes the data (avoid it on lazy archives).
+
+    Raises
+    ------
+    SchemaError naming the variable or attribute at fault.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
+    expected = {"gray": ("y", "x"), "rgb": ("y", "x", "channel"), "interval": ("y", "x", "channel", "bound")}
+    for name, dims in expected.items():
+        if name not in ds.data_vars:
+            raise SchemaError(f"variable {name!r} is missing; a cube holds gray, rgb and interval")
+        if ds[name].dims != dims:
+            raise SchemaError(f"variable {name!r} has dims {ds[name].dims}, expected {dims}")
+        if ds[name].dtype != np.float32:
+            raise SchemaError(f"variable {name!r} has dtype {ds[name].dtype}, expected float32")
+    for coord, values in (("channel", CHANNELS), ("bound", BOUNDS)):
+        if coord not in ds.coords or tuple(str(v) for v in ds[coord].values) != values:
+            raise SchemaError(f"coordinate {coord!r} must be {list(values)}")
+    for key in REQUIRED_ATTRS:
+        if key not in ds.attrs:
+            raise SchemaError(f"attribute {key!r} is missing")
+    alpha = ds.attrs["alpha"]
+    if not isinstance(alpha, (int, float)) or not 0 < float(alpha) < 1:
+        raise SchemaError(f"attribute 'alpha'={alpha!r} must be a number in (0, 1)")
+    if len(ds.attrs["lambda"]) != 3:
+        raise SchemaError("attribute 'lambda' must hold one value per channel (R, G, B)")
+    if check_values:
+        for name in expected:
+            v = np.asarray(ds[name].values)
+            if not np.isfinite(v).all():
+                raise SchemaError(f"variable {name!r} holds NaN or infinite values")
+            if v.size and (v.min() < 0 or v.max() > 1):
+                raise SchemaError(f"variable {name!r} has values outside [0, 1]")
+        iv = np.asarray(ds["interval"].values)
+        if iv.size and (iv[..., 0] > iv[..., 1]).any():
+            raise SchemaError("variable 'interval' has lower > upper somewhere")
+    return ds
+
+
+def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", group: str | None = None):
+    """Write a cube to zarr (v3) with spatial chunks of ``chunk`` x ``chunk``."""
+    validate_cube(ds)
+    # variable-length strings have a zarr v3 spec; fixed-width numpy unicode has none
+    ds = ds.assign_coords(channel=np.array(CHANNELS, dtype=object), bound=np.array(BOUNDS, dtype=object))
+    sizes = {"y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"]), "channel": 3, "bound": 2}
+    encoding = {name: {"chunks": tuple(sizes[d] for d in ds[name].dims)} for name in ds.data_vars}
+    if isinstance(store, Path):
+        store = str(store)
+    return ds.to_zarr(store, mode=mode, group=group, encoding=encoding, consolidated=False, zarr_format=3)
+
+
+def open_cube(store, *, group: str | None = None, chunks="auto") -> xr.Dataset:
+    """Open a cube written by :func:`cube_to_zarr` lazily (dask-backed)."""
+    if isinstance(store, Path):
+        store = str(store)
+    ds = xr.open_zarr(store, group=group, chunks=chunks, consolidated=False, zarr_format=3)
+    return validate_cube(ds)

@@ -1,0 +1,279 @@
+"""Read images of any common kind as gray, and write colorcube's outputs.
+
+Every failure to read becomes an :class:`~colorcube.errors.ImageReadError`
+naming the file and the reason, never a bare PIL or numpy traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ColorcubeError, ImageReadError
+
+__all__ = ["read_gray", "read_rgb", "read_truth", "write_png", "write_intervals_npz", "DEFAULT_MAX_PIXELS"]
+
+#: Default pixel-count ceiling: 200 MP (0.8 GB as float32). Larger genuine
+#: scans pass with ``max_pixels=None`` or ``--max-pixels``; the ceiling stops
+#: decompression bombs (a few KB of PNG that inflate to gigabytes).
+DEFAULT_MAX_PIXELS = 200_000_000
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def _check_path(path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ImageReadError(f"{p}: file not found")
+    if p.is_dir():
+        raise ImageReadError(f"{p}: is a directory, not an image file")
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise ImageReadError(f"{p}: file is empty (0 bytes)")
+    return p
+
+
+def _check_pixels(p: Path, width: int, height: int, max_pixels) -> None:
+    if width < 1 or height < 1:
+        raise ImageReadError(f"{p}: image has no pixels ({width} x {height})")
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            f"{p}: {width} x {height} = {width * height / 1e6:.0f} MP exceeds the {max_pixels / 1e6:.0f} MP "
+            "ceiling (possible decompression bomb); raise max_pixels / --max-pixels for a genuine scan"
+        )
+
+
+def _scale_to_unit(arr: np.ndarray, p: Path) -> np.ndarray:
+    """Integer or float samples -> float32 in [0, 1]."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        return (arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)).clip(0, 1)
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise ImageReadError(f"{p}: float image holds NaN or infinite values")
+    hi = float(arr.max()) if arr.size else 0.0
+    if hi > 1.0:  # float scans stored on a 0-255 or 0-65535 scale
+        arr = arr / (255.0 if hi <= 255.0 else 65535.0 if hi <= 65535.0 else hi)
+    return arr.clip(0, 1)
+
+
+def _read_tiff(p: Path, max_pixels) -> np.ndarray | None:
+    """High-bit-depth and float TIFFs that PIL cannot decode; None -> let PIL try."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            page = tif.pages[0]
+            shape = page.shape
+            h, w = (shape[0], shape[1]) if page.samplesperpixel == 1 or len(shape) == 3 else shape[-2:]
+            _check_pixels(p, int(w), int(h), max_pixels)
+            arr = page.asarray()
+    except ImageReadError:
+        raise
+    except Exception:  # noqa: BLE001 - any tifffile failure: PIL gets its chance and reports
+        return None
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def _read_pil(p: Path, max_pixels) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    def open_and_load():
+        with Image.open(p) as im:
+            _check_pixels(p, im.width, im.height, max_pixels)
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            return _pil_to_array(im)
+
+    try:
+        raise_limit = max_pixels is None or max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        if raise_limit:
+            # PIL's own bomb check would refuse a scan the caller explicitly allowed.
+            with _PIL_LIMIT_LOCK:
+                old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                try:
+                    return open_and_load()
+                finally:
+                    Image.MAX_IMAGE_PIXELS = old
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return open_and_load()
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"{p}: not a recognised image format (PNG, JPEG, TIFF, BMP, WebP...)") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{p}: refused as a possible decompression bomb ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower() or isinstance(exc, EOFError):
+            reason = f"file is truncated or corrupt ({reason})"
+        raise ImageReadError(f"{p}: cannot decode image: {reason}") from exc
+    except MemoryError as exc:
+        raise ImageReadError(f"{p}: image too large for memory") from exc
+
+
+def _pil_to_array(im) -> np.ndarray:
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV", "1"):
+        im = im.convert("RGB" if im.mode != "1" else "L")
+    elif im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(im, dtype=np.uint16)
+    elif im.mode == "I":
+        arr = np.asarray(im, dtype=np.int64)
+        return arr.clip(0, 65535).astype(np.uint16)
+    return np.asarray(im)
+
+
+def _to_gray(arr: np.ndarray, p: Path, *, warn: bool) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[-1] in (2, 4):  # gray+alpha or RGBA: composite on white
+        alpha = _scale_to_unit(arr[..., -1], p)[..., None]
+        color = _scale_to_unit(arr[..., :-1], p)
+        arr = color * alpha + (1.0 - alpha)
+    else:
+        arr = _scale_to_unit(arr, p)
+    if arr.ndim == 2:
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ImageReadError(f"{p}: unsupported image layout with shape {arr.shape}")
+    chroma = float(np.abs(arr - arr.mean(axis=-1, keepdims=True)).max())
+    if warn and chroma > 2.0 / 255.0:
+        warnings.warn(f"{p}: colour image converted to gray (BT.601 luma) before colorizing", stacklevel=3)
+    gray = arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.ascontiguousarray(gray.clip(0, 1), dtype=np.float32)
+
+
+def _read_array(path, max_pixels) -> tuple[Path, np.ndarray]:
+    p = _check_path(path)
+    arr = None
+    if p.suffix.lower() in (".tif", ".tiff"):
+        arr = _read_tiff(p, max_pixels)
+    if arr is None:
+        arr = _read_pil(p, max_pixels)
+    if arr.size == 0:
+        raise ImageReadError(f"{p}: image has no pixels")
+    return p, arr
+
+
+def read_gray(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, warn_color: bool = True) -> np.ndarray:
+    """Read an image file as gray.
+
+    PNG, JPEG, TIFF (8/16-bit, float), BMP, WebP; gray, RGB, palette, CMYK and
+    alpha images; the EXIF orientation is applied. Colour images are reduced to
+    BT.601 luma (as PIL's ``convert("L")``) with a warning; alpha is composited
+    on white.
+
+    Parameters
+    ----------
+    path : str or path-like
+    max_pixels : int or None
+        Refuse images with more pixels than this (None: no ceiling).
+    warn_color : bool
+        Warn when a colour image is converted.
+
+    Returns
+    -------
+    gray : (y, x) float32 in [0, 1]
+
+    Raises
+    ------
+    ImageReadError
+        Missing, empty, truncated, non-image, too large or unsupported file.
+    """
+    p, arr = _read_array(path, max_pixels)
+    return _to_gray(arr, p, warn=warn_color)
+
+
+def read_rgb(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a colour photo (for calibration and evaluation truth).
+
+    Returns
+    -------
+    rgb : (y, x, 3) float32 in [0, 1]
+    """
+    p, arr = _read_array(path, max_pixels)
+    if arr.ndim == 3 and arr.shape[-1] in (2, 4):
+        alpha = _scale_to_unit(arr[..., -1], p)[..., None]
+        arr = _scale_to_unit(arr[..., :-1], p) * alpha + (1.0 - alpha)
+    else:
+        arr = _scale_to_unit(arr, p)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ImageReadError(f"{p}: unsupported image layout with shape {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def read_truth(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """Read a colour photo as (truth, gray), gray made exactly as PIL's ``convert("L")``.
+
+    Calibration and evaluation must see gray inputs made the way users make
+    them, or the coverage guarantee would not carry over.
+
+    Returns
+    -------
+    rgb : (y, x, 3) float32 in [0, 1]
+    gray : (y, x) float32 in [0, 1]
+    """
+    from PIL import Image
+
+    rgb = read_rgb(path, max_pixels=max_pixels)
+    rgb8 = np.round(rgb * 255.0).astype(np.uint8)
+    if np.array_equal(rgb8.astype(np.float32) / np.float32(255.0), rgb):
+        gray = np.asarray(Image.fromarray(rgb8, mode="RGB").convert("L"), dtype=np.float32) / np.float32(255.0)
+    else:  # high bit depth: the same luma in float
+        gray = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)).clip(0, 1)
+    return rgb, np.ascontiguousarray(gray, dtype=np.float32)
+
+
+def write_png(path, rgb: np.ndarray) -> Path:
+    """Write ``rgb`` : (y, x, 3) float in [0, 1] as an 8-bit RGB PNG."""
+    from PIL import Image
+
+    p = Path(path)
+    data = np.round(np.clip(np.asarray(rgb), 0, 1) * 255.0).astype(np.uint8)
+    try:
+        Image.fromarray(data, mode="RGB").save(p)
+    except OSError as exc:
+        raise ColorcubeError(f"{p}: cannot write ({exc.strerror or exc})") from exc
+    return p
+
+
+def write_intervals_npz(path, interval: np.ndarray, *, alpha: float, attrs: dict | None = None) -> Path:
+    """Write the R, G, B bands as ``R``, ``G``, ``B`` : (m, n, 2) float32 plus ``alpha``.
+
+    Parameters
+    ----------
+    path : output ``.npz`` path (written atomically)
+    interval : (y, x, 3, 2) float32 in [0, 1], last axis (lower, upper)
+    alpha : float, the miscoverage level the bands were built for
+    attrs : dict, optional; each entry stored as a 0-d array (e.g. ``lambda``)
+    """
+    p = Path(path)
+    arrays = {name: np.ascontiguousarray(interval[:, :, i, :], dtype=np.float32) for i, name in enumerate("RGB")}
+    arrays["alpha"] = np.float32(alpha)
+    for key, value in (attrs or {}).items():
+        arrays[key] = np.asarray(value)
+    tmp = p.with_name(p.name + ".part")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ColorcubeError(f"{p}: cannot write ({exc.strerror or exc})") from exc
+    return p

@@ -1,0 +1,267 @@
+"""The colorizer network, its decoding, and loading the shipped weights.
+
+The network sees only lightness L at a working resolution and predicts, at 1/4
+of that resolution,
+
+* a distribution over quantized (a, b) chroma bins, whose annealed mean is the
+  point estimate (temperature = ``vividness``: lower is more saturated), and
+* absolute lower/upper quantiles of the true R, G, B values (pinball-trained),
+  the heuristic bands that conformal calibration then scales.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .color import lab_to_rgb
+from .errors import ColorcubeError, WeightsError
+
+__all__ = [
+    "ModelConfig",
+    "ColorNet",
+    "ab_bins",
+    "predict",
+    "load_pretrained",
+    "load_weights",
+    "save_weights",
+    "select_device",
+    "DEFAULT_WEIGHTS",
+]
+
+DEFAULT_WEIGHTS = "colorcube-v1.safetensors"
+STRIDE = 16  # total downsampling of the trunk; inputs are padded to a multiple
+OUT_STRIDE = 4  # the heads predict at 1/4 of the working resolution
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters that fix the network's shape and decoding.
+
+    Attributes
+    ----------
+    width : int
+        Channels at 1/4 resolution; deeper levels use 2x and 4x this.
+    bin_step : float
+        Spacing of the (a, b) chroma grid, in Lab units.
+    vividness : float
+        Default annealed-mean temperature in (0, 1]; 1 is the plain mean.
+    quantiles : tuple of float
+        Target quantiles of the lower and upper heads.
+    """
+
+    width: int = 64
+    bin_step: float = 10.0
+    vividness: float = 0.5
+    quantiles: tuple = (0.05, 0.95)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        data = json.loads(text)
+        data["quantiles"] = tuple(data["quantiles"])
+        return cls(**data)
+
+
+def ab_bins(step: float = 10.0) -> torch.Tensor:
+    """Centres of the (a, b) bins that are inside the sRGB gamut at some L.
+
+    Returns
+    -------
+    bins : (Q, 2) float32 tensor of (a, b) centres; Q = 262 for step 10
+    """
+    half = int(110 // step)
+    axis = torch.arange(-half, half + 1, dtype=torch.float32) * step
+    a, b = torch.meshgrid(axis, axis, indexing="ij")
+    ab = torch.stack([a.reshape(-1), b.reshape(-1)], dim=1)  # (G, 2)
+    lightness = torch.linspace(5.0, 95.0, 46)
+    lab = torch.cat(
+        [
+            lightness[:, None, None].expand(-1, ab.shape[0], 1),
+            ab[None].expand(lightness.shape[0], -1, -1),
+        ],
+        dim=2,
+    )  # (nL, G, 3)
+    rgb = lab_to_rgb(lab.permute(2, 0, 1), clip=False)  # (3, nL, G)
+    inside = ((rgb >= -0.02) & (rgb <= 1.02)).all(dim=0).any(dim=0)
+    return ab[inside].contiguous()
+
+
+def _conv(cin: int, cout: int, *, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    pad = dilation * (k // 2)
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride=stride, padding=pad, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class _Residual(nn.Module):
+    def __init__(self, ch: int, dilation: int = 1):
+        super().__init__()
+        self.a = _conv(ch, ch, dilation=dilation)
+        self.b = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(ch),
+        )
+
+    def forward(self, x):
+        return F.relu(x + self.b(self.a(x)))
+
+
+class ColorNet(nn.Module):
+    """Encoder-decoder over lightness with a global scene-context branch.
+
+    Input ``L`` : (B, 1, H, W) float32 in [0, 100], H and W multiples of 16.
+    Output ``(logits, quant)``: (B, Q, H/4, W/4) bin logits and (B, 6, H/4, W/4)
+    raw quantile outputs (R, G, B lower then R, G, B upper, before a sigmoid).
+    """
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.register_buffer("bins", ab_bins(config.bin_step), persistent=False)
+        n_bins = self.bins.shape[0]
+        self.stem = nn.Sequential(_conv(1, w // 2, stride=2), _conv(w // 2, w, stride=2), _conv(w, w))
+        self.down8 = nn.Sequential(_conv(w, 2 * w, stride=2), _Residual(2 * w))
+        self.down16 = nn.Sequential(
+            _conv(2 * w, 4 * w, stride=2), _Residual(4 * w, 1), _Residual(4 * w, 2), _Residual(4 * w, 4)
+        )
+        # Scene context: a per-image vector (indoor/outdoor, sky, skin...) that
+        # modulates every position; dilations alone do not see the whole photo.
+        self.context = nn.Sequential(nn.Linear(4 * w, 4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, 8 * w))
+        self.up8 = nn.Sequential(_conv(6 * w, 2 * w, k=1), _conv(2 * w, 2 * w))
+        self.up4 = nn.Sequential(_conv(3 * w, w, k=1), _conv(w, w))
+        self.head = nn.Conv2d(w, n_bins + 6, 1)
+
+    @property
+    def n_bins(self) -> int:
+        return self.bins.shape[0]
+
+    def forward(self, lightness: torch.Tensor):
+        x = lightness / 50.0 - 1.0
+        f4 = self.stem(x)
+        f8 = self.down8(f4)
+        f16 = self.down16(f8)
+        scale, shift = self.context(f16.mean(dim=(2, 3))).chunk(2, dim=1)
+        f16 = f16 * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        y = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.up8(torch.cat([y, f8], dim=1))
+        y = F.interpolate(y, size=f4.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.up4(torch.cat([y, f4], dim=1))
+        out = self.head(y)
+        return out[:, : self.n_bins], out[:, self.n_bins :]
+
+
+def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, vividness: float) -> torch.Tensor:
+    """Annealed mean of the bin distribution: (B, Q, h, w) logits -> (B, 2, h, w) ab."""
+    p = torch.softmax(logits.float() / vividness, dim=1)
+    return torch.einsum("bqhw,qc->bchw", p, bins)
+
+
+def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None = None):
+    """Run the network and decode its outputs.
+
+    Parameters
+    ----------
+    model : ColorNet
+    lightness : (B, 1, H, W) float32 in [0, 100], H and W multiples of 16
+    vividness : float in (0, 1], optional
+        Annealed-mean temperature; defaults to the model's own.
+
+    Returns
+    -------
+    ab : (B, 2, H/4, W/4) float32 chroma point estimate
+    lower, upper : (B, 3, H/4, W/4) float32 in [0, 1], heuristic R, G, B quantiles
+    """
+    t = model.config.vividness if vividness is None else float(vividness)
+    logits, quant = model(lightness)
+    ab = annealed_mean(logits, model.bins, t)
+    q = torch.sigmoid(quant.float())
+    return ab, q[:, :3], q[:, 3:]
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ColorcubeError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ColorcubeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'")
+    return dev
+
+
+def save_weights(model: ColorNet, path: str | Path, *, half: bool = True, extra: dict | None = None) -> None:
+    """Write the model's weights and config as a safetensors file (no pickle)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
+               for k, v in model.state_dict().items()}
+    meta = {"config": model.config.to_json(), **{k: str(v) for k, v in (extra or {}).items()}}
+    save_file(tensors, str(path), metadata=meta)
+
+
+def load_weights(path: str | Path, *, device: str | torch.device = "cpu") -> ColorNet:
+    """Load a safetensors file written by :func:`save_weights` into an eval-mode model."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        config = ModelConfig.from_json(meta["config"])
+    except (SafetensorError, KeyError, ValueError, TypeError, OSError) as exc:
+        raise WeightsError(f"{path}: not a valid colorcube weights file ({exc}); reinstall or retrain") from exc
+    model = ColorNet(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0]})") from exc
+    model.weights_hash = file_hash(path)
+    model.weights_name = path.name
+    return model.eval().to(select_device(device))
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_weights_path() -> Path:
+    """Path of the weights shipped inside the package."""
+    return Path(str(resources.files("colorcube") / "weights" / DEFAULT_WEIGHTS))
+
+
+def load_pretrained(*, device: str | torch.device = "auto") -> ColorNet:
+    """Load the shipped colorizer from package data (never from the network).
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"} or torch.device
+
+    Returns
+    -------
+    ColorNet in eval mode, with ``weights_hash`` (sha256) and ``weights_name``.
+    """
+    return load_weights(default_weights_path(), device=device)

@@ -1,0 +1,31 @@
+"""Colorize one photograph: ``python test.py /full/path/to/image.png``.
+
+Writes into the current folder ``<stem>_color.png`` (8-bit RGB, the input's
+size) and ``<stem>_intervals.npz`` with arrays ``R``, ``G``, ``B`` of shape
+(m, n, 2) (lower, upper) in [0, 1] and ``alpha``. Options: ``--alpha A``,
+``--zarr`` (also ``<stem>.zarr``), ``--calibration FILE``.
+"""
+
+import argparse
+import sys
+
+from colorcube.cli import main
+
+
+def run(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image", help="path of the image to colorize")
+    parser.add_argument("--alpha", default="0.1", help="miscoverage of the bands (default 0.1)")
+    parser.add_argument("--zarr", action="store_true", help="also write <stem>.zarr")
+    parser.add_argument("--calibration", help="a .cal file (default: the shipped one)")
+    args = parser.parse_args(argv)
+    forwarded = ["colorize", args.image, "-o", ".", "--alpha", args.alpha]
+    if args.zarr:
+        forwarded.append("--zarr")
+    if args.calibration:
+        forwarded += ["--calibration", args.calibration]
+    return main(forwarded)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

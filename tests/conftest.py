@@ -1,0 +1,53 @@
+"""Shared fixtures: small photos from scikit-image and a tiny random network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorcube.model import ColorNet, ModelConfig
+
+
+def _photos():
+    from skimage import data
+
+    return {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee(), "rocket": data.rocket()}
+
+
+@pytest.fixture(scope="session")
+def photos():
+    """The four colour photos that ship with scikit-image, uint8 (y, x, 3)."""
+    return _photos()
+
+
+@pytest.fixture(scope="session")
+def photo_dir(tmp_path_factory, photos):
+    """A folder holding the skimage photos (downscaled) as PNG and JPEG, 3 crops each."""
+    d = tmp_path_factory.mktemp("photos")
+    for name, arr in photos.items():
+        im = Image.fromarray(arr)
+        im.thumbnail((256, 256))
+        a = np.asarray(im)
+        h, w = a.shape[:2]
+        for k, (ys, xs) in enumerate([(slice(0, h), slice(0, w)), (slice(0, h * 3 // 4), slice(w // 4, w)),
+                                      (slice(h // 4, h), slice(0, w * 3 // 4))]):
+            Image.fromarray(np.ascontiguousarray(a[ys, xs])).save(d / f"{name}_{k}.{'png' if k % 2 else 'jpg'}",
+                                                                   quality=95)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A small random network (eval mode) with a fake identity for calibration checks."""
+    torch.manual_seed(0)
+    model = ColorNet(ModelConfig(width=8)).eval()
+    model.weights_hash = "0" * 64
+    model.weights_name = "tiny-random"
+    return model
+
+
+def gray_of(rgb_uint8: np.ndarray) -> np.ndarray:
+    """PIL convert("L") of an RGB uint8 array as float32 in [0, 1]."""
+    return np.asarray(Image.fromarray(rgb_uint8).convert("L"), dtype=np.float32) / 255.0

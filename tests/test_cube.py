@@ -1,0 +1,72 @@
+import dask
+import numpy as np
+import pytest
+import xarray as xr
+
+from colorcube.cube import build_cube, cube_to_zarr, open_cube, validate_cube
+from colorcube.errors import SchemaError
+
+
+class CountingScheduler:
+    """A dask scheduler that counts computes (as cf-xarray's raise_if_dask_computes)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, dsk, keys, **kwargs):
+        self.calls += 1
+        return dask.get(dsk, keys, **kwargs)
+
+
+def _cube(h=20, w=30, alpha=0.1):
+    rng = np.random.default_rng(0)
+    gray = rng.random((h, w)).astype(np.float32)
+    rgb = rng.random((h, w, 3)).astype(np.float32)
+    iv = np.stack([rgb * 0.5, rgb * 0.5 + 0.5], axis=-1)
+    return build_cube(gray, rgb, iv, alpha=alpha, lam=[1.0, 2.0, np.inf], source="x.png")
+
+
+def test_schema():
+    ds = _cube()
+    assert ds["interval"].dims == ("y", "x", "channel", "bound")
+    assert list(ds.channel.values) == ["R", "G", "B"] and list(ds.bound.values) == ["lower", "upper"]
+    assert ds.interval.sel(channel="R").shape == (20, 30, 2)
+    assert ds.attrs["lambda"] == [1.0, 2.0, "inf"]
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda ds: ds.drop_vars("rgb"), "rgb"),
+    (lambda ds: ds.rename({"x": "col"}), "dims"),
+    (lambda ds: ds.assign(gray=ds.gray.astype("float64")), "float32"),
+    (lambda ds: ds.assign_coords(channel=["r", "g", "b"]), "channel"),
+    (lambda ds: ds.assign_attrs(alpha=3), "alpha"),
+])
+def test_validation_rejects(mutate, match):
+    with pytest.raises(SchemaError, match=match):
+        validate_cube(mutate(_cube()))
+
+
+def test_value_checks():
+    ds = _cube()
+    bad = ds.copy(deep=True)
+    bad["interval"][0, 0, 0] = [0.9, 0.1]
+    with pytest.raises(SchemaError, match="lower > upper"):
+        validate_cube(bad, check_values=True)
+    with pytest.raises(SchemaError, match="Dataset"):
+        validate_cube(xr.DataArray([1]))
+
+
+def test_zarr_round_trip_is_lazy(tmp_path):
+    ds = _cube(70, 90)
+    cube_to_zarr(ds, tmp_path / "c.zarr", chunk=32)
+    counter = CountingScheduler()
+    with dask.config.set(scheduler=counter):
+        back = open_cube(tmp_path / "c.zarr", chunks={})
+        window = back["interval"].isel(y=slice(10, 40), x=slice(0, 33)).sel(channel="G")
+        assert counter.calls == 0
+        assert window.chunks is not None
+        values = window.values
+    assert counter.calls == 1
+    np.testing.assert_array_equal(values, ds["interval"].isel(y=slice(10, 40), x=slice(0, 33)).sel(channel="G"))
+    assert back.attrs["alpha"] == 0.1 and back.attrs["lambda"] == [1.0, 2.0, "inf"]
+    assert back["rgb"].encoding["chunks"] == (32, 32, 3)

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+
+from colorcube.color import lab_to_rgb
+from colorcube.errors import ColorcubeError, WeightsError
+from colorcube.model import (
+    ColorNet,
+    ModelConfig,
+    ab_bins,
+    load_pretrained,
+    load_weights,
+    predict,
+    save_weights,
+    select_device,
+)
+
+
+def test_bins_are_in_gamut_and_cover_neutral():
+    bins = ab_bins(10.0)
+    assert bins.shape[1] == 2 and 150 < bins.shape[0] < 400
+    assert (bins == 0).all(dim=1).any()  # gray is a bin
+    assert bins.abs().max() <= 110
+    # every bin is reproducible in sRGB at some lightness
+    lab = torch.stack([torch.full((len(bins),), 60.0), bins[:, 0], bins[:, 1]])[:, None]
+    assert lab_to_rgb(lab, clip=False).shape == (3, 1, len(bins))
+
+
+def test_forward_shapes_and_ranges(tiny_model):
+    lightness = torch.rand(2, 1, 64, 96) * 100
+    with torch.no_grad():
+        logits, quant = tiny_model(lightness)
+        ab, lo, hi = predict(tiny_model, lightness, vividness=0.4)
+    assert logits.shape == (2, tiny_model.n_bins, 16, 24) and quant.shape == (2, 6, 16, 24)
+    assert ab.shape == (2, 2, 16, 24)
+    assert float(lo.min()) >= 0 and float(hi.max()) <= 1
+    assert float(ab.abs().max()) <= 110
+
+
+def test_vividness_saturates():
+    torch.manual_seed(0)
+    model = ColorNet(ModelConfig(width=8)).eval()
+    with torch.no_grad():
+        model.head.bias[: model.n_bins] = torch.linspace(0, 3, model.n_bins)  # a skewed distribution
+        lightness = torch.full((1, 1, 32, 32), 50.0)
+        cold = predict(model, lightness, vividness=1.0)[0].norm(dim=1).mean()
+        hot = predict(model, lightness, vividness=0.3)[0].norm(dim=1).mean()
+    assert hot > cold
+
+
+def test_save_load_round_trip(tmp_path, tiny_model):
+    save_weights(tiny_model, tmp_path / "w.safetensors", half=False)
+    back = load_weights(tmp_path / "w.safetensors")
+    x = torch.rand(1, 1, 32, 32) * 100
+    with torch.no_grad():
+        for a, b in zip(tiny_model(x), back(x)):
+            torch.testing.assert_close(a, b)
+    assert len(back.weights_hash) == 64 and back.config.width == 8
+
+
+def test_tampered_and_truncated_weights_refused(tmp_path, tiny_model):
+    path = tmp_path / "w.safetensors"
+    save_weights(tiny_model, path)
+    (tmp_path / "t.safetensors").write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(WeightsError, match="t.safetensors"):
+        load_weights(tmp_path / "t.safetensors")
+    (tmp_path / "p.safetensors").write_bytes(b"\x80\x04\x95 a pickle, not safetensors")
+    with pytest.raises(WeightsError, match="p.safetensors"):
+        load_weights(tmp_path / "p.safetensors")
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(tmp_path / "missing.safetensors")
+
+
+def test_shipped_weights_load_offline():
+    model = load_pretrained(device="cpu")
+    assert not model.training
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 1e6 < n_params < 10e6
+    assert 0 < model.config.vividness <= 1
+    with torch.no_grad():
+        ab, lo, hi = predict(model, torch.full((1, 1, 64, 64), 50.0))
+    assert torch.isfinite(ab).all() and (lo <= hi + 1e-6).float().mean() > 0.99
+
+
+def test_select_device():
+    assert select_device("cpu").type == "cpu"
+    assert select_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ColorcubeError, match="device"):
+        select_device("nonsense")
+    if not torch.cuda.is_available():
+        with pytest.raises(ColorcubeError, match="no CUDA"):
+            select_device("cuda")
+
+
+def test_config_json_round_trip():
+    cfg = ModelConfig(width=16, vividness=0.42)
+    assert ModelConfig.from_json(cfg.to_json()) == cfg
+    assert np.isclose(cfg.quantiles, (0.05, 0.95)).all()

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+import torch
+
+import colorcube
+from colorcube.color import gray_to_lightness, rgb_to_lab
+from colorcube.errors import ColorcubeError
+from colorcube.pipeline import PipelineSettings, full_stage, predict_bands, working_stage
+
+from .conftest import gray_of
+
+
+@pytest.fixture(scope="module")
+def gray(photos):
+    return gray_of(photos["astronaut"][::2, ::2])  # 256 x 256
+
+
+def test_cube_at_full_resolution_keeps_gray(tiny_model, photos):
+    g = gray_of(photos["chelsea"])  # 300 x 451, not a multiple of anything
+    ds = colorcube.colorize(g, model=tiny_model, calibration=None,
+                            settings=PipelineSettings(working_size=128))
+    assert dict(ds.sizes) == {"y": 300, "x": 451, "channel": 3, "bound": 2}
+    np.testing.assert_array_equal(ds["gray"].values, g)
+    iv, rgb = ds["interval"].values, ds["rgb"].values
+    assert (iv[..., 0] <= rgb + 1e-6).all() and (rgb <= iv[..., 1] + 1e-6).all()
+    assert ds.attrs["calibrated"] == 0 and "UNCALIBRATED" in ds.attrs["guarantee"]
+    assert ds.attrs["lambda"] == [1.0, 1.0, 1.0]
+
+
+def test_lightness_of_colour_equals_input_lightness(tiny_model, gray):
+    rgb, _, _ = predict_bands(gray, tiny_model, PipelineSettings(working_size=128))
+    lab = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1))[0].numpy()
+    target = gray_to_lightness(torch.from_numpy(gray)).numpy()
+    inside = ((rgb > 0.01) & (rgb < 0.99)).all(axis=-1)  # gamut clipping changes L
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(lab[inside], target[inside], atol=0.05)
+
+
+def test_blocks_do_not_change_results(tiny_model, gray):
+    settings = PipelineSettings(working_size=96)
+    whole = predict_bands(gray, tiny_model, settings, block_pixels=1 << 30)
+    blocked = predict_bands(gray, tiny_model, settings, block_pixels=1000)
+    for a, b in zip(whole, blocked):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_tiles_reproduce_untiled(tiny_model, gray):
+    coeffs = working_stage(gray, tiny_model, PipelineSettings(working_size=64))
+    full = full_stage(gray, coeffs)[0].numpy()
+    tile = full_stage(gray[37:150, 101:230], coeffs, y0=37, x0=101)[0].numpy()
+    np.testing.assert_allclose(tile, full[37:150, 101:230], atol=1e-6)
+
+
+class _StepModel(torch.nn.Module):
+    """Predicts chroma +40/-40 from the sign of (L - 50): a sharp chroma edge on a lightness edge."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.config = base.config
+        self.register_buffer("bins", base.bins)
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    @property
+    def n_bins(self):
+        return self.bins.shape[0]
+
+    def forward(self, lightness):
+        small = torch.nn.functional.avg_pool2d(lightness, 4)
+        target = torch.where(small > 50, 40.0, -40.0)
+        d = (self.bins[:, 1].view(1, -1, 1, 1) - target) ** 2
+        return -d / 10.0, torch.zeros(lightness.shape[0], 6, *small.shape[-2:])
+
+
+def test_guided_upsampling_reduces_bleeding(tiny_model):
+    model = _StepModel(tiny_model).eval()
+    g = np.full((512, 512), 0.2, np.float32)
+    g[:, 253:] = 0.8  # edge not aligned with the 4-px output grid
+    truth_b = np.where(np.arange(512) >= 253, 40.0, -40.0)
+    errs = {}
+    for guided in (True, False):
+        s = PipelineSettings(working_size=128, guided=guided, vividness=0.05)
+        rgb, _, _ = predict_bands(g, model, s)
+        b = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1))[2].numpy()
+        errs[guided] = np.abs(b - truth_b[None, :])[:, 240:266].mean()
+    assert errs[True] < 0.5 * errs[False]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((3, 4, 5)), "shape"),
+    (np.zeros((0, 4)), "shape"),
+    (np.full((8, 8), np.nan, np.float32), "NaN"),
+    (np.full((8, 8), 2.0, np.float32), r"\[0, 1\]"),
+])
+def test_bad_arrays(tiny_model, bad, match):
+    with pytest.raises(ColorcubeError, match=match):
+        colorcube.colorize(bad, model=tiny_model, calibration=None)
+
+
+def test_bad_alpha_and_settings(tiny_model, gray):
+    with pytest.raises(ColorcubeError, match="alpha"):
+        colorcube.colorize(gray, alpha=1.5, model=tiny_model, calibration=None)
+    with pytest.raises(ColorcubeError, match="working_size"):
+        PipelineSettings(working_size=8)
+
+
+def test_integer_and_tiny_inputs(tiny_model):
+    ds = colorcube.colorize(np.full((1, 1), 128, np.uint8), model=tiny_model, calibration=None)
+    assert ds.sizes["y"] == 1 and ds.sizes["x"] == 1
+    ds = colorcube.colorize(np.zeros((3, 900), np.uint16), model=tiny_model, calibration=None,
+                            settings=PipelineSettings(working_size=256))
+    assert ds["rgb"].shape == (3, 900, 3)
