@@ -3,9 +3,9 @@
 Two stages (DESIGN section 3):
 
 1. *Working resolution*: the network runs on the lightness downsampled to
-   ``working_size`` (longer side); its chroma and R, G, B quantile maps are
+   ``working_size`` (longer side); its chroma and R, G, B spread maps are
    turned into fast-guided-filter coefficients ``(A, b)`` against the working
-   lightness (He & Sun 2015). This is small: 16 maps at working resolution.
+   lightness (He & Sun 2015). This is small: 10 maps at working resolution.
 2. *Full resolution*: every output pixel is ``A(x) * L(x) + b(x)`` with ``A``
    and ``b`` bilinearly sampled at the pixel's position and ``L`` the
    full-resolution lightness, then Lab -> RGB and the conformal interval.
@@ -75,8 +75,8 @@ class PipelineSettings:
 class Coefficients:
     """Guided-filter coefficients at working resolution.
 
-    ``a``, ``b`` : (8, h, w) float32 tensors for the channels
-    (a*, b*, R_lo, G_lo, B_lo, R_hi, G_hi, B_hi); ``shape`` is the full-resolution (y, x).
+    ``a``, ``b`` : (5, h, w) float32 tensors for the channels
+    (a*, b*, R spread, G spread, B spread); ``shape`` is the full-resolution (y, x).
     """
 
     a: torch.Tensor
@@ -123,8 +123,8 @@ def working_stage(gray: np.ndarray | torch.Tensor, model: ColorNet, settings: Pi
     ph, pw = (-hw) % STRIDE, (-ww) % STRIDE
     # Replicate-pad tiny images up to one stride and odd sizes to a multiple of it.
     lin = F.pad(lw[None, None], (0, pw, 0, ph), mode="replicate")
-    ab, lo, hi = predict(model, lin, vividness=settings.vividness)
-    maps = torch.cat([ab, lo, hi], dim=1)  # (1, 8, H/4, W/4)
+    ab, spread = predict(model, lin, vividness=settings.vividness)
+    maps = torch.cat([ab, spread], dim=1)  # (1, 5, H/4, W/4)
     maps = F.interpolate(maps, scale_factor=OUT_STRIDE, mode="bilinear", align_corners=False)[0, :, :hw, :ww]
     guide = (lw / 100.0)[None]
     if not settings.guided:
@@ -170,7 +170,9 @@ def full_stage(gray_tile, coeffs: Coefficients, *, y0: int = 0, x0: int = 0):
 
     Returns
     -------
-    rgb, lower, upper : (ty, tx, 3) float32 tensors in [0, 1], lower <= rgb <= upper
+    rgb : (ty, tx, 3) float32 tensor in [0, 1], the colour estimate
+    lower, upper : (ty, tx, 3) float32 tensors, heuristic bounds rgb -/+ spread
+        (lower <= rgb <= upper; not clipped to [0, 1])
     """
     device = coeffs.a.device
     g = torch.as_tensor(np.asarray(gray_tile, dtype=np.float32)).to(device)
@@ -180,14 +182,17 @@ def full_stage(gray_tile, coeffs: Coefficients, *, y0: int = 0, x0: int = 0):
     b = _sample(coeffs.b, coeffs.shape, y0, y0 + ty, x0, x0 + tx)
     q = a * (lightness / 100.0)[None] + b
     rgb = lab_to_rgb(torch.cat([lightness[None], q[:2]], dim=0))
-    lower = torch.minimum(q[2:5].clamp(0, 1), rgb)
-    upper = torch.maximum(q[5:8].clamp(0, 1), rgb)
-    return rgb.permute(1, 2, 0), lower.permute(1, 2, 0), upper.permute(1, 2, 0)
+    spread = q[2:5].clamp_min(0)
+    # Heuristic bounds f -/+ spread, deliberately not clipped to [0, 1]: the
+    # conformal interval scales them by lambda and clips only at the end.
+    return rgb.permute(1, 2, 0), (rgb - spread).permute(1, 2, 0), (rgb + spread).permute(1, 2, 0)
 
 
 def predict_bands(gray, model: ColorNet, settings: PipelineSettings = PipelineSettings(), *,
                   block_pixels: int = 1 << 22):
     """Full pipeline before calibration: numpy (rgb, lower, upper), each (y, x, 3) float32.
+
+    ``rgb`` is in [0, 1]; the heuristic ``lower <= rgb <= upper`` may extend past it.
 
     The full-resolution stage runs in row blocks of about ``block_pixels``
     pixels, which bounds the temporaries; results do not depend on the blocks.

@@ -112,3 +112,19 @@ def test_cli_without_shared_data_env(tmp_path, gray_png):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "calibrated" not in proc.stderr.lower() or "uncalibrated" not in proc.stdout
+
+
+def test_demo_writes_outputs_and_reports_coverage(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "chelsea_gray_color.png").is_file() and (tmp_path / "chelsea_gray_intervals.npz").is_file()
+    assert "pixels inside their R, G, B bands" in out
+    psnr_color, psnr_gray = _psnrs(out)
+    assert psnr_color > psnr_gray  # the colour estimate is closer to the truth than the gray input
+
+
+def _psnrs(text):
+    import re
+
+    m = re.search(r"PSNR ([\d.]+) dB \(gray input ([\d.]+)\)", text)
+    return float(m.group(1)), float(m.group(2))

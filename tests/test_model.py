@@ -30,11 +30,32 @@ def test_forward_shapes_and_ranges(tiny_model):
     lightness = torch.rand(2, 1, 64, 96) * 100
     with torch.no_grad():
         logits, quant = tiny_model(lightness)
-        ab, lo, hi = predict(tiny_model, lightness, vividness=0.4)
+        ab, spread = predict(tiny_model, lightness, vividness=0.4)
     assert logits.shape == (2, tiny_model.n_bins, 16, 24) and quant.shape == (2, 6, 16, 24)
-    assert ab.shape == (2, 2, 16, 24)
-    assert float(lo.min()) >= 0 and float(hi.max()) <= 1
+    assert ab.shape == (2, 2, 16, 24) and spread.shape == (2, 3, 16, 24)
+    assert float(spread.min()) >= 0 and float(spread.max()) <= 0.5  # std of values in [0, 1]
     assert float(ab.abs().max()) <= 110
+
+
+def test_spread_is_zero_for_a_certain_colour_and_large_for_two_modes():
+    torch.manual_seed(0)
+    model = ColorNet(ModelConfig(width=8)).eval()
+    red = int(((model.bins - torch.tensor([60.0, 40.0])) ** 2).sum(1).argmin())
+    blue = int(((model.bins - torch.tensor([20.0, -60.0])) ** 2).sum(1).argmin())
+    lightness = torch.full((1, 1, 32, 32), 50.0)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(-30.0)
+        model.head.bias[red] = 30.0
+        _, certain = predict(model, lightness)
+        model.head.bias[blue] = 30.0
+        ab, bimodal = predict(model, lightness, vividness=1.0)
+    assert float(certain.max()) < 1e-3
+    # two equally likely colours: std of each channel = half the distance between them
+    rgb = lab_to_rgb(torch.stack([torch.full((2,), 50.0), model.bins[[red, blue], 0], model.bins[[red, blue], 1]])[:, None])
+    expected = (rgb[:, 0, 0] - rgb[:, 0, 1]).abs() / 2
+    torch.testing.assert_close(bimodal[0, :, 0, 0], expected, atol=2e-3, rtol=0)
+    torch.testing.assert_close(ab[0, :, 0, 0], model.bins[[red, blue]].mean(0), atol=1e-3, rtol=0)
 
 
 def test_vividness_saturates():
@@ -78,8 +99,8 @@ def test_shipped_weights_load_offline():
     assert 1e6 < n_params < 10e6
     assert 0 < model.config.vividness <= 1
     with torch.no_grad():
-        ab, lo, hi = predict(model, torch.full((1, 1, 64, 64), 50.0))
-    assert torch.isfinite(ab).all() and (lo <= hi + 1e-6).float().mean() > 0.99
+        ab, spread = predict(model, torch.full((1, 1, 64, 64), 50.0))
+    assert torch.isfinite(ab).all() and torch.isfinite(spread).all() and float(spread.min()) >= 0
 
 
 def test_select_device():

@@ -58,6 +58,7 @@ class _StepModel(torch.nn.Module):
         super().__init__()
         self.config = base.config
         self.register_buffer("bins", base.bins)
+        self.register_buffer("rgb_table", base.rgb_table)
         self.anchor = torch.nn.Parameter(torch.zeros(1))
 
     @property
