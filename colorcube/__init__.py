@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .archive import archive_index, colorize_archive, open_archive
 from .conformal import Calibration
 from .cube import build_cube, open_cube, validate_cube
 from .errors import CalibrationError, ColorcubeError, ImageReadError, SchemaError, WeightsError
@@ -16,6 +17,9 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "__version__",
+    "archive_index",
+    "colorize_archive",
+    "open_archive",
     "Calibration",
     "CalibrationError",
     "ColorcubeError",

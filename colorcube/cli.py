@@ -1,4 +1,4 @@
-"""The ``colorcube`` command line: demo, colorize, calibrate, evaluate, train.
+"""The ``colorcube`` command line: demo, colorize, archive, export, calibrate, evaluate, train.
 
 Every command prints a one-line ``colorcube: error: ...`` and exits non-zero on
 bad input, never a traceback.
@@ -155,6 +155,62 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_archive(args) -> int:
+    from .archive import colorize_archive
+    from .pipeline import PipelineSettings
+
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise ColorcubeError("--scheduler needs dask.distributed: pip install 'colorcube[distributed]'") from exc
+        try:
+            client = Client(args.scheduler, timeout="20s")
+        except OSError as exc:
+            raise ColorcubeError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from exc
+    settings = None
+    if args.working_size or args.vividness or args.no_guided:
+        settings = PipelineSettings(working_size=args.working_size or 512, vividness=args.vividness,
+                                    guided=not args.no_guided)
+    try:
+        res = colorize_archive(args.source, args.output, alpha=args.alpha, chunk=args.chunk, device=args.device,
+                               calibration=None if args.uncalibrated else (args.calibration or "default"),
+                               weights=args.weights, settings=settings, client=client,
+                               max_pixels=args.max_pixels)
+    finally:
+        if client is not None:
+            client.close()
+    for source, reason in res.failures.items():
+        print(f"failed: {reason}", file=sys.stderr)
+    print(f"archive {args.output}: {res.summary()}")
+    return 1 if res.failed else 0
+
+
+def _cmd_export(args) -> int:
+    import numpy as np
+
+    from .archive import open_archive
+    from .io import write_intervals_npz, write_png
+
+    tree = open_archive(args.archive)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, node in tree.children.items():
+        ds = node.to_dataset()
+        write_png(out / f"{name}_color.png", ds["rgb"].values)
+        if args.format == "tiff":
+            import tifffile
+
+            bands = np.round(ds["interval"].values.reshape(ds.sizes["y"], ds.sizes["x"], 6) * 65535).astype(np.uint16)
+            tifffile.imwrite(out / f"{name}_bands.tif", bands, photometric="minisblack", planarconfig="contig",
+                             metadata={"axes": "YXS", "channels": "R_lower,R_upper,G_lower,G_upper,B_lower,B_upper"})
+        else:
+            write_intervals_npz(out / f"{name}_intervals.npz", ds["interval"].values, alpha=ds.attrs["alpha"])
+    print(f"exported {len(tree.children)} images from {args.archive} to {out}")
+    return 0
+
+
 def _add_model_args(p, *, calibration=True):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--weights", help="a .safetensors weights file (default: the shipped model)")
@@ -199,6 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=200_000_000, help=argparse.SUPPRESS)
     _add_model_args(p)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("archive", help="colorize a folder/glob/list/zarr of images into one zarr archive")
+    p.add_argument("source", help="folder (recursive), glob, text file of paths, or zarr of gray images")
+    p.add_argument("output", help="zarr store path or fsspec URL (e.g. out.zarr, file:///data/out.zarr)")
+    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--chunk", type=int, default=1024, help="spatial chunk side (pixels)")
+    p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
+    p.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger images (bomb guard)")
+    _add_model_args(p)
+    p.set_defaults(func=_cmd_archive)
+
+    p = sub.add_parser("export", help="write each archived image as PNG plus its bands (npz or 16-bit TIFF)")
+    p.add_argument("archive")
+    p.add_argument("output", help="folder")
+    p.add_argument("--format", choices=("png", "tiff"), default="png",
+                   help="png: colour PNG + bands .npz; tiff: colour PNG + 16-bit 6-channel bands TIFF")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("calibrate", help="conformal calibration on a folder of colour photos")
     p.add_argument("folder")

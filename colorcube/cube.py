@@ -23,7 +23,7 @@ import xarray as xr
 
 from .errors import SchemaError
 
-__all__ = ["build_cube", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS"]
+__all__ = ["build_cube", "cube_attrs", "cube_dataset", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS"]
 
 CHANNELS = ("R", "G", "B")
 BOUNDS = ("lower", "upper")
@@ -42,6 +42,45 @@ def _version() -> str:
 
 def _finite_or_str(x: float):
     return float(x) if math.isfinite(x) else "inf"
+
+
+def cube_attrs(*, alpha: float, lam, calibration=None, model=None, settings=None, source: str = "<array>",
+               source_hash: str = "") -> dict:
+    """The cube's attributes (JSON-able): alpha, method, lambda, guarantee, provenance."""
+    lam = [float(v) for v in np.asarray(lam, dtype=np.float64).reshape(-1)]
+    if calibration is None:
+        method, guarantee = "uncalibrated", ("UNCALIBRATED heuristic bands (lambda = 1): no coverage guarantee; "
+                                             "calibrate with `colorcube calibrate`.")
+        summary = {}
+    else:
+        method, guarantee, summary = calibration.method, calibration.guarantee(alpha), calibration.summary()
+    return {
+        "alpha": float(alpha),
+        "method": method,
+        "lambda": [_finite_or_str(v) for v in lam],
+        "calibrated": int(calibration is not None),
+        "guarantee": guarantee,
+        "calibration": json.dumps(summary),
+        "model_name": getattr(model, "weights_name", "") if model is not None else "",
+        "model_hash": getattr(model, "weights_hash", "") if model is not None else "",
+        "settings": json.dumps(settings or {}),
+        "source": str(source),
+        "source_hash": source_hash,
+        "colorcube_version": _version(),
+    }
+
+
+def cube_dataset(gray, rgb, interval, attrs: dict) -> xr.Dataset:
+    """Wrap numpy or dask arrays in the cube schema (no value checks, stays lazy)."""
+    return xr.Dataset(
+        {
+            "gray": (("y", "x"), gray),
+            "rgb": (("y", "x", "channel"), rgb),
+            "interval": (("y", "x", "channel", "bound"), interval),
+        },
+        coords={"channel": list(CHANNELS), "bound": list(BOUNDS)},
+        attrs=attrs,
+    )
 
 
 def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, model=None, settings=None,
@@ -64,36 +103,10 @@ def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, mode
     -------
     xarray.Dataset
     """
-    lam = [float(v) for v in np.asarray(lam, dtype=np.float64).reshape(-1)]
-    if calibration is None:
-        method, guarantee = "uncalibrated", ("UNCALIBRATED heuristic bands (lambda = 1): no coverage guarantee; "
-                                             "calibrate with `colorcube calibrate`.")
-        summary = {}
-    else:
-        method, guarantee, summary = calibration.method, calibration.guarantee(alpha), calibration.summary()
-    attrs = {
-        "alpha": float(alpha),
-        "method": method,
-        "lambda": [_finite_or_str(v) for v in lam],
-        "calibrated": int(calibration is not None),
-        "guarantee": guarantee,
-        "calibration": json.dumps(summary),
-        "model_name": getattr(model, "weights_name", "") if model is not None else "",
-        "model_hash": getattr(model, "weights_hash", "") if model is not None else "",
-        "settings": json.dumps(settings or {}),
-        "source": str(source),
-        "source_hash": source_hash,
-        "colorcube_version": _version(),
-    }
-    ds = xr.Dataset(
-        {
-            "gray": (("y", "x"), np.asarray(gray, np.float32)),
-            "rgb": (("y", "x", "channel"), np.asarray(rgb, np.float32)),
-            "interval": (("y", "x", "channel", "bound"), np.asarray(interval, np.float32)),
-        },
-        coords={"channel": list(CHANNELS), "bound": list(BOUNDS)},
-        attrs=attrs,
-    )
+    attrs = cube_attrs(alpha=alpha, lam=lam, calibration=calibration, model=model, settings=settings,
+                       source=source, source_hash=source_hash)
+    ds = cube_dataset(np.asarray(gray, np.float32), np.asarray(rgb, np.float32),
+                      np.asarray(interval, np.float32), attrs)
     validate_cube(ds, check_values=True)
     return ds
 
@@ -150,6 +163,7 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     encoding = {name: {"chunks": tuple(sizes[d] for d in ds[name].dims)} for name in ds.data_vars}
     if isinstance(store, Path):
         store = str(store)
+    ds.attrs = {k: v for k, v in ds.attrs.items()}
     return ds.to_zarr(store, mode=mode, group=group, encoding=encoding, consolidated=False, zarr_format=3)
 
 

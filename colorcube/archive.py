@@ -1,0 +1,417 @@
+"""Folders of scans -> one zarr archive of cubes, in bounded memory, resumable.
+
+Layout of an archive (zarr v3, a local path or any fsspec URL)::
+
+    OUT.zarr/images/<name>/{gray, rgb, interval}   one cube per source image
+    OUT.zarr/images/<name>.attrs["colorcube_status"]  "incomplete" | "complete" | "failed"
+
+A group is written with status "incomplete" and marked "complete" only after
+all its arrays are written, so a crash never leaves a half-written image that
+looks finished. Re-running the same command skips complete images whose
+source hash is unchanged and redoes the rest. Each image's full-resolution
+stage runs chunk by chunk through dask and streams to zarr; its working stage
+(the network) runs once per image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import functools
+import glob
+import hashlib
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ColorcubeError, ImageReadError
+
+__all__ = ["list_sources", "group_name", "colorize_archive", "open_archive", "archive_index", "ArchiveResult"]
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+_FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One input image: a file, or a 2-D array inside a zarr store (``array`` set)."""
+
+    path: str
+    array: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.path if self.array is None else f"{self.path}::{self.array}"
+
+
+@dataclasses.dataclass
+class ArchiveResult:
+    """Outcome of :func:`colorize_archive`.
+
+    ``done`` / ``skipped`` / ``failed`` list group names; ``failures`` maps a
+    source label to its one-line reason; ``megapixels`` counts processed pixels.
+    """
+
+    total: int
+    done: list
+    skipped: list
+    failed: list
+    failures: dict
+    megapixels: float
+    seconds: float
+
+    def summary(self) -> str:
+        rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
+        return (f"{len(self.done)} done, {len(self.skipped)} already complete, {len(self.failed)} failed of "
+                f"{self.total}; {self.megapixels:.1f} MP in {self.seconds:.1f} s ({rate:.2f} MP/s)")
+
+
+def list_sources(src) -> list[Source]:
+    """Expand SRC: a folder (recursive, sorted), a glob, a text file of paths, a zarr of gray images.
+
+    A list of paths is taken as is. Files in a folder are those with an image
+    suffix; broken ones are kept (and later reported), other files ignored.
+    """
+    if isinstance(src, (list, tuple)):
+        return [Source(str(p)) for p in src]
+    text = str(src)
+    p = Path(text)
+    if any(ch in text for ch in "*?[") and not p.exists():
+        files = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file())
+        if not files:
+            raise ColorcubeError(f"{text}: the glob matches no files")
+        return [Source(f) for f in files]
+    if not p.exists():
+        raise ColorcubeError(f"{p}: source not found; give a folder, a glob, a text file of paths or a zarr")
+    if p.is_dir() and (p.suffix == ".zarr" or (p / "zarr.json").is_file()):
+        return _zarr_sources(p)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and not f.is_dir())
+        if not files:
+            raise ColorcubeError(f"{p}: no image files (.png, .jpg, .tif, ...) in this folder")
+        return [Source(str(f)) for f in files]
+    if p.suffix.lower() in (".txt", ".lst", ".csv"):
+        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
+        base = p.parent
+        return [Source(str(Path(ln) if Path(ln).is_absolute() else base / ln)) for ln in lines
+                if ln and not ln.startswith("#")]
+    return [Source(str(p))]
+
+
+def _zarr_sources(p: Path) -> list[Source]:
+    import zarr
+
+    root = zarr.open_group(str(p), mode="r")
+    out = [Source(str(p), name) for name, arr in root.arrays() if arr.ndim == 2]
+    for gname, group in root.groups():
+        out += [Source(str(p), f"{gname}/{name}") for name, arr in group.arrays() if arr.ndim == 2]
+    if not out:
+        raise ColorcubeError(f"{p}: the zarr store holds no 2-D gray arrays")
+    return sorted(out, key=lambda s: s.array)
+
+
+def group_name(source: Source) -> str:
+    """A safe, stable, unique group name: cleaned stem + 8 hex of the full source label.
+
+    Only ``[A-Za-z0-9._-]`` survive, so no name can climb out of the archive
+    (``..``, ``/``) and two ``scan.png`` in different folders stay distinct.
+    """
+    stem = Path(source.array or source.path).stem
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:60] or "image"
+    return f"{clean}-{hashlib.sha256(source.label.encode()).hexdigest()[:8]}"
+
+
+def _source_hash(source: Source) -> str:
+    h = hashlib.sha256()
+    if source.array is None:
+        try:
+            with open(source.path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        except OSError as exc:
+            raise ImageReadError(f"{source.path}: cannot be read ({exc.strerror or exc})") from exc
+    else:
+        import zarr
+
+        h.update(np.ascontiguousarray(zarr.open_array(source.path, path=source.array, mode="r")[...]).tobytes())
+    return h.hexdigest()
+
+
+def _read(source: Source, max_pixels) -> np.ndarray:
+    from .io import read_gray
+
+    if source.array is None:
+        return read_gray(source.path, max_pixels=max_pixels, warn_color=False)
+    import zarr
+
+    arr = np.asarray(zarr.open_array(source.path, path=source.array, mode="r")[...])
+    if np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+        raise ImageReadError(f"{source.label}: values must be finite and in [0, 1] (or integers)")
+    return arr
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """Everything a worker needs besides the source (small and picklable)."""
+
+    out: str
+    weights: str
+    device: str
+    settings: dict
+    lam: tuple
+    chunk: int
+    max_pixels: int | None
+    attrs: dict
+
+
+@functools.lru_cache(maxsize=2)
+def _model(weights: str, device: str):
+    """One model per process (per dask worker), loaded on first use and reused."""
+    from .model import load_weights
+
+    return load_weights(weights, device=device)
+
+
+def _status(out: str, name: str) -> dict:
+    import zarr
+
+    try:
+        return dict(zarr.open_group(out, path=f"images/{name}", mode="r").attrs)
+    except (FileNotFoundError, KeyError, ValueError, zarr.errors.GroupNotFoundError):
+        return {}
+
+
+def _block(gray_block, a, b, shape, lam, block_info=None):
+    """Full-resolution stage of one chunk -> (ty, tx, 9): rgb, lower, upper."""
+    import torch
+
+    from .conformal import nested_interval
+    from .pipeline import Coefficients, full_stage
+
+    (y0, _), (x0, _) = block_info[0]["array-location"]
+    coeffs = Coefficients(torch.from_numpy(a), torch.from_numpy(b), tuple(shape))
+    rgb, lower, upper = (t.numpy() for t in full_stage(gray_block, coeffs, y0=y0, x0=x0))
+    lo, hi = nested_interval(rgb, lower, upper, np.asarray(lam))
+    return np.concatenate([rgb, lo, hi], axis=-1).astype(np.float32)
+
+
+def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -> dict:
+    """Colorize one source into ``images/<name>``; never raises for a bad input."""
+    import dask
+    import dask.array as da
+    import torch
+    import zarr
+
+    from .cube import cube_dataset
+    from .pipeline import PipelineSettings, working_stage
+
+    if in_worker:
+        # One torch thread per task, as in the local run: results do not depend
+        # on the thread count and dask's threads are not oversubscribed.
+        torch.set_num_threads(1)
+
+    row = {"name": name, "source": source.label, "status": "failed", "error": "", "height": 0, "width": 0,
+           "hash": "", "megapixels": 0.0}
+    try:
+        row["hash"] = digest = _source_hash(source)
+        have = _status(job.out, name)
+        if have.get("colorcube_status") == "complete" and have.get("source_hash") == digest:
+            row.update(status="skipped", height=have.get("height", 0), width=have.get("width", 0))
+            return row
+        gray = _read(source, job.max_pixels)
+        model = _model(job.weights, job.device)
+        coeffs = working_stage(gray, model, PipelineSettings(**job.settings))
+        h, w = gray.shape
+        g = da.from_array(gray, chunks=(job.chunk, job.chunk))
+        stacked = da.map_blocks(_block, g, coeffs.a.cpu().numpy(), coeffs.b.cpu().numpy(), (h, w), job.lam,
+                                dtype=np.float32, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (9,)))
+        interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
+        attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,
+                 "colorcube_status": "incomplete"}
+        ds = cube_dataset(g, stacked[..., :3], interval, attrs)
+        ds = ds.assign_coords(channel=np.array(ds.channel.values, dtype=object),
+                              bound=np.array(ds.bound.values, dtype=object))
+        c = (min(job.chunk, h), min(job.chunk, w))
+        encoding = {"gray": {"chunks": c}, "rgb": {"chunks": (*c, 3)}, "interval": {"chunks": (*c, 3, 2)}}
+        with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
+            ds.to_zarr(job.out, group=f"images/{name}", mode="w", encoding=encoding, consolidated=False,
+                       zarr_format=3)
+        zarr.open_group(job.out, path=f"images/{name}", mode="r+").attrs.update({"colorcube_status": "complete"})
+        row.update(status="done", height=h, width=w, megapixels=h * w / 1e6)
+    except ColorcubeError as exc:
+        row["error"] = str(exc)
+    except OSError as exc:
+        if exc.errno in _FATAL_ERRNOS:
+            raise ColorcubeError(f"{job.out}: cannot write the archive ({exc.strerror}); free space or fix "
+                                 "permissions, then re-run the same command to resume") from exc
+        row["error"] = f"{source.label}: {type(exc).__name__}: {exc}"
+    except MemoryError:
+        row["error"] = f"{source.label}: not enough memory for this image; lower --chunk or use a bigger machine"
+    if row["status"] == "failed":
+        _record_failure(job.out, name, source, row["error"])
+    return row
+
+
+def _record_failure(out: str, name: str, source: Source, error: str) -> None:
+    import zarr
+
+    zarr.open_group(out, path=f"images/{name}", mode="w",
+                    attributes={"colorcube_status": "failed", "source": source.label, "error": error})
+
+
+def _run_local(sources, names, job, collect, workers) -> None:
+    """Images in a small thread pool, torch at one thread each (restored afterwards)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            futures = [pool.submit(_process, s, n, job) for s, n in zip(sources, names)]
+            for fut in as_completed(futures):
+                collect(fut.result())
+    finally:
+        torch.set_num_threads(previous)
+
+
+def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device: str = "auto",
+                     calibration="default", weights=None, settings=None, client=None,
+                     max_pixels="default", workers: int | None = None, progress: bool = True) -> ArchiveResult:
+    """Colorize many images into one zarr archive.
+
+    Parameters
+    ----------
+    src : folder, glob, text file of paths, zarr store of gray arrays, or a list of paths
+    out : zarr store path or fsspec URL (``file://``, ``memory://``, ``s3://`` ...)
+    alpha : float in (0, 1), miscoverage of the bands
+    chunk : int, spatial chunk side in pixels (also the zarr chunking)
+    device : "auto", "cpu" or "cuda" for the network
+    calibration : "default", a .cal path, a Calibration, or None (uncalibrated)
+    weights : optional .safetensors path (default: the shipped weights)
+    settings : PipelineSettings, optional (default: the calibration's)
+    client : dask.distributed.Client, optional; images then run as tasks on its
+        workers, each worker loading the model once
+    max_pixels : pixel ceiling per image ("default": 200 MP; None: none)
+    workers : images processed at once on this machine (default: CPU count)
+    progress : bool, tqdm bar with images and MP/s
+
+    Returns
+    -------
+    ArchiveResult
+    """
+    import zarr
+    from tqdm.auto import tqdm
+
+    from .conformal import _check_alpha
+    from .cube import cube_attrs
+    from .io import DEFAULT_MAX_PIXELS
+    from .model import default_weights_path, load_weights, select_device
+    from .pipeline import PipelineSettings, resolve_calibration
+
+    alpha = _check_alpha(alpha)
+    if int(chunk) < 16:
+        raise ColorcubeError(f"chunk={chunk!r} is too small; use at least 16 (default 1024)")
+    sources = list_sources(src)
+    weights = str(weights or default_weights_path())
+    dev = str(select_device(device))
+    model = _model(weights, dev)
+    cal = resolve_calibration(calibration, model)
+    if settings is None:
+        settings = PipelineSettings(**cal.provenance["settings"]) if cal is not None else PipelineSettings()
+    sdict = settings.as_dict(model)
+    if cal is not None:
+        cal.check_compatible(model_hash=model.weights_hash, settings=sdict)
+    lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
+    attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=sdict)
+    out = str(out)
+    try:
+        zarr.open_group(out, mode="a").attrs.update({"colorcube_archive": 1})
+    except OSError as exc:
+        raise ColorcubeError(f"{out}: cannot create the archive ({exc.strerror or exc})") from exc
+    job = _Job(out=out, weights=weights, device=dev, settings=sdict, lam=tuple(float(v) for v in lam),
+               chunk=int(chunk), max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels,
+               attrs=attrs)
+    names = [group_name(s) for s in sources]
+    result = ArchiveResult(len(sources), [], [], [], {}, 0.0, 0.0)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(sources), unit="img", desc="archive", disable=not progress)
+
+    def collect(row):
+        result.megapixels += row["megapixels"]
+        {"done": result.done, "skipped": result.skipped, "failed": result.failed}[row["status"]].append(row["name"])
+        if row["status"] == "failed":
+            result.failures[row["source"]] = row["error"]
+            log.warning("%s", row["error"])
+        bar.update(1)
+        bar.set_postfix(MPps=f"{result.megapixels / max(time.perf_counter() - t0, 1e-9):.2f}",
+                        failed=len(result.failed))
+
+    try:
+        if client is None:
+            _run_local(sources, names, job, collect, workers)
+        else:
+            from distributed import as_completed
+
+            futures = [client.submit(_process, s, n, job, in_worker=True, pure=False)
+                       for s, n in zip(sources, names)]
+            for fut in as_completed(futures):
+                collect(fut.result())
+    finally:
+        bar.close()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def archive_index(out):
+    """The archive's index: one row per source (name, source, status, error, size, hash).
+
+    Returns
+    -------
+    pandas.DataFrame, sorted by name
+    """
+    import pandas as pd
+    import zarr
+
+    try:
+        images = zarr.open_group(str(out), path="images", mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise ColorcubeError(f"{out}: not a colorcube archive (no images group)") from exc
+    rows = []
+    for name, group in images.groups():
+        a = dict(group.attrs)
+        rows.append({"name": name, "source": a.get("source", ""), "status": a.get("colorcube_status", "incomplete"),
+                     "error": a.get("error", ""), "height": a.get("height", 0), "width": a.get("width", 0),
+                     "hash": a.get("source_hash", "")})
+    cols = ["name", "source", "status", "error", "height", "width", "hash"]
+    return pd.DataFrame(rows, columns=cols).sort_values("name", ignore_index=True)
+
+
+def open_archive(out, *, chunks: dict | None = None):
+    """Open an archive lazily as an ``xarray.DataTree``: one dask-backed cube per complete image.
+
+    Incomplete and failed images are left out (see :func:`archive_index`).
+    Nothing is computed until the caller asks for values.
+    """
+    import xarray as xr
+
+    index = archive_index(out)
+    done = index[index.status == "complete"]
+    tree = {}
+    for name in done.name:
+        ds = xr.open_zarr(str(out), group=f"images/{name}", chunks={} if chunks is None else chunks,
+                          consolidated=False, zarr_format=3)
+        tree[f"/{name}"] = ds
+    dt = xr.DataTree.from_dict(tree)
+    dt.attrs["n_images"] = len(done)
+    dt.attrs["n_failed"] = int((index.status == "failed").sum())
+    return dt
