@@ -32,7 +32,7 @@ from .errors import ColorcubeError, ImageReadError
 __all__ = ["list_sources", "group_name", "colorize_archive", "open_archive", "archive_index", "ArchiveResult"]
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 
 
@@ -266,6 +266,49 @@ def _record_failure(out: str, name: str, source: Source, error: str) -> None:
                     attributes={"colorcube_status": "failed", "source": source.label, "error": error})
 
 
+def _acquire_lock(out: str):
+    """One writer per local archive: a lock file holding the writer's pid.
+
+    A second ``colorcube archive`` on the same folder is refused while the first
+    runs; a lock left by a killed run (its pid is gone) is taken over. Remote
+    (fsspec URL) archives are not locked: run one writer per URL.
+    """
+    import os
+
+    if "://" in out:
+        return None
+    lock = Path(out) / ".colorcube.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _pid_alive(pid):
+                raise ColorcubeError(f"{out}: another colorcube process (pid {pid}) is writing this archive; "
+                                     f"wait for it, or delete {lock} if that process is gone") from None
+            lock.unlink(missing_ok=True)  # stale: its writer was killed
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return lock
+    raise ColorcubeError(f"{out}: cannot take the archive lock {lock}")
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _run_local(sources, names, job, collect, workers) -> None:
     """Images in a small thread pool, torch at one thread each (restored afterwards)."""
     import os
@@ -338,6 +381,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
         zarr.open_group(out, mode="a").attrs.update({"colorcube_archive": 1})
     except OSError as exc:
         raise ColorcubeError(f"{out}: cannot create the archive ({exc.strerror or exc})") from exc
+    lock = _acquire_lock(out)
     job = _Job(out=out, weights=weights, device=dev, settings=sdict, lam=tuple(float(v) for v in lam),
                chunk=int(chunk), max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels,
                attrs=attrs)
@@ -368,6 +412,8 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
                 collect(fut.result())
     finally:
         bar.close()
+        if lock is not None:
+            lock.unlink(missing_ok=True)
     result.seconds = time.perf_counter() - t0
     return result
 

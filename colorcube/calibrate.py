@@ -15,7 +15,7 @@ from .pipeline import PipelineSettings, predict_bands
 __all__ = ["image_curves", "calibrate", "list_images"]
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 
 
 def list_images(folder) -> list[Path]:

@@ -27,6 +27,8 @@ _PIL_LIMIT_LOCK = threading.Lock()
 def _check_path(path) -> Path:
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            raise ImageReadError(f"{p}: broken symbolic link or link loop")
         raise ImageReadError(f"{p}: file not found")
     if p.is_dir():
         raise ImageReadError(f"{p}: is a directory, not an image file")
@@ -142,6 +144,8 @@ def _to_gray(arr: np.ndarray, p: Path, *, warn: bool) -> np.ndarray:
         alpha = _scale_to_unit(arr[..., -1], p)[..., None]
         color = _scale_to_unit(arr[..., :-1], p)
         arr = color * alpha + (1.0 - alpha)
+        if arr.shape[-1] == 1:
+            arr = arr[..., 0]
     else:
         arr = _scale_to_unit(arr, p)
     if arr.ndim == 2:

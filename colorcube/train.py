@@ -29,7 +29,7 @@ from .model import OUT_STRIDE, ColorNet, ModelConfig, annealed_mean, save_weight
 __all__ = ["TrainOptions", "train", "load_bank", "choose_vividness"]
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 
 
 @dataclasses.dataclass

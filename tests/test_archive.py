@@ -179,3 +179,45 @@ def test_zarr_of_gray_images(tmp_path, photos, folder):
     assert len(res.done) == 1
     ds = open_archive(tmp_path / "o.zarr")[res.done[0]].to_dataset()
     np.testing.assert_allclose(ds.gray.values, (g * 255).round() / 255, atol=1e-6)
+
+
+def test_disk_full_stops_cleanly_and_resumes(folder, tmp_path, monkeypatch):
+    import errno
+
+    import xarray as xr
+
+    out = tmp_path / "full.zarr"
+    real = xr.Dataset.to_zarr
+    calls = {"n": 0}
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_zarr", flaky)
+    with pytest.raises(ColorcubeError, match="No space left on device.*re-run"):
+        colorize_archive(folder, out, chunk=64, progress=False, workers=1)
+    assert not (out / ".colorcube.lock").exists()
+    idx = archive_index(out)
+    assert (idx.status == "complete").sum() == 2  # what was finished before the disk filled is kept
+    monkeypatch.setattr(xr.Dataset, "to_zarr", real)
+    res = colorize_archive(folder, out, chunk=64, progress=False)
+    assert len(res.skipped) == 2 and len(res.done) == 4
+    assert (archive_index(out).status == "complete").sum() == 6
+
+
+def test_second_writer_is_refused_stale_lock_taken_over(folder, tmp_path):
+    out = tmp_path / "l.zarr"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".colorcube.lock").write_text(str(sleeper.pid))
+        with pytest.raises(ColorcubeError, match=f"pid {sleeper.pid}"):
+            colorize_archive([str(folder / "chelsea.png")], out, progress=False)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    res = colorize_archive([str(folder / "chelsea.png")], out, progress=False)  # its writer is gone
+    assert len(res.done) == 1 and not (out / ".colorcube.lock").exists()
