@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import plot
 from .archive import archive_index, colorize_archive, open_archive
 from .conformal import Calibration
 from .cube import build_cube, open_cube, validate_cube
@@ -9,6 +10,18 @@ from .errors import CalibrationError, ColorcubeError, ImageReadError, SchemaErro
 from .io import read_gray, read_rgb
 from .model import load_pretrained
 from .pipeline import PipelineSettings, colorize
+
+
+
+def explore(obj, **kwargs):
+    """Jupyter explorer of a cube, an archive or an image (see :func:`colorcube.widgets.explore`).
+
+    ipywidgets is imported only when this is called.
+    """
+    from .widgets import explore as _explore
+
+    return _explore(obj, **kwargs)
+
 
 try:
     __version__ = version("colorcube")
@@ -19,6 +32,7 @@ __all__ = [
     "__version__",
     "archive_index",
     "colorize_archive",
+    "explore",
     "open_archive",
     "Calibration",
     "CalibrationError",
@@ -31,6 +45,7 @@ __all__ = [
     "colorize",
     "load_pretrained",
     "open_cube",
+    "plot",
     "read_gray",
     "read_rgb",
     "validate_cube",

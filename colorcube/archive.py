@@ -189,7 +189,7 @@ def _status(out: str, name: str) -> dict:
 
 
 def _block(gray_block, a, b, shape, lam, block_info=None):
-    """Full-resolution stage of one chunk -> (ty, tx, 9): rgb, lower, upper."""
+    """Full-resolution stage of one chunk -> (ty, tx, 12): rgb, lower, upper, heuristic scale."""
     import torch
 
     from .conformal import nested_interval
@@ -199,7 +199,7 @@ def _block(gray_block, a, b, shape, lam, block_info=None):
     coeffs = Coefficients(torch.from_numpy(a), torch.from_numpy(b), tuple(shape))
     rgb, lower, upper = (t.numpy() for t in full_stage(gray_block, coeffs, y0=y0, x0=x0))
     lo, hi = nested_interval(rgb, lower, upper, np.asarray(lam))
-    return np.concatenate([rgb, lo, hi], axis=-1).astype(np.float32)
+    return np.concatenate([rgb, lo, hi, upper - rgb], axis=-1).astype(np.float32)
 
 
 def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -> dict:
@@ -231,15 +231,16 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
         h, w = gray.shape
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
         stacked = da.map_blocks(_block, g, coeffs.a.cpu().numpy(), coeffs.b.cpu().numpy(), (h, w), job.lam,
-                                dtype=np.float32, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (9,)))
+                                dtype=np.float32, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (12,)))
         interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
         attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,
                  "colorcube_status": "incomplete"}
-        ds = cube_dataset(g, stacked[..., :3], interval, attrs)
+        ds = cube_dataset(g, stacked[..., :3], interval, attrs, scale=stacked[..., 9:12])
         ds = ds.assign_coords(channel=np.array(ds.channel.values, dtype=object),
                               bound=np.array(ds.bound.values, dtype=object))
         c = (min(job.chunk, h), min(job.chunk, w))
-        encoding = {"gray": {"chunks": c}, "rgb": {"chunks": (*c, 3)}, "interval": {"chunks": (*c, 3, 2)}}
+        encoding = {"gray": {"chunks": c}, "rgb": {"chunks": (*c, 3)}, "interval": {"chunks": (*c, 3, 2)},
+                    "scale": {"chunks": (*c, 3)}}
         with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
             ds.to_zarr(job.out, group=f"images/{name}", mode="w", encoding=encoding, consolidated=False,
                        zarr_format=3)

@@ -9,6 +9,9 @@ interval (y, x, channel, bound)     float32 [0, 1]   conformal lower / upper bou
 ======== ========================== ================ ===============================
 
 Coordinates ``channel = ["R", "G", "B"]`` and ``bound = ["lower", "upper"]``.
+An optional ``scale`` (y, x, channel) float16 >= 0 holds the heuristic band
+half-width before conformal scaling, so bands for another alpha can be
+recomputed from a stored calibration without the model (the explorer's slider).
 ``ds.interval.sel(channel="R")`` is the specification's m x n x 2 matrix for R.
 """
 
@@ -70,21 +73,24 @@ def cube_attrs(*, alpha: float, lam, calibration=None, model=None, settings=None
     }
 
 
-def cube_dataset(gray, rgb, interval, attrs: dict) -> xr.Dataset:
+def cube_dataset(gray, rgb, interval, attrs: dict, scale=None) -> xr.Dataset:
     """Wrap numpy or dask arrays in the cube schema (no value checks, stays lazy)."""
+    data = {
+        "gray": (("y", "x"), gray),
+        "rgb": (("y", "x", "channel"), rgb),
+        "interval": (("y", "x", "channel", "bound"), interval),
+    }
+    if scale is not None:
+        data["scale"] = (("y", "x", "channel"), scale.astype(np.float16))
     return xr.Dataset(
-        {
-            "gray": (("y", "x"), gray),
-            "rgb": (("y", "x", "channel"), rgb),
-            "interval": (("y", "x", "channel", "bound"), interval),
-        },
+        data,
         coords={"channel": list(CHANNELS), "bound": list(BOUNDS)},
         attrs=attrs,
     )
 
 
 def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, model=None, settings=None,
-               source: str = "<array>", source_hash: str = "") -> xr.Dataset:
+               source: str = "<array>", source_hash: str = "", scale=None) -> xr.Dataset:
     """Assemble and validate one image's Dataset.
 
     Parameters
@@ -98,6 +104,7 @@ def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, mode
     model : ColorNet or None, for its name and hash
     settings : dict of pipeline settings
     source, source_hash : str, where the gray input came from
+    scale : (y, x, 3) heuristic half-width, optional (stored as float16)
 
     Returns
     -------
@@ -106,7 +113,7 @@ def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, mode
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=calibration, model=model, settings=settings,
                        source=source, source_hash=source_hash)
     ds = cube_dataset(np.asarray(gray, np.float32), np.asarray(rgb, np.float32),
-                      np.asarray(interval, np.float32), attrs)
+                      np.asarray(interval, np.float32), attrs, None if scale is None else np.asarray(scale))
     validate_cube(ds, check_values=True)
     return ds
 
@@ -130,6 +137,8 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
             raise SchemaError(f"variable {name!r} has dims {ds[name].dims}, expected {dims}")
         if ds[name].dtype != np.float32:
             raise SchemaError(f"variable {name!r} has dtype {ds[name].dtype}, expected float32")
+    if "scale" in ds.data_vars and ds["scale"].dims != ("y", "x", "channel"):
+        raise SchemaError(f"variable 'scale' has dims {ds['scale'].dims}, expected ('y', 'x', 'channel')")
     for coord, values in (("channel", CHANNELS), ("bound", BOUNDS)):
         if coord not in ds.coords or tuple(str(v) for v in ds[coord].values) != values:
             raise SchemaError(f"coordinate {coord!r} must be {list(values)}")

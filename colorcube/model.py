@@ -34,6 +34,7 @@ from .errors import ColorcubeError, WeightsError
 
 __all__ = [
     "ModelConfig",
+    "fold_batchnorm",
     "bin_rgb_table",
     "ColorNet",
     "ab_bins",
@@ -245,6 +246,29 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def fold_batchnorm(model: ColorNet) -> ColorNet:
+    """Inference copy of ``model`` with each BatchNorm folded into the convolution before it.
+
+    Saves a pass over every feature map; outputs agree with the unfolded eval
+    model to float rounding (about 1e-6 relative).
+    """
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                conv, bn = module[i], module[i + 1]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    module[i], module[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+    for key in ("weights_hash", "weights_name"):
+        if hasattr(model, key):
+            setattr(folded, key, getattr(model, key))
+    return folded
+
+
 def save_weights(model: ColorNet, path: str | Path, *, half: bool = True, extra: dict | None = None) -> None:
     """Write the model's weights and config as a safetensors file (no pickle)."""
     from safetensors.torch import save_file
@@ -277,7 +301,7 @@ def load_weights(path: str | Path, *, device: str | torch.device = "cpu") -> Col
         raise WeightsError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0]})") from exc
     model.weights_hash = file_hash(path)
     model.weights_name = path.name
-    return model.eval().to(select_device(device))
+    return fold_batchnorm(model).to(select_device(device))
 
 
 def file_hash(path: str | Path) -> str:

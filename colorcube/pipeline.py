@@ -288,4 +288,4 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     lo, hi = nested_interval(rgb, lower, upper, lam)
     interval = np.stack([lo, hi], axis=-1).astype(np.float32)
     return build_cube(gray, rgb, interval, alpha=alpha, lam=lam, calibration=cal, model=model,
-                      settings=settings.as_dict(model), source=source)
+                      settings=settings.as_dict(model), source=source, scale=upper - rgb)

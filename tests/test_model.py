@@ -74,8 +74,9 @@ def test_save_load_round_trip(tmp_path, tiny_model):
     back = load_weights(tmp_path / "w.safetensors")
     x = torch.rand(1, 1, 32, 32) * 100
     with torch.no_grad():
-        for a, b in zip(tiny_model(x), back(x)):
-            torch.testing.assert_close(a, b)
+        for a, b in zip(tiny_model(x), back(x)):  # loading folds BatchNorm: equal to rounding
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in back.modules())
     assert len(back.weights_hash) == 64 and back.config.width == 8
 
 

@@ -1,0 +1,259 @@
+"""Jupyter explorer: colour, bands, band width, misses, per-pixel intervals, coverage.
+
+ipywidgets and matplotlib are imported only here, when an explorer is made.
+Only the image on show is read, strided down to ``max_side`` pixels, so
+archives larger than memory open instantly.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ColorcubeError
+
+__all__ = ["explore", "Explorer"]
+
+VIEWS = ("colour", "gray", "lower", "upper", "band width", "miss map")
+
+
+def _png(arr: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _figure_png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _magma(x: np.ndarray) -> np.ndarray:
+    from matplotlib import colormaps
+
+    return colormaps["magma"](np.clip(x, 0, 1))[..., :3]
+
+
+class Explorer:
+    """State and callbacks of the explorer; :func:`explore` returns ``Explorer(...).widget``.
+
+    Parameters
+    ----------
+    images : dict name -> zero-argument callable returning a cube Dataset (lazy)
+    calibration : Calibration or None, serves lambda for any alpha
+    truth : dict name -> (y, x, 3) float array in [0, 1], optional
+    max_side : int, longest displayed side in pixels
+    """
+
+    def __init__(self, images: dict, *, calibration=None, truth=None, max_side: int = 512):
+        import ipywidgets as w
+
+        if not images:
+            raise ColorcubeError("nothing to explore: no complete images")
+        self.images, self.calibration, self.truth = images, calibration, truth or {}
+        self.max_side = max_side
+        self._cache = {}
+        names = list(images)
+        self.picker = w.Dropdown(options=names, value=names[0], description="image",
+                                 layout=w.Layout(display="flex" if len(names) > 1 else "none"))
+        self.view = w.ToggleButtons(options=list(VIEWS), value="colour", description="view")
+        self.channel = w.ToggleButtons(options=["R", "G", "B"], value="R", description="channel")
+        self.alpha = w.FloatSlider(value=0.1, min=0.02, max=0.5, step=0.01, description="alpha",
+                                   continuous_update=True, readout_format=".2f")
+        self.px = w.IntSlider(description="x", min=0, max=1)
+        self.py = w.IntSlider(description="y", min=0, max=1)
+        self.image = w.Image(format="png", layout=w.Layout(max_width=f"{max_side}px"))
+        self.pixel_chart = w.Image(format="png")
+        self.coverage_panel = w.Image(format="png")
+        self.status = w.HTML()
+        self.picker.observe(lambda _: self._load(), "value")
+        for control in (self.view, self.channel, self.alpha):
+            control.observe(lambda _: self._render(), "value")
+        for control in (self.px, self.py, self.alpha):
+            control.observe(lambda _: self._render_pixel(), "value")
+        self.alpha.observe(lambda _: self._render_coverage(), "value")
+        controls = w.VBox([self.picker, self.view, self.channel, self.alpha, self.status])
+        pixel = w.VBox([w.HTML("<b>pixel</b> (display coordinates)"), self.px, self.py, self.pixel_chart])
+        self.widget = w.VBox([controls, w.HBox([self.image, pixel]), self.coverage_panel])
+        self.widget.add_class("colorcube-explorer")
+        self._load()
+
+    # -- data -------------------------------------------------------------
+    def _load(self) -> None:
+        name = self.picker.value
+        ds = self.images[name]()
+        step = max(1, int(np.ceil(max(ds.sizes["y"], ds.sizes["x"]) / self.max_side)))
+        small = ds.isel(y=slice(None, None, step), x=slice(None, None, step))
+        d = {"rgb": np.asarray(small["rgb"].values, np.float32), "gray": np.asarray(small["gray"].values),
+             "interval": np.asarray(small["interval"].values, np.float32)}
+        if "scale" in small:
+            d["scale"] = np.asarray(small["scale"].values, np.float32)
+        else:  # recover from the stored band: exact wherever one side is not clipped
+            lam = np.array([float(v) for v in ds.attrs["lambda"]])
+            half = np.maximum(d["rgb"] - d["interval"][..., 0], d["interval"][..., 1] - d["rgb"])
+            d["scale"] = np.where(np.isfinite(lam) & (lam > 0), half / np.where(lam > 0, lam, 1), 0.0)
+        truth = self.truth.get(name)
+        d["truth"] = None if truth is None else np.asarray(truth, np.float32)[::step, ::step]
+        d["attrs"], d["step"] = dict(ds.attrs), step
+        cal = self.calibration
+        # the slider may only rescale bands with the calibration of the model that made them
+        d["cal"] = cal if cal is not None and cal.provenance.get("model_hash") == d["attrs"].get("model_hash") else None
+        self.data = d
+        h, w = d["gray"].shape
+        self.px.max, self.py.max = w - 1, h - 1
+        self.px.value, self.py.value = w // 2, h // 2
+        self.view.options = list(VIEWS) if d["truth"] is not None else list(VIEWS[:-1])
+        self._render()
+        self._render_pixel()
+        self._render_coverage()
+
+    def bands(self, alpha: float | None = None) -> np.ndarray:
+        """Displayed (y, x, 3, 2) bands for ``alpha`` from the calibration; no model call."""
+        from .conformal import nested_interval
+
+        d = self.data
+        alpha = self.alpha.value if alpha is None else alpha
+        if d["cal"] is None:
+            return d["interval"]
+        lam = d["cal"].lambda_for(alpha)
+        lo, hi = nested_interval(d["rgb"], d["rgb"] - d["scale"], d["rgb"] + d["scale"], lam)
+        return np.stack([lo, hi], axis=-1)
+
+    # -- rendering -------------------------------------------------------
+    def current_view(self) -> np.ndarray:
+        """The (y, x, 3) float image now on show."""
+        d, c = self.data, "RGB".index(self.channel.value)
+        view = self.view.value
+        if view == "colour":
+            return d["rgb"]
+        if view == "gray":
+            return np.repeat(d["gray"][..., None], 3, axis=2)
+        iv = self.bands()
+        if view in ("lower", "upper"):
+            out = d["rgb"].copy()
+            out[..., c] = iv[..., c, 0 if view == "lower" else 1]
+            return out
+        if view == "band width":
+            return _magma(iv[..., c, 1] - iv[..., c, 0])
+        truth = d["truth"][..., c]
+        miss = (truth < iv[..., c, 0]) | (truth > iv[..., c, 1])
+        out = np.repeat(d["gray"][..., None], 3, axis=2) * 0.6
+        out[miss] = [1.0, 0.1, 0.1]
+        return out
+
+    def _render(self) -> None:
+        self.image.value = _png(self.current_view())
+        a = self.data["attrs"]
+        cal = ("bands from the calibration at the slider's alpha" if self.data["cal"] is not None
+               else f"stored bands only (alpha {a.get('alpha')}; no matching calibration)")
+        self.status.value = (f"<small>{self.data['gray'].shape[1] * self.data['step']} x "
+                             f"{self.data['gray'].shape[0] * self.data['step']} px, shown 1:{self.data['step']}; "
+                             f"{cal}; model {str(a.get('model_hash', ''))[:12]}</small>")
+
+    def _render_pixel(self) -> None:
+        import matplotlib.pyplot as plt
+
+        d = self.data
+        y, x = self.py.value, self.px.value
+        iv = self.bands()[y, x]
+        fig, ax = plt.subplots(figsize=(3, 2.2))
+        for c, (name, col) in enumerate(zip("RGB", ("tab:red", "tab:green", "tab:blue"))):
+            ax.plot([c, c], iv[c] * 255, color=col, lw=6, alpha=0.5, solid_capstyle="butt")
+            ax.plot(c, d["rgb"][y, x, c] * 255, "o", color=col, label="estimate" if c == 0 else None)
+            if d["truth"] is not None:
+                ax.plot(c, d["truth"][y, x, c] * 255, "kx", label="truth" if c == 0 else None)
+        ax.set_xticks(range(3), list("RGB"))
+        ax.set_ylim(0, 255)
+        ax.set_title(f"pixel ({x}, {y}), alpha {self.alpha.value:.2f}", fontsize=8)
+        ax.legend(fontsize=6, loc="upper right")
+        self.pixel_chart.value = _figure_png(fig)
+
+    def _render_coverage(self) -> None:
+        import matplotlib.pyplot as plt
+
+        d = self.data
+        if d["truth"] is None or d["cal"] is None:
+            self.coverage_panel.layout.display = "none"
+            return
+        from .conformal import lambda_star, loss_curve
+        from .plot import coverage_curve
+
+        self.coverage_panel.layout.display = "flex"
+        rgb, s, t = d["rgb"], d["scale"], d["truth"]
+        curves = loss_curve(lambda_star(rgb, rgb - s, rgb + s, t).reshape(-1, 3))[None]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3))
+        coverage_curve(d["cal"], curves, ax=a1)
+        iv = self.bands()
+        inside = ((t >= iv[..., 0]) & (t <= iv[..., 1])).reshape(-1, 3).mean(axis=0)
+        a2.bar(list("RGB"), inside, color=["tab:red", "tab:green", "tab:blue"])
+        a2.axhline(1 - self.alpha.value, color="k", ls="--", lw=1)
+        a2.set_ylim(0, 1)
+        a2.set_title(f"this image at alpha {self.alpha.value:.2f}", fontsize=9)
+        self.coverage_panel.value = _figure_png(fig)
+
+
+def _images_from(obj) -> dict:
+    import xarray as xr
+
+    from .archive import archive_index
+    from .cube import open_cube
+
+    if isinstance(obj, xr.Dataset):
+        return {"image": lambda: obj}
+    if isinstance(obj, xr.DataTree):
+        return {name: (lambda node=node: node.to_dataset()) for name, node in obj.children.items()}
+    path = Path(str(obj))
+    if (path / "images").is_dir() or "://" in str(obj):
+        index = archive_index(obj)
+        names = list(index[index.status == "complete"].name)
+        return {n: (lambda n=n: xr.open_zarr(str(obj), group=f"images/{n}", chunks={}, consolidated=False,
+                                             zarr_format=3)) for n in names}
+    if path.suffix == ".zarr":
+        return {path.stem: lambda: open_cube(path)}
+    if path.is_file():
+        from .pipeline import colorize
+
+        return {path.stem: lambda: colorize(path)}
+    raise ColorcubeError(f"{obj}: not a cube, an archive, a zarr store or an image file")
+
+
+def explore(obj, *, calibration="default", truth=None, max_side: int = 512):
+    """Build the explorer for a cube, an archive (DataTree or path) or an image path.
+
+    Parameters
+    ----------
+    obj : xarray.Dataset, xarray.DataTree, archive path/URL, cube ``.zarr`` or image path
+    calibration : "default" (the shipped one), a .cal path, a Calibration, or None
+        (None: only the stored bands; the alpha slider then has no effect)
+    truth : (y, x, 3) array or colour-photo path (one image), or dict name -> either;
+        enables the miss map and the coverage panel
+    max_side : int, longest displayed side
+
+    Returns
+    -------
+    ipywidgets.VBox (not displayed); its ``explorer`` attribute is the Explorer
+    """
+    from .conformal import Calibration
+    from .io import read_rgb
+
+    images = _images_from(obj)
+    if isinstance(calibration, str) and calibration == "default":
+        from .pipeline import default_calibration_path
+
+        calibration = Calibration.from_file(default_calibration_path())
+    elif isinstance(calibration, (str, Path)):
+        calibration = Calibration.from_file(calibration)
+    if truth is not None and not isinstance(truth, dict):
+        truth = {next(iter(images)): truth}
+    truth = {k: (read_rgb(v) if isinstance(v, (str, Path)) else np.asarray(v)) for k, v in (truth or {}).items()}
+    app = Explorer(images, calibration=calibration, truth=truth, max_side=max_side)
+    app.widget.explorer = app
+    return app.widget
