@@ -142,7 +142,7 @@ class Explorer:
             out[..., c] = iv[..., c, 0 if view == "lower" else 1]
             return out
         if view == "band width":
-            return _magma(iv[..., c, 1] - iv[..., c, 0])
+            return _magma((iv[..., c, 1] - iv[..., c, 0]) / 0.5)  # widths of half the range and more saturate
         truth = d["truth"][..., c]
         miss = (truth < iv[..., c, 0]) | (truth > iv[..., c, 1])
         out = np.repeat(d["gray"][..., None], 3, axis=2) * 0.6
