@@ -35,7 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", nargs="?", default=str(DEFAULT))
     ap.add_argument("--limit", type=int, default=None, help="first N photos only")
-    ap.add_argument("--working-size", type=int, default=512)
+    ap.add_argument("--working-size", type=int, default=384)
     args = ap.parse_args()
     paths = list_images(args.folder)[: args.limit]
     model = load_pretrained(device="cpu")

@@ -18,34 +18,27 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
-import glob
-import hashlib
 import logging
-import re
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ColorcubeError, ImageReadError
+from .errors import ColorcubeError
+from .sources import Source, group_name, list_sources, read_source, source_hash
 
-__all__ = ["list_sources", "group_name", "colorize_archive", "open_archive", "archive_index", "ArchiveResult"]
+__all__ = [
+    "Source",
+    "list_sources",
+    "group_name",
+    "colorize_archive",
+    "open_archive",
+    "archive_index",
+    "ArchiveResult",
+]
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """One input image: a file, or a 2-D array inside a zarr store (``array`` set)."""
-
-    path: str
-    array: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.path if self.array is None else f"{self.path}::{self.array}"
 
 
 @dataclasses.dataclass
@@ -68,93 +61,6 @@ class ArchiveResult:
         rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
         return (f"{len(self.done)} done, {len(self.skipped)} already complete, {len(self.failed)} failed of "
                 f"{self.total}; {self.megapixels:.1f} MP in {self.seconds:.1f} s ({rate:.2f} MP/s)")
-
-
-def list_sources(src) -> list[Source]:
-    """Expand SRC: a folder (recursive, sorted), a glob, a text file of paths, a zarr of gray images.
-
-    A list of paths is taken as is. Files in a folder are those with an image
-    suffix; broken ones are kept (and later reported), other files ignored.
-    """
-    if isinstance(src, (list, tuple)):
-        return [Source(str(p)) for p in src]
-    text = str(src)
-    p = Path(text)
-    if any(ch in text for ch in "*?[") and not p.exists():
-        files = sorted(f for f in glob.glob(text, recursive=True) if Path(f).is_file())
-        if not files:
-            raise ColorcubeError(f"{text}: the glob matches no files")
-        return [Source(f) for f in files]
-    if not p.exists():
-        raise ColorcubeError(f"{p}: source not found; give a folder, a glob, a text file of paths or a zarr")
-    if p.is_dir() and (p.suffix == ".zarr" or (p / "zarr.json").is_file()):
-        return _zarr_sources(p)
-    if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and not f.is_dir())
-        if not files:
-            raise ColorcubeError(f"{p}: no image files (.png, .jpg, .tif, ...) in this folder")
-        return [Source(str(f)) for f in files]
-    if p.suffix.lower() in (".txt", ".lst", ".csv"):
-        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
-        base = p.parent
-        return [Source(str(Path(ln) if Path(ln).is_absolute() else base / ln)) for ln in lines
-                if ln and not ln.startswith("#")]
-    return [Source(str(p))]
-
-
-def _zarr_sources(p: Path) -> list[Source]:
-    import zarr
-
-    root = zarr.open_group(str(p), mode="r")
-    out = [Source(str(p), name) for name, arr in root.arrays() if arr.ndim == 2]
-    for gname, group in root.groups():
-        out += [Source(str(p), f"{gname}/{name}") for name, arr in group.arrays() if arr.ndim == 2]
-    if not out:
-        raise ColorcubeError(f"{p}: the zarr store holds no 2-D gray arrays")
-    return sorted(out, key=lambda s: s.array)
-
-
-def group_name(source: Source) -> str:
-    """A safe, stable, unique group name: cleaned stem + 8 hex of the full source label.
-
-    Only ``[A-Za-z0-9._-]`` survive, so no name can climb out of the archive
-    (``..``, ``/``) and two ``scan.png`` in different folders stay distinct.
-    """
-    stem = Path(source.array or source.path).stem
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:60] or "image"
-    return f"{clean}-{hashlib.sha256(source.label.encode()).hexdigest()[:8]}"
-
-
-def _source_hash(source: Source) -> str:
-    h = hashlib.sha256()
-    if source.array is None:
-        try:
-            with open(source.path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-        except OSError as exc:
-            raise ImageReadError(f"{source.path}: cannot be read ({exc.strerror or exc})") from exc
-    else:
-        import zarr
-
-        h.update(np.ascontiguousarray(zarr.open_array(source.path, path=source.array, mode="r")[...]).tobytes())
-    return h.hexdigest()
-
-
-def _read(source: Source, max_pixels) -> np.ndarray:
-    from .io import read_gray
-
-    if source.array is None:
-        return read_gray(source.path, max_pixels=max_pixels, warn_color=False)
-    import zarr
-
-    arr = np.asarray(zarr.open_array(source.path, path=source.array, mode="r")[...])
-    if np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-        raise ImageReadError(f"{source.label}: values must be finite and in [0, 1] (or integers)")
-    return arr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +115,7 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
     import torch
     import zarr
 
-    from .cube import cube_dataset
+    from .cube import cube_dataset, zarr_compressors
     from .pipeline import PipelineSettings, working_stage
 
     if in_worker:
@@ -220,12 +126,12 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
     row = {"name": name, "source": source.label, "status": "failed", "error": "", "height": 0, "width": 0,
            "hash": "", "megapixels": 0.0}
     try:
-        row["hash"] = digest = _source_hash(source)
+        row["hash"] = digest = source_hash(source)
         have = _status(job.out, name)
         if have.get("colorcube_status") == "complete" and have.get("source_hash") == digest:
             row.update(status="skipped", height=have.get("height", 0), width=have.get("width", 0))
             return row
-        gray = _read(source, job.max_pixels)
+        gray = read_source(source, job.max_pixels)
         model = _model(job.weights, job.device)
         coeffs = working_stage(gray, model, PipelineSettings(**job.settings))
         h, w = gray.shape
@@ -241,6 +147,8 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
         c = (min(job.chunk, h), min(job.chunk, w))
         encoding = {"gray": {"chunks": c}, "rgb": {"chunks": (*c, 3)}, "interval": {"chunks": (*c, 3, 2)},
                     "scale": {"chunks": (*c, 3)}}
+        for enc in encoding.values():
+            enc["compressors"] = zarr_compressors()
         with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
             ds.to_zarr(job.out, group=f"images/{name}", mode="w", encoding=encoding, consolidated=False,
                        zarr_format=3)
@@ -359,7 +267,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     from .conformal import _check_alpha
     from .cube import cube_attrs
     from .io import DEFAULT_MAX_PIXELS
-    from .model import default_weights_path, load_weights, select_device
+    from .model import default_weights_path, select_device
     from .pipeline import PipelineSettings, resolve_calibration
 
     alpha = _check_alpha(alpha)

@@ -9,13 +9,12 @@ import numpy as np
 
 from .conformal import LAMBDA_GRID, Calibration, lambda_star, loss_curve, today
 from .errors import CalibrationError, ColorcubeError
-from .io import DEFAULT_MAX_PIXELS, read_truth
+from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_truth
 from .pipeline import PipelineSettings, predict_bands
 
 __all__ = ["image_curves", "calibrate", "list_images"]
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 
 
 def list_images(folder) -> list[Path]:

@@ -21,7 +21,7 @@ def _settings(args, model):
 
     if args.working_size is None and args.vividness is None and not args.no_guided:
         return None  # those of the calibration
-    return PipelineSettings(working_size=args.working_size or 512, vividness=args.vividness,
+    return PipelineSettings(working_size=args.working_size or 384, vividness=args.vividness,
                             guided=not args.no_guided)
 
 
@@ -93,7 +93,7 @@ def _cmd_calibrate(args) -> int:
     from .pipeline import PipelineSettings
 
     model = load_weights(args.weights, device=args.device) if args.weights else load_pretrained(device=args.device)
-    settings = PipelineSettings(working_size=args.working_size or 512, vividness=args.vividness,
+    settings = PipelineSettings(working_size=args.working_size or 384, vividness=args.vividness,
                                 guided=not args.no_guided)
     cal = calibrate(list_images(args.folder), model=model, settings=settings, method=args.method,
                     delta=args.delta, joint=args.joint, source=args.source or str(args.folder))
@@ -171,7 +171,7 @@ def _cmd_archive(args) -> int:
             raise ColorcubeError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from exc
     settings = None
     if args.working_size or args.vividness or args.no_guided:
-        settings = PipelineSettings(working_size=args.working_size or 512, vividness=args.vividness,
+        settings = PipelineSettings(working_size=args.working_size or 384, vividness=args.vividness,
                                     guided=not args.no_guided)
     try:
         res = colorize_archive(args.source, args.output, alpha=args.alpha, chunk=args.chunk, device=args.device,
@@ -214,7 +214,7 @@ def _cmd_export(args) -> int:
 def _add_model_args(p, *, calibration=True):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--weights", help="a .safetensors weights file (default: the shipped model)")
-    p.add_argument("--working-size", type=int, help="longer side of the network input (default 512)")
+    p.add_argument("--working-size", type=int, help="longer side of the network input (default 384)")
     p.add_argument("--vividness", type=float, help="annealed-mean temperature (lower: more saturated)")
     p.add_argument("--no-guided", action="store_true", help="bilinear instead of guided upsampling")
     if calibration:

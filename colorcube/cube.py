@@ -26,7 +26,7 @@ import xarray as xr
 
 from .errors import SchemaError
 
-__all__ = ["build_cube", "cube_attrs", "cube_dataset", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS"]
+__all__ = ["build_cube", "cube_attrs", "cube_dataset", "zarr_compressors", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS"]
 
 CHANNELS = ("R", "G", "B")
 BOUNDS = ("lower", "upper")
@@ -163,13 +163,23 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
     return ds
 
 
+def zarr_compressors():
+    """Zstandard level 1: on a 1-MP cube, 155 ms and 37.6 MiB against zarr's default
+    zstd (level 3) 300 ms for about the same size, and 138 ms / 43.9 MiB uncompressed;
+    blosc-lz4 162 ms / 35.3 MiB (benchmarks/throughput.py machine, one run)."""
+    from zarr.codecs import ZstdCodec
+
+    return (ZstdCodec(level=1),)
+
+
 def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", group: str | None = None):
     """Write a cube to zarr (v3) with spatial chunks of ``chunk`` x ``chunk``."""
     validate_cube(ds)
     # variable-length strings have a zarr v3 spec; fixed-width numpy unicode has none
     ds = ds.assign_coords(channel=np.array(CHANNELS, dtype=object), bound=np.array(BOUNDS, dtype=object))
     sizes = {"y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"]), "channel": 3, "bound": 2}
-    encoding = {name: {"chunks": tuple(sizes[d] for d in ds[name].dims)} for name in ds.data_vars}
+    encoding = {name: {"chunks": tuple(sizes[d] for d in ds[name].dims), "compressors": zarr_compressors()}
+                for name in ds.data_vars}
     if isinstance(store, Path):
         store = str(store)
     ds.attrs = {k: v for k, v in ds.attrs.items()}

@@ -21,6 +21,8 @@ __all__ = ["read_gray", "read_rgb", "read_truth", "write_png", "write_intervals_
 #: scans pass with ``max_pixels=None`` or ``--max-pixels``; the ceiling stops
 #: decompression bombs (a few KB of PNG that inflate to gigabytes).
 DEFAULT_MAX_PIXELS = 200_000_000
+#: File suffixes taken as images when a folder is listed.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"})
 _PIL_LIMIT_LOCK = threading.Lock()
 
 

@@ -23,13 +23,13 @@ import torch
 from torch.nn import functional as F
 
 from .color import gray_to_lightness, lab_to_rgb, luma, rgb_to_lab
+from .io import IMAGE_SUFFIXES
 from .errors import ColorcubeError
 from .model import OUT_STRIDE, ColorNet, ModelConfig, annealed_mean, save_weights, select_device
 
 __all__ = ["TrainOptions", "train", "load_bank", "choose_vividness"]
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"}
 
 
 @dataclasses.dataclass
