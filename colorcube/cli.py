@@ -310,8 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``colorcube`` command; returns the exit status."""
+    import warnings
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    # one line per warning on the command line, not Python's source-line echo
+    previous = warnings.showwarning
+    warnings.showwarning = lambda message, category, *rest, **kw: print(
+        f"colorcube: warning: {message}", file=sys.stderr)
     try:
         return args.func(args)
     except ColorcubeError as exc:
@@ -320,6 +326,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("colorcube: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":
