@@ -106,6 +106,13 @@ def main() -> None:
     print(f"model: {per_px / 1e3:.1f} kFLOP per working pixel; {per_px * side**2 / 1e9:.2f} GFLOP at {side} x {side}")
     print(f"attainable conv throughput (3x3, 256->256, 64x64, batch 4, fp32): {peak:.0f} GFLOP/s")
     print(f"model stage: {t_model * 1e3:.0f} ms, {achieved:.0f} GFLOP/s = {achieved / peak:.0%} of attainable")
+    from colorcube.pipeline import _one_torch_thread
+
+    with torch.inference_mode(), _one_torch_thread():
+        t_one = timeit(lambda: model(x), args.repeats, dev)
+    one = per_px * side**2 / t_one / 1e9
+    print(f"model stage as the pipeline runs it (one torch thread, for bit-identical results): "
+          f"{t_one * 1e3:.0f} ms, {one:.0f} GFLOP/s = {one / peak:.0%} of the {torch.get_num_threads()}-thread figure")
 
     ref = eccv16().to(dev)
     xr = torch.zeros(1, 1, 256, 256, device=dev)

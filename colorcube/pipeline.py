@@ -101,7 +101,28 @@ def _working_gray(gray: torch.Tensor, working_size: int) -> torch.Tensor:
     return F.interpolate(gray[None, None], size=(hw, ww), mode="bilinear", antialias=True, align_corners=False)[0, 0]
 
 
-@torch.inference_mode()
+class _one_torch_thread:
+    """Run a block with one torch intra-op thread, then restore the previous count.
+
+    The working stage's float sums (network, box filters, antialiased
+    resampling) depend on how many threads split them: logits moved by 2e-6
+    between one and two threads, bands by up to 2e-6. At one thread colorize,
+    calibrate, a local archive and every dask worker get the same coefficients,
+    so their cubes agree to the last bit or two. Costs about 0.1 s per 1-MP
+    photo on two cores (benchmarks/throughput.py); archives get their
+    parallelism from images and chunks instead.
+    """
+
+    def __enter__(self):
+        self.previous = torch.get_num_threads()
+        if self.previous != 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.previous != 1:
+            torch.set_num_threads(self.previous)
+
+
 def working_stage(gray: np.ndarray | torch.Tensor, model: ColorNet, settings: PipelineSettings = PipelineSettings()
                   ) -> Coefficients:
     """Network and guided-filter coefficients for one image.
@@ -116,6 +137,11 @@ def working_stage(gray: np.ndarray | torch.Tensor, model: ColorNet, settings: Pi
     -------
     Coefficients on the model's device
     """
+    with _one_torch_thread(), torch.inference_mode():
+        return _working_stage(gray, model, settings)
+
+
+def _working_stage(gray, model: ColorNet, settings: PipelineSettings) -> Coefficients:
     device = next(model.parameters()).device
     g = torch.as_tensor(np.asarray(gray, dtype=np.float32) if not torch.is_tensor(gray) else gray).to(device)
     full_shape = tuple(g.shape)

@@ -59,10 +59,11 @@ def test_archive_equals_colorize_and_tiles_match(archive, folder):
     for name, node in tree.children.items():
         ds = node.to_dataset()
         assert ds["interval"].dims == ("y", "x", "channel", "bound")
-        ref = colorcube.colorize(ds.attrs["source"])  # untiled
+        ref = colorcube.colorize(ds.attrs["source"])  # untiled, default torch threads
         assert ds.sizes["y"] > 64 and ds.sizes["x"] > 64  # several chunks
+        # same network output (one torch thread in both); tiling may move the last float bit
         for v in ("gray", "rgb", "interval"):
-            np.testing.assert_allclose(ds[v].values, ref[v].values, atol=1e-5)
+            np.testing.assert_allclose(ds[v].values, ref[v].values, rtol=0, atol=1e-6)
         assert ds.attrs["alpha"] == 0.1 and ds.attrs["calibrated"] == 1
 
 
