@@ -110,3 +110,19 @@ def test_integer_and_tiny_inputs(tiny_model):
     ds = colorcube.colorize(np.zeros((3, 900), np.uint16), model=tiny_model, calibration=None,
                             settings=PipelineSettings(working_size=256))
     assert ds["rgb"].shape == (3, 900, 3)
+
+
+def test_results_do_not_depend_on_torch_threads(tiny_model, gray):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            outs.append(predict_bands(gray, tiny_model, PipelineSettings(working_size=128)))
+            assert torch.get_num_threads() == n  # restored after the working stage
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
