@@ -111,7 +111,8 @@ def test_cli_without_shared_data_env(tmp_path, gray_png):
     proc = subprocess.run([sys.executable, "-m", "colorcube.cli", "colorize", str(gray_png), "-o", str(tmp_path)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "calibrated" not in proc.stderr.lower() or "uncalibrated" not in proc.stdout
+    with np.load(tmp_path / "my photo_intervals.npz") as z:
+        assert bool(z["calibrated"]) and str(z["method"]) == "crc"
 
 
 def test_demo_writes_outputs_and_reports_coverage(tmp_path, capsys):
