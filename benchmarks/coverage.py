@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     model = load_pretrained(device="cpu")
     cal = resolve_calibration("default", model)
-    settings = PipelineSettings(**cal.provenance["settings"])
+    settings = PipelineSettings.of(cal)
     alphas = (0.05, 0.1, 0.2)
 
     t0 = time.perf_counter()

@@ -10,7 +10,10 @@ Prints, in one run:
     intervals -> zarr write) with the share of time per stage,
   * the same per-image time for a re-implementation of Zhang et al. (ECCV 2016):
     VGG-style trunk with dilated blocks, 313-bin head, 256 x 256 input, random
-    weights (speed only), decoded and upsampled to the photo like colorcube.
+    weights (speed only), decoded and upsampled to the photo like colorcube,
+  * what the choices cost or save: the working stage at one torch thread (as
+    shipped, bit-reproducible) against all threads, the network in bf16
+    channels-last (not shipped), and zarr codecs for the 1-MP cube.
 """
 
 from __future__ import annotations
@@ -71,6 +74,23 @@ def flops(module, x) -> int:
     return fc.get_total_flops()
 
 
+def codecs(ds, tmp: Path, cube_to_zarr) -> None:
+    """Write time and size of the 1-MP cube with each zarr codec."""
+    from unittest import mock
+
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    choices = {"blosc lz4 bitshuffle (shipped)": (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),),
+               "zstd level 1": (ZstdCodec(level=1),), "zstd level 3 (zarr default)": (ZstdCodec(level=3),),
+               "none": ()}
+    for name, comp in choices.items():
+        path = tmp / f"codec-{len(name)}.zarr"
+        with mock.patch("colorcube.cube.zarr_compressors", lambda comp=comp: comp):
+            seconds = timeit(lambda: cube_to_zarr(ds, path), 3, torch.device("cpu"))
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+        print(f"  zarr codec {name:28s}: {seconds * 1e3:5.0f} ms, {size:5.1f} MiB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -79,16 +99,24 @@ def main() -> None:
     from PIL import Image
     from skimage import data
 
+    from colorcube.color import gray_to_lightness, lab_to_rgb
     from colorcube.conformal import nested_interval
     from colorcube.cube import build_cube, cube_to_zarr
     from colorcube.io import read_gray
     from colorcube.model import load_pretrained
-    from colorcube.pipeline import PipelineSettings, full_stage, resolve_calibration, working_stage
+    from colorcube.pipeline import (
+        PipelineSettings,
+        _one_torch_thread,
+        _working_stage,
+        full_stage,
+        resolve_calibration,
+        working_stage,
+    )
 
     dev = torch.device(args.device)
     model = load_pretrained(device=dev)
     cal = resolve_calibration("default", model)
-    settings = PipelineSettings(**cal.provenance["settings"])
+    settings = PipelineSettings.of(cal)
     lam = cal.lambda_for(0.1)
     print(f"device {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
           f" torch {torch.__version__}, working size {settings.working_size}")
@@ -106,15 +134,38 @@ def main() -> None:
     print(f"model: {per_px / 1e3:.1f} kFLOP per working pixel; {per_px * side**2 / 1e9:.2f} GFLOP at {side} x {side}")
     print(f"attainable conv throughput (3x3, 256->256, 64x64, batch 4, fp32): {peak:.0f} GFLOP/s")
     print(f"model stage: {t_model * 1e3:.0f} ms, {achieved:.0f} GFLOP/s = {achieved / peak:.0%} of attainable")
-    from colorcube.pipeline import _one_torch_thread
-
     with torch.inference_mode(), _one_torch_thread():
         t_one = timeit(lambda: model(x), args.repeats, dev)
     one = per_px * side**2 / t_one / 1e9
     print(f"model stage as the pipeline runs it (one torch thread, for bit-identical results): "
           f"{t_one * 1e3:.0f} ms, {one:.0f} GFLOP/s = {one / peak:.0%} of the {torch.get_num_threads()}-thread figure")
 
+    from safetensors.torch import load_file
+
+    from colorcube.model import ColorNet, default_weights_path
+
+    unfolded = ColorNet(model.config).to(dev).eval()
+    unfolded.load_state_dict({k: v.float() for k, v in load_file(str(default_weights_path())).items()})
+    with torch.inference_mode():
+        t_unfolded = timeit(lambda: unfolded(x), args.repeats, dev)
+    print(f"BatchNorm folded into the convolutions (shipped) {t_model * 1e3:.0f} ms against "
+          f"{t_unfolded * 1e3:.0f} ms unfolded")
+
+    if dev.type == "cpu":
+        import copy
+
+        with torch.inference_mode():
+            reference = model(x)[0]
+        mcl = copy.deepcopy(model).to(memory_format=torch.channels_last)  # .to() is in place: keep the model
+        xcl = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            t_bf = timeit(lambda: mcl(xcl), args.repeats, dev)
+            diff = (mcl(xcl)[0].float() - reference).abs().max()
+        print(f"not shipped: network in bf16 channels-last {t_bf * 1e3:.0f} ms ({t_model / t_bf:.1f}x the fp32 "
+              f"{torch.get_num_threads()}-thread time), largest logit change {float(diff):.3f}")
+
     ref = eccv16().to(dev)
+    ref_bins = torch.randn(313, 2, device=dev)
     xr = torch.zeros(1, 1, 256, 256, device=dev)
     print(f"ECCV16 reference: {flops(ref, xr) / 1e9:.1f} GFLOP per 256 x 256 image")
 
@@ -124,7 +175,7 @@ def main() -> None:
             s = int(round(1000 * mp**0.5))
             path = Path(tmp) / f"p{mp}.png"
             photo.resize((s, s), Image.Resampling.LANCZOS).save(path, compress_level=1)
-            stages = {}
+            stages, cubes = {}, {}
 
             def run():
                 t0 = time.perf_counter()
@@ -132,10 +183,11 @@ def main() -> None:
                 t1 = time.perf_counter()
                 coeffs = working_stage(gray, model, settings)
                 t2 = time.perf_counter()
-                rgb, lo, hi = (t.cpu().numpy() for t in full_stage(gray, coeffs))
-                lo, hi = nested_interval(rgb, lo, hi, lam)
+                rgb, lower, upper = (t.cpu().numpy() for t in full_stage(gray, coeffs))
+                lo, hi = nested_interval(rgb, lower, upper, lam)
                 ds = build_cube(gray, rgb, np.stack([lo, hi], axis=-1), alpha=0.1, lam=lam, calibration=cal,
-                                model=model)
+                                model=model, scale=upper - rgb)
+                cubes[mp] = ds
                 t3 = time.perf_counter()
                 cube_to_zarr(ds, Path(tmp) / f"c{mp}.zarr")
                 t4 = time.perf_counter()
@@ -156,16 +208,23 @@ def main() -> None:
                         small = F.interpolate(g[None, None], size=(256, 256), mode="bilinear", antialias=True)
                         logits = ref(small * 100.0 - 50.0)
                         p = torch.softmax(logits / 0.38, dim=1)  # annealed mean, T = 0.38 as published
-                        ab = torch.einsum("bqhw,qc->bchw", p, torch.randn(313, 2, device=dev))
+                        ab = torch.einsum("bqhw,qc->bchw", p, ref_bins)
                         ab = F.interpolate(ab, size=g.shape, mode="bilinear")
-                        from colorcube.color import gray_to_lightness, lab_to_rgb
-
                         return lab_to_rgb(torch.cat([gray_to_lightness(g)[None, None], ab], dim=1))
 
                 t_ref = timeit(ref_run, args.repeats, dev)
                 t_ours = timeit(lambda: full_stage(gray, working_stage(gray, model, settings)), args.repeats, dev)
                 print(f"1-MP photo, image in -> colour out: ECCV16 {t_ref:.3f} s, colorcube {t_ours:.3f} s "
                       f"(ECCV16 / colorcube = {t_ref / t_ours:.1f}x)")
+
+                def multi():
+                    with torch.inference_mode():
+                        return full_stage(gray, _working_stage(gray, model, settings))
+
+                t_multi = timeit(multi, args.repeats, dev)
+                print(f"  the same with the working stage on all {torch.get_num_threads()} threads (not shipped: "
+                      f"not bit-reproducible across thread counts): {t_multi:.3f} s ({t_ref / t_multi:.1f}x)")
+                codecs(cubes[1], Path(tmp), cube_to_zarr)
 
 
 if __name__ == "__main__":

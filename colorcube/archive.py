@@ -33,6 +33,7 @@ __all__ = [
     "group_name",
     "colorize_archive",
     "open_archive",
+    "open_image",
     "archive_index",
     "ArchiveResult",
 ]
@@ -115,12 +116,12 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
     import torch
     import zarr
 
-    from .cube import cube_dataset, zarr_compressors
+    from .cube import cube_dataset, cube_to_zarr
     from .pipeline import PipelineSettings, working_stage
 
     if in_worker:
-        # One torch thread per task, as in the local run: results do not depend
-        # on the thread count and dask's threads are not oversubscribed.
+        # One torch thread per task, as in the local run, so the full-resolution
+        # chunks do not oversubscribe the worker's cores.
         torch.set_num_threads(1)
 
     row = {"name": name, "source": source.label, "status": "failed", "error": "", "height": 0, "width": 0,
@@ -142,16 +143,8 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
         attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,
                  "colorcube_status": "incomplete"}
         ds = cube_dataset(g, stacked[..., :3], interval, attrs, scale=stacked[..., 9:12])
-        ds = ds.assign_coords(channel=np.array(ds.channel.values, dtype=object),
-                              bound=np.array(ds.bound.values, dtype=object))
-        c = (min(job.chunk, h), min(job.chunk, w))
-        encoding = {"gray": {"chunks": c}, "rgb": {"chunks": (*c, 3)}, "interval": {"chunks": (*c, 3, 2)},
-                    "scale": {"chunks": (*c, 3)}}
-        for enc in encoding.values():
-            enc["compressors"] = zarr_compressors()
         with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
-            ds.to_zarr(job.out, group=f"images/{name}", mode="w", encoding=encoding, consolidated=False,
-                       zarr_format=3)
+            cube_to_zarr(ds, job.out, chunk=job.chunk, group=f"images/{name}")
         zarr.open_group(job.out, path=f"images/{name}", mode="r+").attrs.update({"colorcube_status": "complete"})
         row.update(status="done", height=h, width=w, megapixels=h * w / 1e6)
     except ColorcubeError as exc:
@@ -219,7 +212,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _run_local(sources, names, job, collect, workers) -> None:
-    """Images in a small thread pool, torch at one thread each (restored afterwards)."""
+    """Images in a small thread pool, torch at one thread each (restored afterwards).
+
+    Parallelism comes from images and dask chunks; more torch threads per task
+    would only oversubscribe the cores.
+    """
     import os
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -278,8 +275,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     dev = str(select_device(device))
     model = _model(weights, dev)
     cal = resolve_calibration(calibration, model)
-    if settings is None:
-        settings = PipelineSettings(**cal.provenance["settings"]) if cal is not None else PipelineSettings()
+    settings = settings or PipelineSettings.of(cal)
     sdict = settings.as_dict(model)
     if cal is not None:
         cal.check_compatible(model_hash=model.weights_hash, settings=sdict)
@@ -351,6 +347,14 @@ def archive_index(out):
     return pd.DataFrame(rows, columns=cols).sort_values("name", ignore_index=True)
 
 
+def open_image(out, name: str, *, chunks: dict | None = None):
+    """One archived cube, lazily (dask chunks = zarr chunks unless ``chunks`` is given)."""
+    import xarray as xr
+
+    return xr.open_zarr(str(out), group=f"images/{name}", chunks={} if chunks is None else chunks,
+                        consolidated=False, zarr_format=3)
+
+
 def open_archive(out, *, chunks: dict | None = None):
     """Open an archive lazily as an ``xarray.DataTree``: one dask-backed cube per complete image.
 
@@ -361,12 +365,7 @@ def open_archive(out, *, chunks: dict | None = None):
 
     index = archive_index(out)
     done = index[index.status == "complete"]
-    tree = {}
-    for name in done.name:
-        ds = xr.open_zarr(str(out), group=f"images/{name}", chunks={} if chunks is None else chunks,
-                          consolidated=False, zarr_format=3)
-        tree[f"/{name}"] = ds
-    dt = xr.DataTree.from_dict(tree)
+    dt = xr.DataTree.from_dict({f"/{name}": open_image(out, name, chunks=chunks) for name in done.name})
     dt.attrs["n_images"] = len(done)
     dt.attrs["n_failed"] = int((index.status == "failed").sum())
     return dt

@@ -16,24 +16,28 @@ from .errors import ColorcubeError
 __all__ = ["main"]
 
 
-def _settings(args, model):
+def _settings(args):
+    """PipelineSettings from --working-size/--vividness/--no-guided; None when none is given."""
     from .pipeline import PipelineSettings
 
-    if args.working_size is None and args.vividness is None and not args.no_guided:
-        return None  # those of the calibration
-    return PipelineSettings(working_size=args.working_size or 384, vividness=args.vividness,
-                            guided=not args.no_guided)
+    given = {"working_size": args.working_size, "vividness": args.vividness, "guided": False if args.no_guided else None}
+    given = {k: v for k, v in given.items() if v is not None}
+    return PipelineSettings(**given) if given else None
+
+
+def _model(args):
+    from .model import load_pretrained, load_weights
+
+    return load_weights(args.weights, device=args.device) if args.weights else load_pretrained(device=args.device)
 
 
 def _load(args):
-    from .model import load_pretrained, load_weights
     from .pipeline import resolve_calibration
 
-    model = load_weights(args.weights, device=args.device) if args.weights else load_pretrained(device=args.device)
+    model = _model(args)
     if args.uncalibrated:
         return model, None
-    cal = resolve_calibration(args.calibration or "default", model)
-    return model, cal
+    return model, resolve_calibration(args.calibration or "default", model)
 
 
 def _unique_stems(paths) -> list[str]:
@@ -59,7 +63,7 @@ def _cmd_colorize(args) -> int:
         raise ColorcubeError(f"{out}: output exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     model, cal = _load(args)
-    settings = _settings(args, model)
+    settings = _settings(args)
     if cal is not None and settings is not None:  # refuse a mismatch once, before any work
         cal.check_compatible(settings=settings.as_dict(model), where=args.calibration or "shipped calibration")
     failures = 0
@@ -74,8 +78,8 @@ def _cmd_colorize(args) -> int:
             continue
         write_png(out / f"{stem}_color.png", ds["rgb"].values)
         write_intervals_npz(out / f"{stem}_intervals.npz", ds["interval"].values, alpha=args.alpha,
-                            attrs={"lambda": [float(v) for v in ds.attrs["lambda"]] if ds.attrs["calibrated"]
-                                   else [1.0, 1.0, 1.0], "calibrated": bool(ds.attrs["calibrated"]),
+                            attrs={"lambda": [float(v) for v in ds.attrs["lambda"]],
+                                   "calibrated": bool(ds.attrs["calibrated"]),
                                    "method": ds.attrs["method"], "guarantee": ds.attrs["guarantee"]})
         if args.zarr:
             cube_to_zarr(ds, out / f"{stem}.zarr")
@@ -89,14 +93,11 @@ def _cmd_colorize(args) -> int:
 
 def _cmd_calibrate(args) -> int:
     from .calibrate import calibrate, list_images
-    from .model import load_pretrained, load_weights
     from .pipeline import PipelineSettings
 
-    model = load_weights(args.weights, device=args.device) if args.weights else load_pretrained(device=args.device)
-    settings = PipelineSettings(working_size=args.working_size or 384, vividness=args.vividness,
-                                guided=not args.no_guided)
-    cal = calibrate(list_images(args.folder), model=model, settings=settings, method=args.method,
-                    delta=args.delta, joint=args.joint, source=args.source or str(args.folder))
+    model = _model(args)
+    cal = calibrate(list_images(args.folder), model=model, settings=_settings(args) or PipelineSettings(),
+                    method=args.method, delta=args.delta, joint=args.joint, source=args.source or str(args.folder))
     cal.to_file(args.output)
     lam = cal.lambda_for(0.1)
     print(f"calibrated on {cal.n} images -> {args.output}; lambda(alpha=0.1) R,G,B = "
@@ -114,7 +115,7 @@ def _cmd_evaluate(args) -> int:
     if cal is None:
         raise ColorcubeError("evaluate needs a calibration; drop --uncalibrated")
     res = evaluate(list_images(args.folder), model=model, calibration=cal, alphas=args.alpha,
-                   settings=_settings(args, model))
+                   settings=_settings(args))
     res.pop("test_curves")
     Path(args.json).write_text(json.dumps(res, indent=1))
     q = res["quality"]
@@ -157,7 +158,6 @@ def _cmd_demo(args) -> int:
 
 def _cmd_archive(args) -> int:
     from .archive import colorize_archive
-    from .pipeline import PipelineSettings
 
     client = None
     if args.scheduler:
@@ -169,14 +169,10 @@ def _cmd_archive(args) -> int:
             client = Client(args.scheduler, timeout="20s")
         except OSError as exc:
             raise ColorcubeError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from exc
-    settings = None
-    if args.working_size or args.vividness or args.no_guided:
-        settings = PipelineSettings(working_size=args.working_size or 384, vividness=args.vividness,
-                                    guided=not args.no_guided)
     try:
         res = colorize_archive(args.source, args.output, alpha=args.alpha, chunk=args.chunk, device=args.device,
                                calibration=None if args.uncalibrated else (args.calibration or "default"),
-                               weights=args.weights, settings=settings, client=client,
+                               weights=args.weights, settings=_settings(args), client=client,
                                max_pixels=args.max_pixels)
     finally:
         if client is not None:

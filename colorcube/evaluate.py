@@ -55,8 +55,7 @@ def evaluate(paths, *, model, calibration, alphas=(0.05, 0.1, 0.2), settings: Pi
     """
     from tqdm.auto import tqdm
 
-    if settings is None:
-        settings = PipelineSettings(**calibration.provenance["settings"])
+    settings = settings or PipelineSettings.of(calibration)
     lams = {a: calibration.lambda_for(a) for a in alphas}
     joint_lams = {a: calibration.lambda_for(a, joint=True) for a in alphas}
     acc = {a: {"cov": [], "joint": [], "pix": np.zeros(3), "width": [], "quart": np.zeros((4, 3)),

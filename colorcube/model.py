@@ -13,8 +13,8 @@ gives
 
 The network also has pinball-trained R, G, B quantile heads. They are kept in
 the weights but not used for bands: on held-out photos, bands built from them
-were 1.4x wider at equal coverage than bands from the distribution spread
-(see the model card).
+were 1.6x wider at equal coverage than bands from the distribution spread
+(``python benchmarks/validation.py``; see the model card).
 """
 
 from __future__ import annotations
@@ -263,9 +263,6 @@ def fold_batchnorm(model: ColorNet) -> ColorNet:
                 conv, bn = module[i], module[i + 1]
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                     module[i], module[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
-    for key in ("weights_hash", "weights_name"):
-        if hasattr(model, key):
-            setattr(folded, key, getattr(model, key))
     return folded
 
 
@@ -299,9 +296,10 @@ def load_weights(path: str | Path, *, device: str | torch.device = "cpu") -> Col
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise WeightsError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0]})") from exc
+    model = fold_batchnorm(model)
     model.weights_hash = file_hash(path)
     model.weights_name = path.name
-    return fold_batchnorm(model).to(select_device(device))
+    return model.to(select_device(device))
 
 
 def file_hash(path: str | Path) -> str:

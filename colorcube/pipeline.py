@@ -66,6 +66,11 @@ class PipelineSettings:
         if self.vividness is not None and not 0.0 < float(self.vividness) <= 2.0:
             raise ColorcubeError(f"vividness={self.vividness!r} must be in (0, 2]; lower is more saturated")
 
+    @classmethod
+    def of(cls, calibration) -> "PipelineSettings":
+        """The settings ``calibration`` was made with; the defaults when it is None."""
+        return cls() if calibration is None else cls(**calibration.provenance["settings"])
+
     def as_dict(self, model: ColorNet | None = None) -> dict:
         d = dataclasses.asdict(self)
         if model is not None and d["vividness"] is None:
@@ -307,8 +312,7 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     gray, source = _as_gray(image, max_pixels)
     model = load_pretrained(device=device) if model is None else model
     cal = resolve_calibration(calibration, model)
-    if settings is None:
-        settings = PipelineSettings(**cal.provenance["settings"]) if cal is not None else PipelineSettings()
+    settings = settings or PipelineSettings.of(cal)
     if cal is not None:
         cal.check_compatible(model_hash=getattr(model, "weights_hash", None), settings=settings.as_dict(model))
     rgb, lower, upper = predict_bands(gray, model, settings)

@@ -203,7 +203,7 @@ class Explorer:
 def _images_from(obj) -> dict:
     import xarray as xr
 
-    from .archive import archive_index
+    from .archive import archive_index, open_image
     from .cube import open_cube
 
     if isinstance(obj, xr.Dataset):
@@ -214,8 +214,7 @@ def _images_from(obj) -> dict:
     if (path / "images").is_dir() or "://" in str(obj):
         index = archive_index(obj)
         names = list(index[index.status == "complete"].name)
-        return {n: (lambda n=n: xr.open_zarr(str(obj), group=f"images/{n}", chunks={}, consolidated=False,
-                                             zarr_format=3)) for n in names}
+        return {n: (lambda n=n: open_image(obj, n)) for n in names}
     if path.suffix == ".zarr":
         return {path.stem: lambda: open_cube(path)}
     if path.is_file():

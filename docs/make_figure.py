@@ -36,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     model = load_pretrained(device="cpu")
     cal = resolve_calibration("default", model)
-    settings = PipelineSettings(**cal.provenance["settings"])
+    settings = PipelineSettings.of(cal)
     truth8 = data.chelsea()
     gray = np.asarray(Image.fromarray(truth8).convert("L"), np.float32) / 255
     ds = colorcube.colorize(gray, alpha=0.1, model=model)

@@ -108,7 +108,10 @@ def test_sigkill_then_resume(folder, tmp_path):
     proc.wait()
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 1  # the two broken files
-    assert "6 done" not in rerun.stdout or "already complete" in rerun.stdout
+    import re
+
+    # the images finished before the kill are skipped, not redone
+    assert int(re.search(r"(\d+) already complete", rerun.stdout).group(1)) >= 2
     idx = archive_index(out)
     assert len(idx) == 8 and idx.name.is_unique
     assert (idx.status == "complete").sum() == 6 and (idx.status == "failed").sum() == 2

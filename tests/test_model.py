@@ -22,8 +22,11 @@ def test_bins_are_in_gamut_and_cover_neutral():
     assert (bins == 0).all(dim=1).any()  # gray is a bin
     assert bins.abs().max() <= 110
     # every bin is reproducible in sRGB at some lightness
-    lab = torch.stack([torch.full((len(bins),), 60.0), bins[:, 0], bins[:, 1]])[:, None]
-    assert lab_to_rgb(lab, clip=False).shape == (3, 1, len(bins))
+    lightness = torch.linspace(5, 95, 46)
+    lab = torch.stack([lightness[:, None].expand(-1, len(bins)), bins[None, :, 0].expand(46, -1),
+                       bins[None, :, 1].expand(46, -1)])
+    rgb = lab_to_rgb(lab, clip=False)  # (3, levels, bins)
+    assert ((rgb >= -0.02) & (rgb <= 1.02)).all(dim=0).any(dim=0).all()
 
 
 def test_forward_shapes_and_ranges(tiny_model):
