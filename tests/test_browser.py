@@ -6,6 +6,7 @@ Marked ``browser``: CI runs it as its own step (`pytest -m browser`), after inst
 Chromium with apt; the default run deselects it.
 """
 
+import json
 import os
 import shutil
 import socket
@@ -50,6 +51,19 @@ def lab(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("JupyterLab did not start within 90 s")
+    # Start the notebook's kernel through the REST API first: when JupyterLab has to
+    # start it itself on a loaded machine, it may stop at its kernel-picker dialog.
+    body = json.dumps({"path": "01-quickstart.ipynb", "type": "notebook", "name": "01-quickstart.ipynb",
+                       "kernel": {"name": "python3"}}).encode()
+    req = urllib.request.Request(f"{url}/api/sessions?token={token}", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    kernel = json.loads(urllib.request.urlopen(req, timeout=60).read())["kernel"]["id"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        state = json.loads(urllib.request.urlopen(f"{url}/api/kernels/{kernel}?token={token}", timeout=10).read())
+        if state.get("execution_state") == "idle":
+            break
+        time.sleep(0.5)
     yield url, token
     proc.terminate()
     proc.wait(timeout=30)
@@ -66,16 +80,27 @@ def test_explorer_in_chromium(lab, tmp_path):
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--disable-quic"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        # a slow kernel start can still raise JupyterLab's kernel picker: accept its default (Python 3)
+        page.add_locator_handler(page.locator(".jp-Dialog"),
+                                 lambda dialog: dialog.locator(".jp-mod-accept").first.click())
         page.goto(f"{url}/lab/tree/01-quickstart.ipynb?token={token}")
         page.wait_for_selector(".jp-Notebook", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         news = page.get_by_role("button", name="No", exact=True)
         if news.count():
             news.first.click()
         img = page.locator(".colorcube-explorer img").first
-        img.wait_for(state="visible", timeout=180_000)
+        # "Run All Cells" is ignored while the kernel is still starting: ask again until it runs
+        for attempt in range(4):
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            try:
+                img.wait_for(state="visible", timeout=60_000)
+                break
+            except Exception:
+                if attempt == 3:
+                    page.screenshot(path=str(shot.with_name("browser-failure.png")))
+                    raise
         assert img.evaluate("e => e.naturalWidth") > 100
         page.locator(".colorcube-explorer button", has_text="band width").first.click()
         page.wait_for_timeout(1500)
