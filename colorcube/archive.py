@@ -95,18 +95,13 @@ def _status(out: str, name: str) -> dict:
         return {}
 
 
-def _block(gray_block, a, b, shape, lam, block_info=None):
-    """Full-resolution stage of one chunk -> (ty, tx, 12): rgb, lower, upper, heuristic scale."""
-    import torch
-
-    from .conformal import nested_interval
-    from .pipeline import Coefficients, full_stage
+def _block(gray_block, coef, shape, lam, block_info=None):
+    """Full-resolution codes of one chunk -> (ty, tx, 12) uint8: rgb, lower, upper, scale."""
+    from .pipeline import Coefficients, stage_codes
 
     (y0, _), (x0, _) = block_info[0]["array-location"]
-    coeffs = Coefficients(torch.from_numpy(a), torch.from_numpy(b), tuple(shape))
-    rgb, lower, upper = (t.numpy() for t in full_stage(gray_block, coeffs, y0=y0, x0=x0))
-    lo, hi = nested_interval(rgb, lower, upper, np.asarray(lam))
-    return np.concatenate([rgb, lo, hi, upper - rgb], axis=-1).astype(np.float32)
+    c = stage_codes(gray_block, Coefficients(coef, tuple(shape)), lam, y0=y0, x0=x0, threads=1)
+    return np.concatenate([c["rgb"], c["interval"][..., 0], c["interval"][..., 1], c["scale"]], axis=-1)
 
 
 def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -> dict:
@@ -116,7 +111,8 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
     import torch
     import zarr
 
-    from .cube import cube_dataset, cube_to_zarr
+    from .cube import code_dataset, cube_to_zarr
+    from .fullres import encode_gray
     from .pipeline import PipelineSettings, working_stage
 
     if in_worker:
@@ -137,12 +133,14 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
         coeffs = working_stage(gray, model, PipelineSettings(**job.settings))
         h, w = gray.shape
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
-        stacked = da.map_blocks(_block, g, coeffs.a.cpu().numpy(), coeffs.b.cpu().numpy(), (h, w), job.lam,
-                                dtype=np.float32, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (12,)))
+        stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), job.lam,
+                                dtype=np.uint8, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (12,)))
         interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
         attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,
                  "colorcube_status": "incomplete"}
-        ds = cube_dataset(g, stacked[..., :3], interval, attrs, scale=stacked[..., 9:12])
+        codes = {"gray": g.map_blocks(encode_gray, dtype=np.uint16), "rgb": stacked[..., :3], "interval": interval,
+                 "scale": stacked[..., 9:12]}
+        ds = code_dataset(codes, attrs)
         with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
             cube_to_zarr(ds, job.out, chunk=job.chunk, group=f"images/{name}")
         zarr.open_group(job.out, path=f"images/{name}", mode="r+").attrs.update({"colorcube_status": "complete"})
@@ -349,10 +347,9 @@ def archive_index(out):
 
 def open_image(out, name: str, *, chunks: dict | None = None):
     """One archived cube, lazily (dask chunks = zarr chunks unless ``chunks`` is given)."""
-    import xarray as xr
+    from .cube import open_cube
 
-    return xr.open_zarr(str(out), group=f"images/{name}", chunks={} if chunks is None else chunks,
-                        consolidated=False, zarr_format=3)
+    return open_cube(out, group=f"images/{name}", chunks={} if chunks is None else chunks)
 
 
 def open_archive(out, *, chunks: dict | None = None):

@@ -10,6 +10,7 @@ import numpy as np
 from .conformal import LAMBDA_GRID, Calibration, lambda_star, loss_curve, today
 from .errors import CalibrationError, ColorcubeError
 from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_truth
+from .fullres import CODE_MAX
 from .pipeline import PipelineSettings, predict_bands
 
 __all__ = ["image_curves", "calibrate", "list_images"]
@@ -43,7 +44,7 @@ def image_curves(truth: np.ndarray, gray: np.ndarray, model, settings: PipelineS
     bands : tuple (rgb, lower, upper) of (y, x, 3) arrays, the heuristic bands
     """
     rgb, lower, upper = predict_bands(gray, model, settings)
-    ls = lambda_star(rgb, lower, upper, truth).reshape(-1, 3)
+    ls = lambda_star(rgb, lower, upper, truth, levels=CODE_MAX).reshape(-1, 3)  # the bands as stored
     return loss_curve(ls, grid), loss_curve(ls.max(axis=1), grid), (rgb, lower, upper)
 
 

@@ -77,13 +77,30 @@ def nested_interval(f, lower, upper, lam):
     return lo, hi
 
 
-def lambda_star(f, lower, upper, truth) -> np.ndarray:
-    """Smallest lambda whose interval covers each truth value, shape of ``f``."""
+def lambda_star(f, lower, upper, truth, *, levels: int | None = None) -> np.ndarray:
+    """Smallest lambda whose interval covers each truth value, shape of ``f``.
+
+    ``levels`` : int, optional
+        The bands are stored rounded outward to the grid ``k / levels`` (255 in
+        colorcube): the stored upper bound ``ceil(hi * levels) / levels`` reaches
+        ``t`` exactly when ``hi > (ceil(t * levels) - 1) / levels`` (and the lower
+        bound mirrored), so lambda* is computed against those effective targets.
+        The loss curves then describe the bands as stored, not a narrower ideal
+        that the rounding would silently over-cover.
+    """
     f, lower, upper, truth = (np.asarray(a, np.float32) for a in (f, lower, upper, truth))
-    above = truth >= f
-    num = np.where(above, truth - f, f - truth)
-    den = np.where(above, upper - f, f - lower) + EPS
-    return num / den
+    if levels is None:
+        above = truth >= f
+        num = np.where(above, truth - f, f - truth)
+        den = np.where(above, upper - f, f - lower) + EPS
+        return num / den
+    t = truth.astype(np.float64) * levels
+    # 1e-3 of a step absorbs the float32 error of t = k / levels * levels
+    reach_up = (np.ceil(t - 1e-3) - 1) / levels
+    reach_down = (np.floor(t + 1e-3) + 1) / levels
+    up = (reach_up - f) / (upper.astype(np.float64) - f + EPS)
+    down = (f - reach_down) / (f - lower.astype(np.float64) + EPS)
+    return np.maximum(np.maximum(up, down), 0.0).astype(np.float32)
 
 
 def loss_curve(lam_star: np.ndarray, grid: np.ndarray = LAMBDA_GRID) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .calibrate import image_curves
 from .conformal import LAMBDA_GRID, nested_interval
+from .fullres import round_outward
 from .errors import ColorcubeError
 from .io import DEFAULT_MAX_PIXELS, read_truth
 from .metrics import chroma_edges, ciede2000, colorfulness, psnr
@@ -81,9 +82,9 @@ def evaluate(paths, *, model, calibration, alphas=(0.05, 0.1, 0.2), settings: Pi
         for k in range(4):
             quart_n[k] += (quart == k).sum() / 3.0
         for a in alphas:
-            lo, hi = nested_interval(rgb, lower, upper, lams[a])
+            lo, hi = round_outward(*nested_interval(rgb, lower, upper, lams[a]))  # as stored
             inside = (truth >= lo) & (truth <= hi)
-            jlo, jhi = nested_interval(rgb, lower, upper, joint_lams[a])
+            jlo, jhi = round_outward(*nested_interval(rgb, lower, upper, joint_lams[a]))
             r = acc[a]
             r["cov"].append(inside.reshape(-1, 3).mean(axis=0))
             r["joint"].append(((truth >= jlo) & (truth <= jhi)).all(axis=-1).mean())

@@ -205,7 +205,8 @@ def _at_lightness(table_proj: torch.Tensor, lightness: torch.Tensor) -> torch.Te
     return v0 * (1 - t[:, 0]) + v1 * t[:, 0]
 
 
-def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None = None):
+def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None = None,
+            dtype: torch.dtype = torch.float32):
     """Run the network and decode its outputs.
 
     Parameters
@@ -214,6 +215,8 @@ def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None
     lightness : (B, 1, H, W) float32 in [0, 100], H and W multiples of 16
     vividness : float in (0, 2], optional
         Annealed-mean temperature; defaults to the model's own.
+    dtype : torch.float32 or torch.bfloat16, the network's arithmetic (autocast);
+        the decoding after it is always float32
 
     Returns
     -------
@@ -222,15 +225,19 @@ def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None
         of the predicted colour distribution (in [0, 1] units)
     """
     t = model.config.vividness if vividness is None else float(vividness)
-    logits, _ = model(lightness)
-    logits = logits.float()
-    ab = annealed_mean(logits, model.bins, t)
-    p = torch.softmax(logits, dim=1)
-    light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE)
-    table = model.rgb_table
-    m1 = _at_lightness(torch.einsum("bqhw,qk->bkhw", p, table), light4)
-    m2 = _at_lightness(torch.einsum("bqhw,qk->bkhw", p, table * table), light4)
-    return ab, (m2 - m1 * m1).clamp_min(0).sqrt()
+    device = lightness.device.type
+    with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
+        logits, _ = model(lightness)
+    with torch.autocast(device, enabled=False):
+        # bins last and contiguous: the softmaxes and bin sums become row reductions and GEMMs
+        z = logits.float().permute(0, 2, 3, 1).contiguous()
+        ab = torch.log_softmax(z / t, dim=-1).exp() @ model.bins  # log_softmax().exp(): 2x faster here
+        p = torch.log_softmax(z, dim=-1).exp()
+        table = model.rgb_table
+        light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE)
+        m1 = _at_lightness((p @ table).permute(0, 3, 1, 2), light4)
+        m2 = _at_lightness((p @ (table * table)).permute(0, 3, 1, 2), light4)
+    return ab.permute(0, 3, 1, 2), (m2 - m1 * m1).clamp_min(0).sqrt()
 
 
 def select_device(device: str | torch.device = "auto") -> torch.device:
@@ -299,7 +306,8 @@ def load_weights(path: str | Path, *, device: str | torch.device = "cpu") -> Col
     model = fold_batchnorm(model)
     model.weights_hash = file_hash(path)
     model.weights_name = path.name
-    return model.to(select_device(device))
+    # channels-last is the layout oneDNN's fast (AMX / AVX-512) convolutions want
+    return model.to(select_device(device)).to(memory_format=torch.channels_last)
 
 
 def file_hash(path: str | Path) -> str:

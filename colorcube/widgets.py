@@ -116,15 +116,21 @@ class Explorer:
         self._render_coverage()
 
     def bands(self, alpha: float | None = None) -> np.ndarray:
-        """Displayed (y, x, 3, 2) bands for ``alpha`` from the calibration; no model call."""
+        """Displayed (y, x, 3, 2) bands for ``alpha`` from the calibration; no model call.
+
+        At the cube's own alpha these are the stored bands; at another alpha they are
+        rebuilt from the stored colour and scale (each kept to 1/255), so within two
+        storage steps of what colorizing again at that alpha would store.
+        """
         from .conformal import nested_interval
+        from .fullres import round_outward
 
         d = self.data
         alpha = self.alpha.value if alpha is None else alpha
-        if d["cal"] is None:
+        if d["cal"] is None or np.isclose(alpha, float(d["attrs"]["alpha"])):
             return d["interval"]
         lam = d["cal"].lambda_for(alpha)
-        lo, hi = nested_interval(d["rgb"], d["rgb"] - d["scale"], d["rgb"] + d["scale"], lam)
+        lo, hi = round_outward(*nested_interval(d["rgb"], d["rgb"] - d["scale"], d["rgb"] + d["scale"], lam))
         return np.stack([lo, hi], axis=-1)
 
     # -- rendering -------------------------------------------------------
@@ -184,11 +190,12 @@ class Explorer:
             self.coverage_panel.layout.display = "none"
             return
         from .conformal import lambda_star, loss_curve
+        from .fullres import CODE_MAX
         from .plot import coverage_curve
 
         self.coverage_panel.layout.display = "flex"
         rgb, s, t = d["rgb"], d["scale"], d["truth"]
-        curves = loss_curve(lambda_star(rgb, rgb - s, rgb + s, t).reshape(-1, 3))[None]
+        curves = loss_curve(lambda_star(rgb, rgb - s, rgb + s, t, levels=CODE_MAX).reshape(-1, 3))[None]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3))
         coverage_curve(d["cal"], curves, ax=a1)
         iv = self.bands()

@@ -108,6 +108,25 @@ def test_lambda_star_agrees_with_nested_interval():
     assert (lo == 0).all() and (hi == 1).all()
 
 
+def test_lambda_star_of_stored_bands_agrees_with_outward_rounding():
+    """With ``levels=255``, lambda* decides coverage of the bands as stored (rounded outward) of 8-bit truth."""
+    from colorcube.fullres import round_outward
+
+    rng = np.random.default_rng(4)
+    f = rng.random((4000, 3)).astype(np.float32)
+    s = (rng.random((4000, 3)) * 0.1).astype(np.float32)
+    y = (rng.integers(0, 256, (4000, 3)) / 255).astype(np.float32)  # as an 8-bit truth image reads
+    ls = lambda_star(f, f - s, f + s, y, levels=255)
+    plain = lambda_star(f, f - s, f + s, y)
+    assert (ls <= plain + 1e-6).all() and (ls < plain - 1e-3).mean() > 0.5  # rounding covers more, earlier
+    for lam in (0.0, 0.3, 1.0, 2.5):
+        lo, hi = round_outward(*nested_interval(f, f - s, f + s, lam))
+        covered = (y >= lo) & (y <= hi)
+        decided = np.abs(ls - lam) > 1e-4
+        assert decided.mean() > 0.95
+        np.testing.assert_array_equal(covered[decided], (ls <= lam)[decided])
+
+
 def _cal(rng, n=60, **kw):
     curves = np.stack([synthetic_curves(rng, n) for _ in range(3)], axis=1)
     joint = np.maximum.reduce([curves[:, c] for c in range(3)])

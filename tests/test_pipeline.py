@@ -20,9 +20,9 @@ def test_cube_at_full_resolution_keeps_gray(tiny_model, photos):
     ds = colorcube.colorize(g, model=tiny_model, calibration=None,
                             settings=PipelineSettings(working_size=128))
     assert dict(ds.sizes) == {"y": 300, "x": 451, "channel": 3, "bound": 2}
-    np.testing.assert_array_equal(ds["gray"].values, g)
+    np.testing.assert_array_equal(ds["gray"].values, g)  # 8-bit values survive the uint16 code exactly
     iv, rgb = ds["interval"].values, ds["rgb"].values
-    assert (iv[..., 0] <= rgb + 1e-6).all() and (rgb <= iv[..., 1] + 1e-6).all()
+    assert (iv[..., 0] <= rgb).all() and (rgb <= iv[..., 1]).all()
     assert ds.attrs["calibrated"] == 0 and "UNCALIBRATED" in ds.attrs["guarantee"]
     assert ds.attrs["lambda"] == [1.0, 1.0, 1.0]
 
@@ -46,9 +46,10 @@ def test_blocks_do_not_change_results(tiny_model, gray):
 
 def test_tiles_reproduce_untiled(tiny_model, gray):
     coeffs = working_stage(gray, tiny_model, PipelineSettings(working_size=64))
-    full = full_stage(gray, coeffs)[0].numpy()
-    tile = full_stage(gray[37:150, 101:230], coeffs, y0=37, x0=101)[0].numpy()
-    np.testing.assert_allclose(tile, full[37:150, 101:230], atol=1e-6)
+    full = full_stage(gray, coeffs)
+    tile = full_stage(gray[37:150, 101:230], coeffs, y0=37, x0=101, threads=2)
+    for a, b in zip(tile, full):
+        np.testing.assert_array_equal(a, b[37:150, 101:230])
 
 
 class _StepModel(torch.nn.Module):
@@ -112,17 +113,33 @@ def test_integer_and_tiny_inputs(tiny_model):
     assert ds["rgb"].shape == (3, 900, 3)
 
 
-def test_results_do_not_depend_on_torch_threads(tiny_model, gray):
-    import torch
-
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_results_do_not_depend_on_torch_threads(tiny_model, gray, precision):
+    """Thread counts change float summation order only: bands agree far below the 1/255 storage step."""
     before = torch.get_num_threads()
     try:
         outs = []
         for n in (1, 2):
             torch.set_num_threads(n)
-            outs.append(predict_bands(gray, tiny_model, PipelineSettings(working_size=128)))
-            assert torch.get_num_threads() == n  # restored after the working stage
+            outs.append(predict_bands(gray, tiny_model, PipelineSettings(working_size=128, precision=precision)))
     finally:
         torch.set_num_threads(before)
     for a, b in zip(*outs):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, atol=1e-3 / 255)
+
+
+def test_bfloat16_stays_close_to_float32(tiny_model, gray):
+    f32, b16 = (predict_bands(gray, tiny_model, PipelineSettings(working_size=128, precision=p))[0]
+                for p in ("float32", "bfloat16"))
+    assert np.abs(f32 - b16).mean() < 1 / 255  # bf16 keeps 8 bits of mantissa; colours move by a fraction of a step
+    with pytest.raises(ColorcubeError, match="precision"):
+        PipelineSettings(precision="float16")
+
+
+def test_written_cube_equals_in_memory_cube(tiny_model, gray, tmp_path):
+    settings = PipelineSettings(working_size=96)
+    mem = colorcube.colorize(gray, model=tiny_model, calibration=None, settings=settings)
+    disk = colorcube.colorize(gray, model=tiny_model, calibration=None, settings=settings,
+                              out=tmp_path / "c.zarr", chunk=100)
+    for name in ("gray", "rgb", "interval", "scale"):
+        np.testing.assert_array_equal(disk[name].values, mem[name].values)

@@ -26,8 +26,10 @@ def test_views_slider_and_pixel_chart(cube_and_truth):
     e.alpha.value = 0.3
     assert e.image.value != before and e.pixel_chart.value != chart
     assert e.coverage_panel.layout.display == "flex"
-    # at the cube's own alpha the recomputed bands are the stored ones (scale is stored as float16)
-    np.testing.assert_allclose(e.bands(0.1), ds.interval.values, atol=2e-3)
+    np.testing.assert_array_equal(e.bands(0.1), ds.interval.values)  # the cube's own alpha: stored bands
+    # rebuilt from the stored colour and scale: within two storage steps of colorizing again at that alpha
+    again = colorcube.colorize(ds.gray.values, alpha=0.2).interval.values
+    assert np.abs(e.bands(0.2) - again).max() <= 2 / 255 + 1e-6
     narrow, wide = e.bands(0.3), e.bands(0.05)
     assert ((wide[..., 1] - wide[..., 0]) >= (narrow[..., 1] - narrow[..., 0]) - 1e-6).all()
     e.view.value = "miss map"
