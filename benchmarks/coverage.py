@@ -3,8 +3,9 @@
     python benchmarks/coverage.py [--bench DIR] [--calib DIR] [--limit N]
 
 Both band shapes are calibrated the same way (CRC on the calibration photos,
-per channel): colorcube's adaptive bands (the model's quantile heads scaled by
-lambda) and a constant band f +/- lambda * 0.1. For alpha in {0.05, 0.1, 0.2}
+per channel, bands rounded outward to the 1/255 storage grid as stored):
+colorcube's adaptive bands (the spread of the model's colour distribution
+scaled by lambda) and a constant band f +/- lambda * 0.1. For alpha in {0.05, 0.1, 0.2}
 it prints per-channel coverage (mean over photos) and mean width (0-255) on
 the benchmark photos, and the adaptive / constant width ratio. It also times
 ``Calibration.lambda_for`` (changing alpha needs no model call).
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from colorcube.calibrate import list_images
 from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, lambda_star, loss_curve, nested_interval
+from colorcube.fullres import CODE_MAX, round_outward
 from colorcube.io import read_truth
 from colorcube.model import load_pretrained
 from colorcube.pipeline import PipelineSettings, predict_bands, resolve_calibration
@@ -53,7 +55,7 @@ def main() -> None:
 
     const_curves = []
     for truth, (f, _, _) in bands(list_images(args.calib)[: args.limit], model, settings, "calib (constant)"):
-        const_curves.append(loss_curve(lambda_star(f, f - CONST, f + CONST, truth).reshape(-1, 3)))
+        const_curves.append(loss_curve(lambda_star(f, f - CONST, f + CONST, truth, levels=CODE_MAX).reshape(-1, 3)))
     const_curves = np.stack(const_curves)
     const_lam = {a: np.array([crc_lambda(const_curves[:, c], a) for c in range(3)]) for a in alphas}
     adapt_lam = {a: cal.lambda_for(a) for a in alphas}
@@ -62,8 +64,8 @@ def main() -> None:
     bench = list_images(args.bench)[: args.limit]
     for truth, (f, lo, hi) in bands(bench, model, settings, "bench"):
         for a in alphas:
-            for tag, (l, u) in (("a", nested_interval(f, lo, hi, adapt_lam[a])),
-                                ("c", nested_interval(f, f - CONST, f + CONST, const_lam[a]))):
+            for tag, (l, u) in (("a", round_outward(*nested_interval(f, lo, hi, adapt_lam[a]))),
+                                ("c", round_outward(*nested_interval(f, f - CONST, f + CONST, const_lam[a])))):
                 res[a][f"cov_{tag}"].append(((truth >= l) & (truth <= u)).reshape(-1, 3).mean(axis=0))
                 res[a][f"w_{tag}"].append(((u - l) * 255).reshape(-1, 3).mean(axis=0))
     print(f"calibration: {cal.n} photos ({cal.provenance.get('source')}), method {cal.method}; "

@@ -5,7 +5,9 @@
 FOLDER defaults to ../shared/data/bench (colour photos). Gray inputs are made
 with PIL ``convert("L")``. Prints mean PSNR (dB), mean CIEDE2000, colourfulness
 (Hasler-Suesstrunk) as a ratio to the truth's, and edge error (mean CIEDE2000
-within 3 px of the truth's chroma edges) for each method.
+within 3 px of the truth's chroma edges) for each method, scored on the colours
+as stored (8-bit). The float32-network row checks the shipped bfloat16 network
+(the acceptance bar: PSNR within 0.1 dB).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def main() -> None:
     paths = list_images(args.folder)[: args.limit]
     model = load_pretrained(device="cpu")
     methods = {"colorcube": PipelineSettings(working_size=args.working_size),
+               "colorcube (float32 network)": PipelineSettings(working_size=args.working_size, precision="float32"),
                "colorcube (no guided upsampling)": PipelineSettings(working_size=args.working_size, guided=False)}
     rows = {name: [] for name in ["gray baseline", *methods]}
     truth_cf = []
@@ -50,7 +53,8 @@ def main() -> None:
         truth_cf.append(colorfulness(truth))
         rows["gray baseline"].append(scores(np.repeat(gray[..., None], 3, axis=2), truth, edges))
         for name, settings in methods.items():
-            rows[name].append(scores(predict_bands(gray, model, settings)[0], truth, edges))
+            stored = np.round(predict_bands(gray, model, settings)[0] * 255) / np.float32(255)
+            rows[name].append(scores(stored.astype(np.float32), truth, edges))
     cf_truth = float(np.mean(truth_cf))
     print(f"{len(paths)} photos from {args.folder} ({time.perf_counter() - t0:.0f} s), model {model.weights_name} "
           f"{model.weights_hash[:12]}, working size {args.working_size}")

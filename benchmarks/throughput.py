@@ -5,15 +5,17 @@
 Prints, in one run:
   * the model's FLOPs per working-resolution pixel (torch.utils.flop_counter),
   * the attainable conv throughput of this machine (3x3 conv, 256 -> 256 channels,
-    64 x 64, batch 4, the model's dtype and layout) and the model stage's share of it,
+    64 x 64, batch 4) in the shipped network's dtype and layout (bf16,
+    channels-last) and in fp32, and the model stage's share of each,
   * end-to-end seconds and MP/s for a 1-MP and a 16-MP photo (read -> colorize ->
-    intervals -> zarr write) with the share of time per stage,
-  * the same per-image time for a re-implementation of Zhang et al. (ECCV 2016):
+    intervals -> zarr write, ``colorize(path, out=store)``) with the share of
+    time per stage,
+  * the per-image time of a re-implementation of Zhang et al. (ECCV 2016):
     VGG-style trunk with dilated blocks, 313-bin head, 256 x 256 input, random
-    weights (speed only), decoded and upsampled to the photo like colorcube,
-  * what the choices cost or save: the working stage at one torch thread (as
-    shipped, bit-reproducible) against all threads, the network in bf16
-    channels-last (not shipped), and zarr codecs for the 1-MP cube.
+    weights (speed only), decoded and upsampled to the photo, in fp32 as
+    published (the acceptance reference) and in bf16 channels-last,
+  * what the choices cost or save: the float32 network, BatchNorm folding, and
+    zarr codecs for the 1-MP cube.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -75,18 +76,19 @@ def flops(module, x) -> int:
 
 
 def codecs(ds, tmp: Path, cube_to_zarr) -> None:
-    """Write time and size of the 1-MP cube with each zarr codec."""
+    """Write time and size of the 1-MP cube (storage codes) with each zarr codec."""
     from unittest import mock
 
     from zarr.codecs import BloscCodec, ZstdCodec
 
     choices = {"blosc lz4 bitshuffle (shipped)": (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),),
+               "blosc lz4 no shuffle": (BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle"),),
                "zstd level 1": (ZstdCodec(level=1),), "zstd level 3 (zarr default)": (ZstdCodec(level=3),),
                "none": ()}
     for name, comp in choices.items():
         path = tmp / f"codec-{len(name)}.zarr"
         with mock.patch("colorcube.cube.zarr_compressors", lambda comp=comp: comp):
-            seconds = timeit(lambda: cube_to_zarr(ds, path), 3, torch.device("cpu"))
+            seconds = timeit(lambda: cube_to_zarr(ds, path), 5, torch.device("cpu"))
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
         print(f"  zarr codec {name:28s}: {seconds * 1e3:5.0f} ms, {size:5.1f} MiB")
 
@@ -94,24 +96,18 @@ def codecs(ds, tmp: Path, cube_to_zarr) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     from PIL import Image
     from skimage import data
 
+    from colorcube import colorize
     from colorcube.color import gray_to_lightness, lab_to_rgb
-    from colorcube.conformal import nested_interval
-    from colorcube.cube import build_cube, cube_to_zarr
+    from colorcube.cube import code_dataset, cube_attrs, cube_to_zarr
+    from colorcube.fullres import encode_gray
     from colorcube.io import read_gray
     from colorcube.model import load_pretrained
-    from colorcube.pipeline import (
-        PipelineSettings,
-        _one_torch_thread,
-        _working_stage,
-        full_stage,
-        resolve_calibration,
-        working_stage,
-    )
+    from colorcube.pipeline import PipelineSettings, resolve_calibration, stage_codes, working_stage
 
     dev = torch.device(args.device)
     model = load_pretrained(device=dev)
@@ -119,50 +115,38 @@ def main() -> None:
     settings = PipelineSettings.of(cal)
     lam = cal.lambda_for(0.1)
     print(f"device {dev} ({torch.cuda.get_device_name() if dev.type == 'cuda' else f'{torch.get_num_threads()} threads'}),"
-          f" torch {torch.__version__}, working size {settings.working_size}")
+          f" torch {torch.__version__}, working size {settings.working_size}, network {settings.precision}")
 
     side = settings.working_size
-    x = torch.full((1, 1, side, side), 50.0, device=dev)
+    x = torch.full((1, 1, side, side), 50.0, device=dev).contiguous(memory_format=torch.channels_last)
     per_px = flops(model, x) / side**2
+    print(f"model: {per_px / 1e3:.1f} kFLOP per working pixel; {per_px * side**2 / 1e9:.2f} GFLOP at {side} x {side}")
     conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(dev).eval()
     xc = torch.randn(4, 256, 64, 64, device=dev)
-    with torch.inference_mode():
-        t_conv = timeit(lambda: conv(xc), args.repeats, dev)
-        t_model = timeit(lambda: model(x), args.repeats, dev)
-    peak = 2 * 256 * 256 * 9 * 64 * 64 * 4 / t_conv / 1e9
-    achieved = per_px * side**2 / t_model / 1e9
-    print(f"model: {per_px / 1e3:.1f} kFLOP per working pixel; {per_px * side**2 / 1e9:.2f} GFLOP at {side} x {side}")
-    print(f"attainable conv throughput (3x3, 256->256, 64x64, batch 4, fp32): {peak:.0f} GFLOP/s")
-    print(f"model stage: {t_model * 1e3:.0f} ms, {achieved:.0f} GFLOP/s = {achieved / peak:.0%} of attainable")
-    with torch.inference_mode(), _one_torch_thread():
-        t_one = timeit(lambda: model(x), args.repeats, dev)
-    one = per_px * side**2 / t_one / 1e9
-    print(f"model stage as the pipeline runs it (one torch thread, for bit-identical results): "
-          f"{t_one * 1e3:.0f} ms, {one:.0f} GFLOP/s = {one / peak:.0%} of the {torch.get_num_threads()}-thread figure")
+    conv_flop = 2 * 256 * 256 * 9 * 64 * 64 * 4
+    for dtype in (torch.bfloat16, torch.float32):
+        low = dtype != torch.float32
+        cv = conv.to(memory_format=torch.channels_last) if low else conv
+        xi = xc.contiguous(memory_format=torch.channels_last) if low else xc
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=low):
+            t_conv = timeit(lambda: cv(xi), args.repeats, dev)
+            t_model = timeit(lambda: model(x), args.repeats, dev)
+        peak, achieved = conv_flop / t_conv / 1e9, per_px * side**2 / t_model / 1e9
+        layout = "bf16 channels-last (shipped)" if low else "fp32"
+        print(f"{layout:29s} attainable conv (3x3, 256->256, 64x64, batch 4) {peak:5.0f} GFLOP/s; model stage "
+              f"{t_model * 1e3:4.0f} ms, {achieved:5.0f} GFLOP/s = {achieved / peak:.0%} of attainable")
 
     from safetensors.torch import load_file
 
     from colorcube.model import ColorNet, default_weights_path
 
-    unfolded = ColorNet(model.config).to(dev).eval()
+    unfolded = ColorNet(model.config).to(dev).eval().to(memory_format=torch.channels_last)
     unfolded.load_state_dict({k: v.float() for k, v in load_file(str(default_weights_path())).items()})
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16):
+        t_folded = timeit(lambda: model(x), args.repeats, dev)
         t_unfolded = timeit(lambda: unfolded(x), args.repeats, dev)
-    print(f"BatchNorm folded into the convolutions (shipped) {t_model * 1e3:.0f} ms against "
-          f"{t_unfolded * 1e3:.0f} ms unfolded")
-
-    if dev.type == "cpu":
-        import copy
-
-        with torch.inference_mode():
-            reference = model(x)[0]
-        mcl = copy.deepcopy(model).to(memory_format=torch.channels_last)  # .to() is in place: keep the model
-        xcl = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            t_bf = timeit(lambda: mcl(xcl), args.repeats, dev)
-            diff = (mcl(xcl)[0].float() - reference).abs().max()
-        print(f"not shipped: network in bf16 channels-last {t_bf * 1e3:.0f} ms ({t_model / t_bf:.1f}x the fp32 "
-              f"{torch.get_num_threads()}-thread time), largest logit change {float(diff):.3f}")
+    print(f"BatchNorm folded into the convolutions (shipped) {t_folded * 1e3:.0f} ms against "
+          f"{t_unfolded * 1e3:.0f} ms unfolded (bf16)")
 
     ref = eccv16().to(dev)
     ref_bins = torch.randn(313, 2, device=dev)
@@ -175,55 +159,60 @@ def main() -> None:
             s = int(round(1000 * mp**0.5))
             path = Path(tmp) / f"p{mp}.png"
             photo.resize((s, s), Image.Resampling.LANCZOS).save(path, compress_level=1)
+            out = Path(tmp) / f"c{mp}.zarr"
             stages, cubes = {}, {}
 
             def run():
+                # colorize(path, out=...) step by step, to time each stage
                 t0 = time.perf_counter()
                 gray = read_gray(path)
                 t1 = time.perf_counter()
                 coeffs = working_stage(gray, model, settings)
                 t2 = time.perf_counter()
-                rgb, lower, upper = (t.cpu().numpy() for t in full_stage(gray, coeffs))
-                lo, hi = nested_interval(rgb, lower, upper, lam)
-                ds = build_cube(gray, rgb, np.stack([lo, hi], axis=-1), alpha=0.1, lam=lam, calibration=cal,
-                                model=model, scale=upper - rgb)
+                codes = stage_codes(gray, coeffs, lam)
+                codes["gray"] = encode_gray(gray)
+                ds = code_dataset(codes, cube_attrs(alpha=0.1, lam=lam, calibration=cal, model=model,
+                                                    settings=settings.as_dict(model), source=str(path)))
                 cubes[mp] = ds
                 t3 = time.perf_counter()
-                cube_to_zarr(ds, Path(tmp) / f"c{mp}.zarr")
+                cube_to_zarr(ds, out)
                 t4 = time.perf_counter()
                 for k, v in (("read", t1 - t0), ("network + guided coefficients", t2 - t1),
                              ("full-resolution stage + intervals", t3 - t2), ("zarr write", t4 - t3)):
                     stages.setdefault(k, []).append(v)
 
-            total = timeit(run, max(2, args.repeats // 2), dev)
-            share = ", ".join(f"{k} {statistics.median(v) / total:.0%}" for k, v in stages.items())
-            print(f"{mp:2d}-MP photo ({s} x {s}): {total:.3f} s, {mp / total:.2f} MP/s ({share})")
+            staged = timeit(run, args.repeats, dev)
+            total = timeit(lambda: colorize(path, model=model, calibration=cal, out=out), args.repeats, dev)
+            share = ", ".join(f"{k} {statistics.median(v) / staged:.0%}" for k, v in stages.items())
+            print(f"{mp:2d}-MP photo ({s} x {s}), colorize(path, out=zarr): {total:.3f} s, {mp / total:.2f} MP/s "
+                  f"({share})")
 
             if mp == 1:
                 gray = read_gray(path)
 
-                def ref_run():
+                def ref_run(net, dtype):
                     with torch.inference_mode():
                         g = torch.from_numpy(gray).to(dev)
                         small = F.interpolate(g[None, None], size=(256, 256), mode="bilinear", antialias=True)
-                        logits = ref(small * 100.0 - 50.0)
+                        with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                            logits = net(small * 100.0 - 50.0).float()
                         p = torch.softmax(logits / 0.38, dim=1)  # annealed mean, T = 0.38 as published
                         ab = torch.einsum("bqhw,qc->bchw", p, ref_bins)
                         ab = F.interpolate(ab, size=g.shape, mode="bilinear")
                         return lab_to_rgb(torch.cat([gray_to_lightness(g)[None, None], ab], dim=1))
 
-                t_ref = timeit(ref_run, args.repeats, dev)
-                t_ours = timeit(lambda: full_stage(gray, working_stage(gray, model, settings)), args.repeats, dev)
-                print(f"1-MP photo, image in -> colour out: ECCV16 {t_ref:.3f} s, colorcube {t_ours:.3f} s "
-                      f"(ECCV16 / colorcube = {t_ref / t_ours:.1f}x)")
-
-                def multi():
-                    with torch.inference_mode():
-                        return full_stage(gray, _working_stage(gray, model, settings))
-
-                t_multi = timeit(multi, args.repeats, dev)
-                print(f"  the same with the working stage on all {torch.get_num_threads()} threads (not shipped: "
-                      f"not bit-reproducible across thread counts): {t_multi:.3f} s ({t_ref / t_multi:.1f}x)")
+                t_ref = timeit(lambda: ref_run(ref, torch.float32), args.repeats, dev)
+                ref_cl = eccv16().to(dev).to(memory_format=torch.channels_last)
+                t_ref16 = timeit(lambda: ref_run(ref_cl, torch.bfloat16), args.repeats, dev)
+                print(f"1-MP photo: ECCV16 image in -> colour out {t_ref:.3f} s (fp32, as published); colorcube "
+                      f"end to end (read -> zarr) {total:.3f} s: ECCV16 / colorcube = {t_ref / total:.1f}x")
+                print(f"  ECCV16 with the same bf16 channels-last treatment: {t_ref16:.3f} s "
+                      f"({t_ref16 / total:.1f}x colorcube's end-to-end time)")
+                f32 = PipelineSettings(**{**settings.as_dict(), "precision": "float32"})
+                t_f32 = timeit(lambda: working_stage(gray, model, f32), args.repeats, dev)
+                t_b16 = timeit(lambda: working_stage(gray, model, settings), args.repeats, dev)
+                print(f"  working stage with the network in float32 {t_f32 * 1e3:.0f} ms against "
+                      f"{t_b16 * 1e3:.0f} ms in bfloat16 (shipped)")
                 codecs(cubes[1], Path(tmp), cube_to_zarr)
 
 

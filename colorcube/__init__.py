@@ -12,7 +12,6 @@ from .model import load_pretrained
 from .pipeline import PipelineSettings, colorize
 
 
-
 def explore(obj, **kwargs):
     """Jupyter explorer of a cube, an archive or an image (see :func:`colorcube.widgets.explore`).
 

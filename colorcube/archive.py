@@ -95,12 +95,12 @@ def _status(out: str, name: str) -> dict:
         return {}
 
 
-def _block(gray_block, coef, shape, lam, block_info=None):
+def _block(gray_block, coef, shape, extent, lam, block_info=None):
     """Full-resolution codes of one chunk -> (ty, tx, 12) uint8: rgb, lower, upper, scale."""
     from .pipeline import Coefficients, stage_codes
 
     (y0, _), (x0, _) = block_info[0]["array-location"]
-    c = stage_codes(gray_block, Coefficients(coef, tuple(shape)), lam, y0=y0, x0=x0, threads=1)
+    c = stage_codes(gray_block, Coefficients(coef, tuple(shape), tuple(extent)), lam, y0=y0, x0=x0, threads=1)
     return np.concatenate([c["rgb"], c["interval"][..., 0], c["interval"][..., 1], c["scale"]], axis=-1)
 
 
@@ -133,7 +133,7 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
         coeffs = working_stage(gray, model, PipelineSettings(**job.settings))
         h, w = gray.shape
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
-        stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), job.lam,
+        stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, job.lam,
                                 dtype=np.uint8, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (12,)))
         interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
         attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,

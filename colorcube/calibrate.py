@@ -9,8 +9,8 @@ import numpy as np
 
 from .conformal import LAMBDA_GRID, Calibration, lambda_star, loss_curve, today
 from .errors import CalibrationError, ColorcubeError
-from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_truth
 from .fullres import CODE_MAX
+from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_truth
 from .pipeline import PipelineSettings, predict_bands
 
 __all__ = ["image_curves", "calibrate", "list_images"]

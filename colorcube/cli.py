@@ -17,10 +17,11 @@ __all__ = ["main"]
 
 
 def _settings(args):
-    """PipelineSettings from --working-size/--vividness/--no-guided; None when none is given."""
+    """PipelineSettings from --working-size/--vividness/--no-guided/--precision; None when none is given."""
     from .pipeline import PipelineSettings
 
-    given = {"working_size": args.working_size, "vividness": args.vividness, "guided": False if args.no_guided else None}
+    given = {"working_size": args.working_size, "vividness": args.vividness, "guided": False if args.no_guided else None,
+             "precision": args.precision}
     given = {k: v for k, v in given.items() if v is not None}
     return PipelineSettings(**given) if given else None
 
@@ -213,6 +214,8 @@ def _add_model_args(p, *, calibration=True):
     p.add_argument("--working-size", type=int, help="longer side of the network input (default 384)")
     p.add_argument("--vividness", type=float, help="annealed-mean temperature (lower: more saturated)")
     p.add_argument("--no-guided", action="store_true", help="bilinear instead of guided upsampling")
+    p.add_argument("--precision", choices=["bfloat16", "float32"],
+                   help="network arithmetic (default bfloat16; float32 for CPUs without bf16 instructions)")
     if calibration:
         p.add_argument("--calibration", help="a .cal file (default: the shipped calibration)")
         p.add_argument("--uncalibrated", action="store_true", help="heuristic bands (lambda = 1), no guarantee")

@@ -226,20 +226,49 @@ def zarr_compressors():
 
 
 def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", group: str | None = None):
-    """Write a cube (float32, or already coded by :func:`code_dataset`) to zarr v3 as codes,
-    with spatial chunks of ``chunk`` x ``chunk``."""
+    """Write a cube (float32, or already coded by :func:`code_dataset`) to zarr v3 as storage codes.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset in the cube schema (numpy- or dask-backed; dask stays
+        chunk by chunk under the current scheduler)
+    store : path or zarr store
+    chunk : int, spatial chunk side (y and x)
+    mode : "w" replaces the group (or store), "w-" refuses to overwrite
+    group : str, optional path of the group inside the store
+
+    The layout is what ``xarray.open_zarr`` reads (``dimension_names``, CF
+    ``scale_factor``); it is written with zarr directly, which measured ~20 ms
+    less per image than ``Dataset.to_zarr`` (``benchmarks/throughput.py``).
+    """
+    import dask.array as da
+    import zarr
+
     if ds["rgb"].dtype != CODES["rgb"][0]:
         ds = encode_cube(validate_cube(ds))
-    # variable-length strings have a zarr v3 spec; fixed-width numpy unicode has none
-    ds = ds.assign_coords(channel=np.array(CHANNELS, dtype=object), bound=np.array(BOUNDS, dtype=object))
-    sizes = {"y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"]), "channel": 3, "bound": 2}
-    encoding = {name: {"chunks": tuple(sizes[d] for d in ds[name].dims), "compressors": zarr_compressors()}
-                for name in ds.data_vars}
+    if mode not in ("w", "w-"):
+        raise SchemaError(f"mode={mode!r}: use 'w' (replace) or 'w-' (refuse to overwrite)")
     if isinstance(store, Path):
         store = str(store)
-    # write_empty_chunks: skips zarr's per-chunk "all fill value?" scan (a third of the write time)
-    return ds.to_zarr(store, mode=mode, group=group, encoding=encoding, consolidated=False, zarr_format=3,
-                      write_empty_chunks=True)
+    root = zarr.create_group(store, path=group, overwrite=mode == "w", zarr_format=3, attributes=dict(ds.attrs))
+    sizes = {"y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"]), "channel": 3, "bound": 2}
+    for name, values in (("channel", CHANNELS), ("bound", BOUNDS)):
+        root.create_array(name, shape=(len(values),), dtype=str, dimension_names=(name,))[...] = np.array(values)
+    lazy, targets = [], []
+    for name, var in ds.data_vars.items():
+        target = root.create_array(
+            name, shape=var.shape, dtype=var.dtype, chunks=tuple(sizes[d] for d in var.dims),
+            dimension_names=var.dims, compressors=zarr_compressors(), fill_value=0, attributes=dict(var.attrs),
+            # skips zarr's "is this chunk all fill value?" scan: a third of the write time
+            config={"write_empty_chunks": True})
+        if isinstance(var.data, da.Array):
+            lazy.append(var.data.rechunk(target.chunks))
+            targets.append(target)
+        else:
+            target[...] = var.data
+    if lazy:
+        da.store(lazy, targets, lock=False)
+    return root
 
 
 def open_cube(store, *, group: str | None = None, chunks="auto") -> xr.Dataset:

@@ -8,8 +8,8 @@ import numpy as np
 
 from .calibrate import image_curves
 from .conformal import LAMBDA_GRID, nested_interval
-from .fullres import round_outward
 from .errors import ColorcubeError
+from .fullres import round_outward
 from .io import DEFAULT_MAX_PIXELS, read_truth
 from .metrics import chroma_edges, ciede2000, colorfulness, psnr
 from .pipeline import PipelineSettings

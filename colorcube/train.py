@@ -23,8 +23,8 @@ import torch
 from torch.nn import functional as F
 
 from .color import gray_to_lightness, lab_to_rgb, luma, rgb_to_lab
-from .io import IMAGE_SUFFIXES
 from .errors import ColorcubeError
+from .io import IMAGE_SUFFIXES
 from .model import OUT_STRIDE, ColorNet, ModelConfig, annealed_mean, save_weights, select_device
 
 __all__ = ["TrainOptions", "train", "load_bank", "choose_vividness"]

@@ -11,7 +11,7 @@ import zarr
 from PIL import Image
 
 import colorcube
-from colorcube.archive import archive_index, colorize_archive, group_name, list_sources, open_archive, Source
+from colorcube.archive import Source, archive_index, colorize_archive, group_name, list_sources, open_archive
 from colorcube.cli import main
 from colorcube.errors import ColorcubeError
 
@@ -190,25 +190,32 @@ def test_zarr_of_gray_images(tmp_path, photos, folder):
 def test_disk_full_stops_cleanly_and_resumes(folder, tmp_path, monkeypatch):
     import errno
 
-    import xarray as xr
+    from zarr.storage import LocalStore
+
+    import colorcube.cube
 
     out = tmp_path / "full.zarr"
-    real = xr.Dataset.to_zarr
-    calls = {"n": 0}
+    real_write, real_set = colorcube.cube.cube_to_zarr, LocalStore.set
+    images = {"n": 0}
 
-    def flaky(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] >= 3:
+    def counting_write(*args, **kwargs):
+        images["n"] += 1
+        return real_write(*args, **kwargs)
+
+    async def filling_set(self, key, value, *args, **kwargs):
+        # the disk fills while the third image's chunks are being written
+        if images["n"] >= 3 and "/c/" in key:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(self, *args, **kwargs)
+        return await real_set(self, key, value, *args, **kwargs)
 
-    monkeypatch.setattr(xr.Dataset, "to_zarr", flaky)
+    monkeypatch.setattr(colorcube.cube, "cube_to_zarr", counting_write)
+    monkeypatch.setattr(LocalStore, "set", filling_set)
     with pytest.raises(ColorcubeError, match="No space left on device.*re-run"):
         colorize_archive(folder, out, chunk=64, progress=False, workers=1)
     assert not (out / ".colorcube.lock").exists()
     idx = archive_index(out)
     assert (idx.status == "complete").sum() == 2  # what was finished before the disk filled is kept
-    monkeypatch.setattr(xr.Dataset, "to_zarr", real)
+    monkeypatch.setattr(LocalStore, "set", real_set)
     res = colorize_archive(folder, out, chunk=64, progress=False)
     assert len(res.skipped) == 2 and len(res.done) == 4
     assert (archive_index(out).status == "complete").sum() == 6

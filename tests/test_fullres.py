@@ -14,7 +14,7 @@ def _coefficients(seed=0, h=9, w=13, shape=(40, 57)):
     coef[..., 0:2] = rng.normal(0, 40, (h, w, 2))  # A of a*, b*
     coef[..., 5:7] = rng.normal(0, 30, (h, w, 2))  # B of a*, b*
     coef[..., 7:10] = rng.uniform(-0.02, 0.2, (h, w, 3))  # B of the spreads, some negative (clamped)
-    return Coefficients(coef, shape), rng.random(shape).astype(np.float32)
+    return Coefficients(coef, shape, (h, w)), rng.random(shape).astype(np.float32)
 
 
 def _reference(gray, coeffs):

@@ -80,7 +80,7 @@ def test_guided_upsampling_reduces_bleeding(tiny_model):
     truth_b = np.where(np.arange(512) >= 253, 40.0, -40.0)
     errs = {}
     for guided in (True, False):
-        s = PipelineSettings(working_size=128, guided=guided, vividness=0.05)
+        s = PipelineSettings(working_size=128, guided=guided, vividness=0.05, precision="float32")
         rgb, _, _ = predict_bands(g, model, s)
         b = rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1))[2].numpy()
         errs[guided] = np.abs(b - truth_b[None, :])[:, 240:266].mean()

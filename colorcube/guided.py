@@ -1,0 +1,91 @@
+"""Fast guided filter (He & Sun 2015) coefficients at working resolution, compiled.
+
+The guided upsampling needs box means of the guide, its square, five maps and
+their products with the guide, then box means of the resulting (A, B)
+coefficients: 22 box filters over the working image. Running sums in float64
+(so the variance terms cannot cancel) over both axes make each one O(1) per
+pixel whatever the radius; this replaced torch cumsum / pad / arithmetic
+passes that took about 15 ms of a 40 ms working stage on 2 cores.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .fullres import run_rows
+
+__all__ = ["guided_coefficients"]
+
+
+@numba.njit(cache=True, nogil=True)
+def _box(x, r, col):
+    """In-place (2r+1)^2 box mean of x (h, w) float64 with edge replication; col: (w,) scratch."""
+    h, w = x.shape
+    k = 2 * r + 1
+    rows = np.empty((h, w))
+    # vertical running sums, all columns at once (row-major friendly)
+    col[:] = 0.0
+    for d in range(-r, r + 1):
+        col += x[min(max(d, 0), h - 1)]
+    rows[0] = col
+    for i in range(1, h):
+        col += x[min(i + r, h - 1)] - x[max(i - r - 1, 0)]
+        rows[i] = col
+    for i in range(h):
+        row = rows[i]
+        s = 0.0
+        for d in range(-r, r + 1):
+            s += row[min(max(d, 0), w - 1)]
+        x[i, 0] = s / (k * k)
+        for j in range(1, w):
+            s += row[min(j + r, w - 1)] - row[max(j - r - 1, 0)]
+            x[i, j] = s / (k * k)
+
+
+@numba.njit(cache=True, nogil=True)
+def _channels(guide, maps, r, eps, coef, start, stop):
+    h, w = guide.shape
+    col = np.empty(w)
+    mean_i = guide.astype(np.float64)
+    mean_ii = mean_i * mean_i
+    _box(mean_i, r, col)
+    _box(mean_ii, r, col)
+    var = mean_ii - mean_i * mean_i + eps
+    for c in range(start, stop):
+        p = maps[c].astype(np.float64)
+        ip = p * guide
+        _box(p, r, col)
+        _box(ip, r, col)
+        a = (ip - mean_i * p) / var
+        b = p - a * mean_i
+        _box(a, r, col)
+        _box(b, r, col)
+        for i in range(h):
+            for j in range(w):
+                coef[i, j, c] = a[i, j]
+                coef[i, j, c + 5] = b[i, j]
+
+
+def guided_coefficients(guide: np.ndarray, maps: np.ndarray, *, radius: int, eps: float, threads: int = 1
+                        ) -> np.ndarray:
+    """Box-averaged guided-filter coefficients of ``maps`` against ``guide``.
+
+    Parameters
+    ----------
+    guide : (h, w) float32 in [0, 1], the working-resolution lightness / 100
+    maps : (5, h, w) float32, the maps to upsample (a*, b*, R, G, B spread)
+    radius : int >= 0, box radius in working pixels
+    eps : float > 0, regulariser
+    threads : int, maps are split over this many threads
+
+    Returns
+    -------
+    coef : (h, w, 10) float32, ``A`` of the five maps then ``B``; the map at
+        full resolution is ``A * guide + B`` with both sampled bilinearly
+    """
+    guide = np.ascontiguousarray(guide, np.float32)
+    maps = np.ascontiguousarray(maps, np.float32)
+    coef = np.empty((*guide.shape, 10), np.float32)
+    run_rows(_channels, maps.shape[0], (guide, maps, int(radius), float(eps), coef), threads=threads)
+    return coef
