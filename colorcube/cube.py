@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -254,7 +255,7 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     sizes = {"y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"]), "channel": 3, "bound": 2}
     for name, values in (("channel", CHANNELS), ("bound", BOUNDS)):
         root.create_array(name, shape=(len(values),), dtype=str, dimension_names=(name,))[...] = np.array(values)
-    lazy, targets = [], []
+    lazy, targets, eager = [], [], []
     for name, var in ds.data_vars.items():
         target = root.create_array(
             name, shape=var.shape, dtype=var.dtype, chunks=tuple(sizes[d] for d in var.dims),
@@ -265,21 +266,50 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
             lazy.append(var.data.rechunk(target.chunks))
             targets.append(target)
         else:
-            target[...] = var.data
+            eager.append((target, var.data))
+    if eager:
+        # zarr compresses and writes one array per call; two at a time keep both cores busy
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(t.__setitem__, Ellipsis, v) for t, v in eager]:
+                done.result()
     if lazy:
         da.store(lazy, targets, lock=False)
     return root
 
 
-def open_cube(store, *, group: str | None = None, chunks="auto") -> xr.Dataset:
-    """Open a cube written by :func:`cube_to_zarr` lazily (dask-backed), float32 as in memory."""
+def open_cube(store, *, group: str | None = None, chunks=None) -> xr.Dataset:
+    """Open a cube written by :func:`cube_to_zarr` lazily (dask-backed), float32 as in memory.
+
+    Parameters
+    ----------
+    store : path or zarr store; group : str, optional group path inside it
+    chunks : None (the zarr chunks, default) or dict of dim -> chunk size
+
+    Values are decoded as ``code / n`` in float32 (exactly the float32 an 8-bit
+    truth pixel reads as). ``xarray.open_zarr`` reads the same store through the
+    CF ``scale_factor`` (float64 values, equal after casting to float32).
+    """
+    import dask.array as da
+    import zarr
+
+    from .fullres import decode
+
     if isinstance(store, Path):
         store = str(store)
-    ds = xr.open_zarr(store, group=group, chunks=chunks, consolidated=False, zarr_format=3)
-    # CF decoding gives float64 code * (1/n); its float32 rounding equals code / n in float32
-    for name in CODES:
-        if name in ds.data_vars and ds[name].dtype != np.float32:
-            encoding = ds[name].encoding  # chunks, codecs: a later to_zarr writes the same codes
-            ds[name] = ds[name].astype(np.float32)
-            ds[name].encoding = encoding
+    try:
+        root = zarr.open_group(store, path=group, mode="r", zarr_format=3)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise SchemaError(f"{store}{'/' + group if group else ''}: no cube there (not a zarr v3 group)") from exc
+    data = {}
+    for name, dims in _DIMS.items():
+        if name not in root:
+            continue  # validate_cube names what is missing
+        arr = root[name]
+        x = da.from_zarr(arr)
+        if chunks:
+            x = x.rechunk(tuple(chunks.get(d, "auto") if d in ("y", "x") else -1 for d in dims))
+        if x.dtype != np.float32:
+            x = x.map_blocks(decode, dtype=np.float32)
+        data[name] = xr.Variable(dims, x, encoding={"chunks": arr.chunks})
+    ds = xr.Dataset(data, coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, attrs=dict(root.attrs))
     return validate_cube(ds)

@@ -56,87 +56,81 @@ def gamma_table() -> np.ndarray:
     return np.where(x > 0.0031308, 1.055 * np.maximum(x, 0.0031308) ** (1 / 2.4) - 0.055, 12.92 * x).astype(np.float32)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _encode(lin, table):
-    lin = min(max(lin, 0.0), 1.0) * 4096.0
-    k = min(int(lin), 4095)
-    t = lin - k
-    return table[k] * (1.0 - t) + table[k + 1] * t
+_F = np.float32
+# Only fused multiply-adds and signed-zero freedom: no "no-NaN/no-inf" assumptions (lambda may be large).
+_FAST = {"contract", "nsz"}
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _finv(t):
-    return t * t * t if t > 0.2068966 else (t - 4.0 / 29.0) / 7.787
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
+def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, s):
+    """Colour ``f`` (3, tx) and spread ``s`` (3, tx) of tile row ``i``, float32.
 
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _row_coefficients(coef, i0, i1, wy, j_lo, j_hi, row):
-    # one row of the maps interpolated along y, for the columns the tile needs
-    for j in range(j_lo, j_hi + 1):
+    Written as simple loops over the row so LLVM vectorises them (AVX-512 gathers
+    for the tables): 1.75x faster on one core than one call per pixel."""
+    tx = gray.shape[1]
+    a0, a1 = _F(1.0) - wy[i], wy[i]
+    for jj in range(j0.min(), j1.max() + 1):  # the maps interpolated along y, columns the tile needs
         for k in range(10):
-            row[j, k] = coef[i0, j, k] * (1.0 - wy) + coef[i1, j, k] * wy
+            row[jj, k] = coef[i0[i], jj, k] * a0 + coef[i1[i], jj, k] * a1
+    for j in range(tx):
+        g = min(max(gray[i, j], _F(0.0)), _F(1.0))
+        light[j] = lut_l[np.int32(g * _F(65535.0) + _F(0.5))]
+    for k in range(5):  # q = A * L / 100 + B with A, B interpolated along x
+        for j in range(tx):
+            b0, b1 = _F(1.0) - wx[j], wx[j]
+            a = row[j0[j], k] * b0 + row[j1[j], k] * b1
+            b = row[j0[j], k + 5] * b0 + row[j1[j], k + 5] * b1
+            q[k, j] = a * (light[j] * _F(0.01)) + b
+    for j in range(tx):  # Lab -> linear sRGB (kornia's constants, D65)
+        fy = (light[j] + _F(16.0)) * _F(1.0 / 116.0)
+        fx = q[0, j] * _F(0.002) + fy
+        fz = max(fy - q[1, j] * _F(0.005), _F(0.0))
+        x = (fx * fx * fx if fx > _F(0.2068966) else (fx - _F(4.0 / 29.0)) * _F(1.0 / 7.787)) * _F(0.95047)
+        y = fy * fy * fy if fy > _F(0.2068966) else (fy - _F(4.0 / 29.0)) * _F(1.0 / 7.787)
+        z = (fz * fz * fz if fz > _F(0.2068966) else (fz - _F(4.0 / 29.0)) * _F(1.0 / 7.787)) * _F(1.08883)
+        f[0, j] = _F(3.2404813432005266) * x - _F(1.5371515162713185) * y - _F(0.4985363261688878) * z
+        f[1, j] = _F(-0.9692549499965682) * x + _F(1.8759900014898907) * y + _F(0.0415559265582928) * z
+        f[2, j] = _F(0.0556466391351772) * x - _F(0.2040413383665112) * y + _F(1.0573110696453443) * z
+    for c in range(3):  # sRGB encoding by table interpolation; spread clamped at 0
+        for j in range(tx):
+            v = min(max(f[c, j], _F(0.0)), _F(1.0)) * _F(_GAMMA_STEPS)
+            k = min(np.int32(v), np.int32(_GAMMA_STEPS - 1))
+            t = v - _F(k)
+            f[c, j] = lut_g[k] * (_F(1.0) - t) + lut_g[k + 1] * t
+            s[c, j] = max(q[2 + c, j], _F(0.0))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _q(row, j0, j1, wx, k, t):
-    a = row[j0, k] * (1.0 - wx) + row[j1, k] * wx
-    b = row[j0, k + 5] * (1.0 - wx) + row[j1, k + 5] * wx
-    return a * t + b
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _pixel(g, row, j0, j1, wx, lut_l, lut_g):
-    """(r, g, b, spread_r, spread_g, spread_b) of one pixel."""
-    code = int(min(max(g, 0.0), 1.0) * 65535.0 + 0.5)
-    L = lut_l[code]
-    t = L * 0.01
-    q0 = _q(row, j0, j1, wx, 0, t)
-    q1 = _q(row, j0, j1, wx, 1, t)
-    fy = (L + 16.0) / 116.0
-    fx = q0 / 500.0 + fy
-    fz = max(fy - q1 / 200.0, 0.0)
-    x = _finv(fx) * 0.95047
-    y = _finv(fy)
-    z = _finv(fz) * 1.08883
-    r = _encode(3.2404813432005266 * x - 1.5371515162713185 * y - 0.4985363261688878 * z, lut_g)
-    gg = _encode(-0.9692549499965682 * x + 1.8759900014898907 * y + 0.0415559265582928 * z, lut_g)
-    bb = _encode(0.0556466391351772 * x - 0.2040413383665112 * y + 1.0573110696453443 * z, lut_g)
-    return (r, gg, bb, max(_q(row, j0, j1, wx, 2, t), 0.0), max(_q(row, j0, j1, wx, 3, t), 0.0),
-            max(_q(row, j0, j1, wx, 4, t), 0.0))
-
-
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
 def _bands_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, rgb, spread, start, stop):
-    row = np.empty((coef.shape[1], 10), np.float32)
-    j_lo, j_hi = j0.min(), j1.max()
+    tx = gray.shape[1]
+    row, q, light = np.empty((coef.shape[1], 10), _F), np.empty((5, tx), _F), np.empty(tx, _F)
+    f, s = np.empty((3, tx), _F), np.empty((3, tx), _F)
     for i in range(start, stop):
-        _row_coefficients(coef, i0[i], i1[i], wy[i], j_lo, j_hi, row)
-        for j in range(gray.shape[1]):
-            v = _pixel(gray[i, j], row, j0[j], j1[j], wx[j], lut_l, lut_g)
+        _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, s)
+        for j in range(tx):
             for c in range(3):
-                rgb[i, j, c] = v[c]
-                spread[i, j, c] = v[3 + c]
+                rgb[i, j, c] = f[c, j]
+                spread[i, j, c] = s[c, j]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
 def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps,
                 rgb_code, interval_code, scale_code, start, stop):
-    row = np.empty((coef.shape[1], 10), np.float32)
-    j_lo, j_hi = j0.min(), j1.max()
+    tx = gray.shape[1]
+    row, q, light = np.empty((coef.shape[1], 10), _F), np.empty((5, tx), _F), np.empty(tx, _F)
+    f, s = np.empty((3, tx), _F), np.empty((3, tx), _F)
     for i in range(start, stop):
-        _row_coefficients(coef, i0[i], i1[i], wy[i], j_lo, j_hi, row)
-        for j in range(gray.shape[1]):
-            v = _pixel(gray[i, j], row, j0[j], j1[j], wx[j], lut_l, lut_g)
-            for c in range(3):
-                f = v[c]
-                s = v[3 + c]
-                half = lam[c] * (s + eps)
-                lo = min(max(f - half, 0.0), 1.0)
-                hi = min(max(f + half, 0.0), 1.0)
-                rgb_code[i, j, c] = np.uint8(f * 255.0 + 0.5)
-                interval_code[i, j, c, 0] = np.uint8(np.floor(lo * 255.0))
-                interval_code[i, j, c, 1] = np.uint8(np.ceil(hi * 255.0))
-                scale_code[i, j, c] = np.uint8(min(np.ceil(s * 255.0), 255.0))
+        _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, s)
+        for c in range(3):
+            lc = lam[c]
+            for j in range(tx):
+                half = lc * (s[c, j] + eps)
+                lo = min(max(f[c, j] - half, _F(0.0)), _F(1.0))
+                hi = min(max(f[c, j] + half, _F(0.0)), _F(1.0))
+                rgb_code[i, j, c] = np.uint8(f[c, j] * _F(255.0) + _F(0.5))
+                interval_code[i, j, c, 0] = np.uint8(np.floor(lo * _F(255.0)))
+                interval_code[i, j, c, 1] = np.uint8(np.ceil(hi * _F(255.0)))
+                scale_code[i, j, c] = np.uint8(min(np.ceil(s[c, j] * _F(255.0)), _F(255.0)))
 
 
 def run_rows(fn, n_rows: int, args: tuple, *, threads: int = 1) -> None:

@@ -195,17 +195,42 @@ def bin_rgb_table(bins: torch.Tensor) -> torch.Tensor:
     return rgb.permute(2, 1, 0).reshape(len(bins), -1).contiguous()
 
 
-def _at_lightness(table_proj: torch.Tensor, lightness: torch.Tensor) -> torch.Tensor:
-    """Linear interpolation in L of per-level projections (B, n_levels*3, h, w) -> (B, 3, h, w)."""
-    b, _, h, w = table_proj.shape
-    proj = table_proj.reshape(b, -1, 3, h, w)
-    pos = (lightness / LUT_STEP).clamp(0, proj.shape[1] - 1)
-    i0 = pos.floor().long().clamp(max=proj.shape[1] - 2)
-    t = (pos - i0)[:, :, None]  # (B, 1, 1, h, w)
-    idx = i0[:, :, None].expand(-1, -1, 3, -1, -1)
-    v0 = torch.gather(proj, 1, idx)[:, 0]
-    v1 = torch.gather(proj, 1, idx + 1)[:, 0]
-    return v0 * (1 - t[:, 0]) + v1 * t[:, 0]
+def _moments_at_lightness(p: torch.Tensor, table: torch.Tensor, lightness: torch.Tensor):
+    """First and second sRGB moments of bin distributions at each pixel's lightness.
+
+    Parameters
+    ----------
+    p : (N, Q) float32, bin probabilities of N pixels
+    table : (Q, n_levels * 3) float32, :func:`bin_rgb_table`
+    lightness : (N,) float32 in [0, 100]
+
+    Returns
+    -------
+    m1, m2 : (N, 3) float32, linearly interpolated in L between the two table levels
+        around each pixel. Pixels are grouped by level, so each group multiplies by
+        only its two levels' 6 columns (and their squares): 1/10 of the FLOPs of
+        projecting every pixel on all 41 levels.
+    """
+    n_levels = table.shape[1] // 3
+    pos = (lightness / LUT_STEP).clamp(0, n_levels - 1)
+    i0 = pos.floor().long().clamp(max=n_levels - 2)
+    t = (pos - i0)[:, None]
+    m1 = torch.empty(p.shape[0], 3, dtype=p.dtype, device=p.device)
+    m2 = torch.empty_like(m1)
+    order = torch.argsort(i0)
+    counts = torch.bincount(i0, minlength=n_levels).tolist()
+    start = 0
+    for level, count in enumerate(counts):
+        if count == 0:
+            continue
+        idx = order[start : start + count]
+        start += count
+        cols = table[:, 3 * level : 3 * level + 6]
+        r = p[idx] @ torch.cat([cols, cols * cols], dim=1)  # (count, 12)
+        ti = t[idx]
+        m1[idx] = r[:, 0:3] * (1 - ti) + r[:, 3:6] * ti
+        m2[idx] = r[:, 6:9] * (1 - ti) + r[:, 9:12] * ti
+    return m1, m2
 
 
 def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None = None,
@@ -233,14 +258,13 @@ def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None
     logits, _ = _in_dtype(model, dtype)(lightness)
     with torch.autocast(device, enabled=False):
         # bins last and contiguous: the softmaxes and bin sums become row reductions and GEMMs
-        z = logits.float().permute(0, 2, 3, 1).contiguous()
-        ab = torch.log_softmax(z / t, dim=-1).exp() @ model.bins  # log_softmax().exp(): 2x faster here
-        p = torch.log_softmax(z, dim=-1).exp()
-        table = model.rgb_table
-        light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE)
-        m1 = _at_lightness((p @ table).permute(0, 3, 1, 2), light4)
-        m2 = _at_lightness((p @ (table * table)).permute(0, 3, 1, 2), light4)
-    return ab.permute(0, 3, 1, 2), (m2 - m1 * m1).clamp_min(0).sqrt()
+        b, q, h, w = logits.shape
+        z = logits.float().permute(0, 2, 3, 1).reshape(-1, q)
+        ab = torch.softmax(z / t, dim=-1) @ model.bins
+        light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
+        m1, m2 = _moments_at_lightness(torch.softmax(z, dim=-1), model.rgb_table, light4)
+        spread = (m2 - m1 * m1).clamp_min(0).sqrt()
+    return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), spread.reshape(b, h, w, 3).permute(0, 3, 1, 2)
 
 
 _LOW_PRECISION: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

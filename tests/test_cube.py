@@ -100,3 +100,19 @@ def test_decoded_codes_equal_eight_bit_truth():
     k = np.arange(256, dtype=np.uint8)
     np.testing.assert_array_equal(decode_codes({"rgb": k})["rgb"], k.astype(np.float32) / np.float32(255))
     assert (k.astype(np.float32) * np.float32(1 / 255) != k.astype(np.float32) / np.float32(255)).any()
+
+
+def test_plain_xarray_reads_the_codes_through_cf(tmp_path):
+    """Other tools open the store with xarray alone: CF scale_factor gives the same values."""
+    ds = _cube(30, 40)
+    cube_to_zarr(ds, tmp_path / "c.zarr")
+    ours = open_cube(tmp_path / "c.zarr").load()
+    plain = xr.open_zarr(tmp_path / "c.zarr", consolidated=False, zarr_format=3).load()
+    for name in ("gray", "rgb", "interval"):
+        np.testing.assert_array_equal(plain[name].values.astype(np.float32), ours[name].values)
+    assert list(plain.channel.values) == ["R", "G", "B"]
+
+
+def test_open_cube_names_a_missing_store(tmp_path):
+    with pytest.raises(SchemaError, match="no cube there"):
+        open_cube(tmp_path / "nothing.zarr")

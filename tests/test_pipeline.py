@@ -103,6 +103,8 @@ def test_bad_alpha_and_settings(tiny_model, gray):
         colorcube.colorize(gray, alpha=1.5, model=tiny_model, calibration=None)
     with pytest.raises(ColorcubeError, match="working_size"):
         PipelineSettings(working_size=8)
+    with pytest.raises(ColorcubeError, match="revision 1.*recalibrate"):
+        PipelineSettings(revision=1)
 
 
 def test_integer_and_tiny_inputs(tiny_model):
