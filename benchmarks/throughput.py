@@ -21,6 +21,7 @@ Prints, in one run:
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
@@ -124,13 +125,17 @@ def main() -> None:
     conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(dev).eval()
     xc = torch.randn(4, 256, 64, 64, device=dev)
     conv_flop = 2 * 256 * 256 * 9 * 64 * 64 * 4
+    from colorcube.model import _in_dtype
+
     for dtype in (torch.bfloat16, torch.float32):
         low = dtype != torch.float32
-        cv = conv.to(memory_format=torch.channels_last) if low else conv
-        xi = xc.contiguous(memory_format=torch.channels_last) if low else xc
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=dtype, enabled=low):
+        # both in the dtype and layout the pipeline runs the network in (a bf16 copy, channels-last)
+        cv = copy.deepcopy(conv).to(dtype).to(memory_format=torch.channels_last) if low else conv
+        xi = xc.to(dtype).contiguous(memory_format=torch.channels_last) if low else xc
+        net = _in_dtype(model, dtype)
+        with torch.inference_mode():
             t_conv = timeit(lambda: cv(xi), args.repeats, dev)
-            t_model = timeit(lambda: model(x), args.repeats, dev)
+            t_model = timeit(lambda: net(x), args.repeats, dev)
         peak, achieved = conv_flop / t_conv / 1e9, per_px * side**2 / t_model / 1e9
         layout = "bf16 channels-last (shipped)" if low else "fp32"
         print(f"{layout:29s} attainable conv (3x3, 256->256, 64x64, batch 4) {peak:5.0f} GFLOP/s; model stage "
@@ -142,8 +147,9 @@ def main() -> None:
 
     unfolded = ColorNet(model.config).to(dev).eval().to(memory_format=torch.channels_last)
     unfolded.load_state_dict({k: v.float() for k, v in load_file(str(default_weights_path())).items()})
-    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16):
-        t_folded = timeit(lambda: model(x), args.repeats, dev)
+    unfolded = unfolded.to(torch.bfloat16)
+    with torch.inference_mode():
+        t_folded = timeit(lambda: _in_dtype(model, torch.bfloat16)(x), args.repeats, dev)
         t_unfolded = timeit(lambda: unfolded(x), args.repeats, dev)
     print(f"BatchNorm folded into the convolutions (shipped) {t_folded * 1e3:.0f} ms against "
           f"{t_unfolded * 1e3:.0f} ms unfolded (bf16)")

@@ -138,7 +138,7 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
         interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
         attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,
                  "colorcube_status": "incomplete"}
-        codes = {"gray": g.map_blocks(encode_gray, dtype=np.uint16), "rgb": stacked[..., :3], "interval": interval,
+        codes = {"gray": g.map_blocks(encode_gray, bits=16, dtype=np.uint16), "rgb": stacked[..., :3], "interval": interval,
                  "scale": stacked[..., 9:12]}
         ds = code_dataset(codes, attrs)
         with dask.config.set(scheduler="synchronous" if in_worker else "threads"):

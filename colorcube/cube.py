@@ -16,7 +16,7 @@ recomputed from a stored calibration without the model (the explorer's slider).
 
 On disk (zarr) each variable is stored as integer codes with a CF
 ``scale_factor`` (:data:`CODES`): gray uint16 ``round(g * 65535)`` (exact for
-8- and 16-bit inputs), rgb uint8 ``round(v * 255)``, interval uint8 rounded
+8- and 16-bit inputs; uint8 ``round(g * 255)`` when the input is 8-bit), rgb uint8 ``round(v * 255)``, interval uint8 rounded
 *outward* (lower down, upper up, so a stored band contains the computed one and
 the guarantee holds), scale uint8 rounded up. 14 bytes per pixel instead of 46.
 :func:`open_cube` returns float32 values equal to ``code / 255`` computed in
@@ -36,7 +36,7 @@ import xarray as xr
 
 from .errors import SchemaError
 
-__all__ = ["build_cube", "cube_attrs", "cube_dataset", "code_dataset", "encode_cube", "decode_codes",
+__all__ = ["build_cube", "cube_attrs", "cube_dataset", "code_dataset", "encode_cube", "decode_codes", "lazy_cube",
            "zarr_compressors", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS",
            "CODES"]
 
@@ -113,6 +113,8 @@ def code_dataset(codes: dict, attrs: dict) -> xr.Dataset:
     data = {}
     for name, arr in codes.items():
         dtype, n = CODES[name]
+        if name == "gray" and arr.dtype == np.uint8:
+            dtype, n = np.uint8, 255  # an 8-bit source, stored exactly in half the bytes
         if arr.dtype != dtype:
             raise SchemaError(f"code array {name!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
         data[name] = (_DIMS[name], arr, {"scale_factor": 1.0 / n})
@@ -238,9 +240,13 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     mode : "w" replaces the group (or store), "w-" refuses to overwrite
     group : str, optional path of the group inside the store
 
+    Returns
+    -------
+    dict of variable name -> the written ``zarr.Array``
+
     The layout is what ``xarray.open_zarr`` reads (``dimension_names``, CF
     ``scale_factor``); it is written with zarr directly, which measured ~20 ms
-    less per image than ``Dataset.to_zarr`` (``benchmarks/throughput.py``).
+    less per image than ``Dataset.to_zarr``.
     """
     import dask.array as da
     import zarr
@@ -255,13 +261,14 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     sizes = {"y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"]), "channel": 3, "bound": 2}
     for name, values in (("channel", CHANNELS), ("bound", BOUNDS)):
         root.create_array(name, shape=(len(values),), dtype=str, dimension_names=(name,))[...] = np.array(values)
-    lazy, targets, eager = [], [], []
+    lazy, targets, eager, written = [], [], [], {}
     for name, var in ds.data_vars.items():
         target = root.create_array(
             name, shape=var.shape, dtype=var.dtype, chunks=tuple(sizes[d] for d in var.dims),
             dimension_names=var.dims, compressors=zarr_compressors(), fill_value=0, attributes=dict(var.attrs),
             # skips zarr's "is this chunk all fill value?" scan: a third of the write time
             config={"write_empty_chunks": True})
+        written[name] = target
         if isinstance(var.data, da.Array):
             lazy.append(var.data.rechunk(target.chunks))
             targets.append(target)
@@ -274,7 +281,7 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
                 done.result()
     if lazy:
         da.store(lazy, targets, lock=False)
-    return root
+    return written
 
 
 def open_cube(store, *, group: str | None = None, chunks=None) -> xr.Dataset:
@@ -289,10 +296,7 @@ def open_cube(store, *, group: str | None = None, chunks=None) -> xr.Dataset:
     truth pixel reads as). ``xarray.open_zarr`` reads the same store through the
     CF ``scale_factor`` (float64 values, equal after casting to float32).
     """
-    import dask.array as da
     import zarr
-
-    from .fullres import decode
 
     if isinstance(store, Path):
         store = str(store)
@@ -300,16 +304,33 @@ def open_cube(store, *, group: str | None = None, chunks=None) -> xr.Dataset:
         root = zarr.open_group(store, path=group, mode="r", zarr_format=3)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise SchemaError(f"{store}{'/' + group if group else ''}: no cube there (not a zarr v3 group)") from exc
-    data = {}
-    for name, dims in _DIMS.items():
-        if name not in root:
+    arrays = {}
+    for name in _DIMS:
+        try:
+            arrays[name] = root[name]
+        except KeyError:
             continue  # validate_cube names what is missing
-        arr = root[name]
-        x = da.from_zarr(arr)
+    return lazy_cube(arrays, dict(root.attrs), chunks=chunks)
+
+
+def lazy_cube(arrays: dict, attrs: dict, *, chunks=None) -> xr.Dataset:
+    """The cube over zarr arrays of codes (or float32), lazily decoded; see :func:`open_cube`."""
+    import uuid
+
+    import dask.array as da
+
+    from .fullres import decode
+
+    data = {}
+    for name, arr in arrays.items():
+        dims = _DIMS[name]
+        # an explicit name skips dask hashing the zarr metadata (a third of the open time)
+        x = da.from_array(arr, chunks=arr.chunks, name=f"colorcube-{name}-{uuid.uuid4().hex}", asarray=False,
+                          fancy=False)
         if chunks:
             x = x.rechunk(tuple(chunks.get(d, "auto") if d in ("y", "x") else -1 for d in dims))
         if x.dtype != np.float32:
             x = x.map_blocks(decode, dtype=np.float32)
         data[name] = xr.Variable(dims, x, encoding={"chunks": arr.chunks})
-    ds = xr.Dataset(data, coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, attrs=dict(root.attrs))
+    ds = xr.Dataset(data, coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, attrs=attrs)
     return validate_cube(ds)

@@ -186,9 +186,20 @@ def round_outward(lo, hi):
             np.ceil(np.asarray(hi, np.float64) * CODE_MAX).astype(np.float32) / np.float32(CODE_MAX))
 
 
-def encode_gray(gray) -> np.ndarray:
-    """(y, x) gray in [0, 1] -> uint16 ``round(g * 65535)`` (exact for 8- and 16-bit inputs)."""
-    return np.rint(np.clip(np.asarray(gray, np.float64), 0.0, 1.0) * GRAY_CODE_MAX).astype(np.uint16)
+def encode_gray(gray, *, bits: int | None = None) -> np.ndarray:
+    """(y, x) gray in [0, 1] -> its storage code.
+
+    ``bits=None`` picks uint8 ``round(g * 255)`` when that is exact (an 8-bit
+    source: half the bytes of uint16), else uint16 ``round(g * 65535)`` (exact
+    for 16-bit sources); ``bits=8`` or ``16`` forces one (dask blocks need a
+    fixed dtype). Either decodes to the same float32 value for 8-bit inputs.
+    """
+    g = np.clip(np.asarray(gray, np.float32), 0.0, 1.0)
+    if bits != 16:
+        c8 = np.rint(g * _F(CODE_MAX)).astype(np.uint8)
+        if bits == 8 or np.array_equal(_decode_table(CODE_MAX)[c8], g):
+            return c8
+    return np.rint(g.astype(np.float64) * GRAY_CODE_MAX).astype(np.uint16)
 
 
 @functools.cache

@@ -195,6 +195,12 @@ def bin_rgb_table(bins: torch.Tensor) -> torch.Tensor:
     return rgb.permute(2, 1, 0).reshape(len(bins), -1).contiguous()
 
 
+def _softmax_(z: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dim, in place (z is overwritten and returned)."""
+    z.sub_(z.amax(dim=-1, keepdim=True)).exp_()
+    return z.div_(z.sum(dim=-1, keepdim=True))
+
+
 def _moments_at_lightness(p: torch.Tensor, table: torch.Tensor, lightness: torch.Tensor):
     """First and second sRGB moments of bin distributions at each pixel's lightness.
 
@@ -260,9 +266,10 @@ def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None
         # bins last and contiguous: the softmaxes and bin sums become row reductions and GEMMs
         b, q, h, w = logits.shape
         z = logits.float().permute(0, 2, 3, 1).reshape(-1, q)
-        ab = torch.softmax(z / t, dim=-1) @ model.bins
+        # softmaxes in place: fresh multi-MB temporaries cost more in page faults than the arithmetic
+        ab = _softmax_(z * (1.0 / t)) @ model.bins
         light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
-        m1, m2 = _moments_at_lightness(torch.softmax(z, dim=-1), model.rgb_table, light4)
+        m1, m2 = _moments_at_lightness(_softmax_(z), model.rgb_table, light4)
         spread = (m2 - m1 * m1).clamp_min(0).sqrt()
     return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), spread.reshape(b, h, w, 3).permute(0, 3, 1, 2)
 

@@ -330,7 +330,7 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     (``code / 255``), so the cube in memory and on disk are the same.
     """
     from .conformal import _check_alpha
-    from .cube import code_dataset, cube_attrs, cube_dataset, cube_to_zarr, decode_codes, open_cube, validate_cube
+    from .cube import code_dataset, cube_attrs, cube_dataset, cube_to_zarr, decode_codes, lazy_cube, validate_cube
     from .model import load_pretrained
 
     alpha = _check_alpha(alpha)
@@ -346,7 +346,6 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=settings.as_dict(model),
                        source=source)
     if out is not None:
-        cube_to_zarr(code_dataset(codes, attrs), out, chunk=chunk)
-        return open_cube(out)
+        return lazy_cube(cube_to_zarr(code_dataset(codes, attrs), out, chunk=chunk), attrs)
     v = decode_codes(codes)
     return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, scale=v["scale"]))
