@@ -96,12 +96,12 @@ def _status(out: str, name: str) -> dict:
 
 
 def _block(gray_block, coef, shape, extent, lam, block_info=None):
-    """Full-resolution codes of one chunk -> (ty, tx, 12) uint8: rgb, lower, upper, scale."""
+    """Full-resolution codes of one chunk -> (ty, tx, 9) uint8: rgb, lower, upper."""
     from .pipeline import Coefficients, stage_codes
 
     (y0, _), (x0, _) = block_info[0]["array-location"]
     c = stage_codes(gray_block, Coefficients(coef, tuple(shape), tuple(extent)), lam, y0=y0, x0=x0, threads=1)
-    return np.concatenate([c["rgb"], c["interval"][..., 0], c["interval"][..., 1], c["scale"]], axis=-1)
+    return np.concatenate([c["rgb"], c["interval"][..., 0], c["interval"][..., 1]], axis=-1)
 
 
 def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -> dict:
@@ -134,13 +134,14 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
         h, w = gray.shape
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
         stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, job.lam,
-                                dtype=np.uint8, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (12,)))
+                                dtype=np.uint8, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (9,)))
         interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
         attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,
                  "colorcube_status": "incomplete"}
-        codes = {"gray": g.map_blocks(encode_gray, bits=16, dtype=np.uint16), "rgb": stacked[..., :3], "interval": interval,
-                 "scale": stacked[..., 9:12]}
-        ds = code_dataset(codes, attrs)
+        # the gray code is decided on the whole image (uint8 for 8-bit sources), as colorize does
+        codes = {"gray": da.from_array(encode_gray(gray), chunks=g.chunks), "rgb": stacked[..., :3],
+                 "interval": interval}
+        ds = code_dataset(codes, attrs, (coeffs.coef, coeffs.extent))
         with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
             cube_to_zarr(ds, job.out, chunk=job.chunk, group=f"images/{name}")
         zarr.open_group(job.out, path=f"images/{name}", mode="r+").attrs.update({"colorcube_status": "complete"})

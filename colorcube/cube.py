@@ -9,16 +9,19 @@ interval (y, x, channel, bound)     float32 [0, 1]   conformal lower / upper bou
 ======== ========================== ================ ===============================
 
 Coordinates ``channel = ["R", "G", "B"]`` and ``bound = ["lower", "upper"]``.
-An optional ``scale`` (y, x, channel) float32 >= 0 holds the heuristic band
-half-width before conformal scaling, so bands for another alpha can be
-recomputed from a stored calibration without the model (the explorer's slider).
+An optional ``coefficients`` (gy, gx, coefficient) float32 holds the guided
+coefficients (:class:`colorcube.pipeline.Coefficients`, attribute ``extent``)
+the bands were made from: with ``gray`` they give back the unrounded colour and
+heuristic band half-width of any pixel, so bands for another alpha are rebuilt
+exactly from a stored calibration without the model (the explorer's slider);
+they cost a few hundred kB per image instead of 3 bytes per pixel.
 ``ds.interval.sel(channel="R")`` is the specification's m x n x 2 matrix for R.
 
 On disk (zarr) each variable is stored as integer codes with a CF
 ``scale_factor`` (:data:`CODES`): gray uint16 ``round(g * 65535)`` (exact for
 8- and 16-bit inputs; uint8 ``round(g * 255)`` when the input is 8-bit), rgb uint8 ``round(v * 255)``, interval uint8 rounded
 *outward* (lower down, upper up, so a stored band contains the computed one and
-the guarantee holds), scale uint8 rounded up. 14 bytes per pixel instead of 46.
+the guarantee holds): 10 bytes per pixel (9 for 8-bit inputs) instead of 46.
 :func:`open_cube` returns float32 values equal to ``code / 255`` computed in
 float32, i.e. exactly what an 8-bit truth image reads as, so coverage checked
 against truth is exact at a band's edge.
@@ -43,9 +46,9 @@ __all__ = ["build_cube", "cube_attrs", "cube_dataset", "code_dataset", "encode_c
 CHANNELS = ("R", "G", "B")
 BOUNDS = ("lower", "upper")
 #: storage code of each variable: (integer dtype, n) with value = code / n
-CODES = {"gray": (np.uint16, 65535), "rgb": (np.uint8, 255), "interval": (np.uint8, 255), "scale": (np.uint8, 255)}
+CODES = {"gray": (np.uint16, 65535), "rgb": (np.uint8, 255), "interval": (np.uint8, 255)}
 _DIMS = {"gray": ("y", "x"), "rgb": ("y", "x", "channel"), "interval": ("y", "x", "channel", "bound"),
-         "scale": ("y", "x", "channel")}
+         "coefficients": ("gy", "gx", "coefficient")}
 # a float32 value k/255 times 255 lands within 1e-5 of k: this slack keeps the
 # outward rounding from widening an already-coded bound by one more step
 _SLACK = 1e-3
@@ -92,15 +95,24 @@ def cube_attrs(*, alpha: float, lam, calibration=None, model=None, settings=None
     }
 
 
-def cube_dataset(gray, rgb, interval, attrs: dict, scale=None) -> xr.Dataset:
-    """Wrap numpy or dask arrays in the cube schema (no value checks, stays lazy)."""
+def _coefficients_var(coefficients) -> tuple:
+    """``(coef, extent)`` -> the ``coefficients`` variable (float32, attribute ``extent``)."""
+    coef, extent = coefficients
+    return _DIMS["coefficients"], np.asarray(coef, np.float32), {"extent": [float(e) for e in extent]}
+
+
+def cube_dataset(gray, rgb, interval, attrs: dict, coefficients=None) -> xr.Dataset:
+    """Wrap numpy or dask arrays in the cube schema (no value checks, stays lazy).
+
+    ``coefficients`` : optional ``(coef (gy, gx, 10) float32, extent (2,))``.
+    """
     data = {
         "gray": (("y", "x"), gray),
         "rgb": (("y", "x", "channel"), rgb),
         "interval": (("y", "x", "channel", "bound"), interval),
     }
-    if scale is not None:
-        data["scale"] = (("y", "x", "channel"), scale.astype(np.float32))
+    if coefficients is not None:
+        data["coefficients"] = _coefficients_var(coefficients)
     return xr.Dataset(
         data,
         coords={"channel": list(CHANNELS), "bound": list(BOUNDS)},
@@ -108,8 +120,11 @@ def cube_dataset(gray, rgb, interval, attrs: dict, scale=None) -> xr.Dataset:
     )
 
 
-def code_dataset(codes: dict, attrs: dict) -> xr.Dataset:
-    """Integer code arrays (numpy or dask; keys of :data:`CODES`) -> the Dataset as stored."""
+def code_dataset(codes: dict, attrs: dict, coefficients=None) -> xr.Dataset:
+    """Integer code arrays (numpy or dask; keys of :data:`CODES`) -> the Dataset as stored.
+
+    ``coefficients`` : optional ``(coef, extent)``, kept as float32.
+    """
     data = {}
     for name, arr in codes.items():
         dtype, n = CODES[name]
@@ -118,6 +133,8 @@ def code_dataset(codes: dict, attrs: dict) -> xr.Dataset:
         if arr.dtype != dtype:
             raise SchemaError(f"code array {name!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
         data[name] = (_DIMS[name], arr, {"scale_factor": 1.0 / n})
+    if coefficients is not None:
+        data["coefficients"] = _coefficients_var(coefficients)
     return xr.Dataset(data, coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, attrs=attrs)
 
 
@@ -134,9 +151,10 @@ def encode_cube(ds: xr.Dataset) -> xr.Dataset:
     codes = {k: v.round() for k, v in codes.items()}
     lo, hi = ds.interval.sel(bound="lower"), ds.interval.sel(bound="upper")
     codes["interval"] = xr.concat([down(lo, 255, _SLACK), up(hi, 255, _SLACK)], dim="bound").transpose(*_DIMS["interval"])
-    if "scale" in ds.data_vars:
-        codes["scale"] = up(ds.scale, 255, _SLACK)
-    return code_dataset({k: v.data.astype(CODES[k][0]) for k, v in codes.items()}, dict(ds.attrs))
+    coefficients = None
+    if "coefficients" in ds.data_vars:
+        coefficients = (ds.coefficients.values, ds.coefficients.attrs["extent"])
+    return code_dataset({k: v.data.astype(CODES[k][0]) for k, v in codes.items()}, dict(ds.attrs), coefficients)
 
 
 def decode_codes(codes: dict) -> dict:
@@ -147,7 +165,7 @@ def decode_codes(codes: dict) -> dict:
 
 
 def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, model=None, settings=None,
-               source: str = "<array>", source_hash: str = "", scale=None) -> xr.Dataset:
+               source: str = "<array>", source_hash: str = "", coefficients=None) -> xr.Dataset:
     """Assemble and validate one image's Dataset.
 
     Parameters
@@ -161,7 +179,7 @@ def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, mode
     model : ColorNet or None, for its name and hash
     settings : dict of pipeline settings
     source, source_hash : str, where the gray input came from
-    scale : (y, x, 3) heuristic half-width, optional
+    coefficients : optional ``(coef, extent)``, the guided coefficients (see :func:`cube_dataset`)
 
     Returns
     -------
@@ -170,7 +188,7 @@ def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, mode
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=calibration, model=model, settings=settings,
                        source=source, source_hash=source_hash)
     ds = cube_dataset(np.asarray(gray, np.float32), np.asarray(rgb, np.float32),
-                      np.asarray(interval, np.float32), attrs, None if scale is None else np.asarray(scale))
+                      np.asarray(interval, np.float32), attrs, coefficients)
     validate_cube(ds, check_values=True)
     return ds
 
@@ -194,8 +212,10 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
             raise SchemaError(f"variable {name!r} has dims {ds[name].dims}, expected {dims}")
         if ds[name].dtype != np.float32:
             raise SchemaError(f"variable {name!r} has dtype {ds[name].dtype}, expected float32")
-    if "scale" in ds.data_vars and ds["scale"].dims != ("y", "x", "channel"):
-        raise SchemaError(f"variable 'scale' has dims {ds['scale'].dims}, expected ('y', 'x', 'channel')")
+    if "coefficients" in ds.data_vars:
+        c = ds["coefficients"]
+        if c.dims != _DIMS["coefficients"] or c.shape[-1] != 10 or len(c.attrs.get("extent", ())) != 2:
+            raise SchemaError("variable 'coefficients' must be (gy, gx, coefficient=10) with a 2-value 'extent'")
     for coord, values in (("channel", CHANNELS), ("bound", BOUNDS)):
         if coord not in ds.coords or tuple(str(v) for v in ds[coord].values) != values:
             raise SchemaError(f"coordinate {coord!r} must be {list(values)}")
@@ -258,7 +278,7 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     if isinstance(store, Path):
         store = str(store)
     root = zarr.create_group(store, path=group, overwrite=mode == "w", zarr_format=3, attributes=dict(ds.attrs))
-    sizes = {"y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"]), "channel": 3, "bound": 2}
+    sizes = {**ds.sizes, "y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"])}
     for name, values in (("channel", CHANNELS), ("bound", BOUNDS)):
         root.create_array(name, shape=(len(values),), dtype=str, dimension_names=(name,))[...] = np.array(values)
     lazy, targets, eager, written = [], [], [], {}
@@ -324,6 +344,9 @@ def lazy_cube(arrays: dict, attrs: dict, *, chunks=None) -> xr.Dataset:
     data = {}
     for name, arr in arrays.items():
         dims = _DIMS[name]
+        if name == "coefficients":  # a few hundred kB: read now
+            data[name] = xr.Variable(dims, arr[...], attrs={"extent": list(arr.attrs["extent"])})
+            continue
         # an explicit name skips dask hashing the zarr metadata (a third of the open time)
         x = da.from_array(arr, chunks=arr.chunks, name=f"colorcube-{name}-{uuid.uuid4().hex}", asarray=False,
                           fancy=False)

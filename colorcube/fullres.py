@@ -114,8 +114,7 @@ def _bands_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, rgb, spread, s
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
-def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps,
-                rgb_code, interval_code, scale_code, start, stop):
+def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps, rgb_code, interval_code, start, stop):
     tx = gray.shape[1]
     row, q, light = np.empty((coef.shape[1], 10), _F), np.empty((5, tx), _F), np.empty(tx, _F)
     f, s = np.empty((3, tx), _F), np.empty((3, tx), _F)
@@ -130,7 +129,6 @@ def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps,
                 rgb_code[i, j, c] = np.uint8(f[c, j] * _F(255.0) + _F(0.5))
                 interval_code[i, j, c, 0] = np.uint8(np.floor(lo * _F(255.0)))
                 interval_code[i, j, c, 1] = np.uint8(np.ceil(hi * _F(255.0)))
-                scale_code[i, j, c] = np.uint8(min(np.ceil(s[c, j] * _F(255.0)), _F(255.0)))
 
 
 def run_rows(fn, n_rows: int, args: tuple, *, threads: int = 1) -> None:
@@ -168,13 +166,13 @@ def bands(gray, coef, rows, cols, *, threads: int = 1):
 
 def codes(gray, coef, rows, cols, lam, eps: float, *, threads: int = 1):
     """Storage codes of a tile: rgb (ty, tx, 3) uint8, interval (ty, tx, 3, 2)
-    uint8 (rounded outward), scale (ty, tx, 3) uint8.
+    uint8 (rounded outward).
 
     ``lam`` : (3,) lambda per channel; ``inf`` gives the band [0, 1].
     """
     ty, tx = gray.shape
     lam = np.where(np.isinf(lam), 2.0 / eps, lam).astype(np.float32)  # reaches past [0, 1]
-    out = (np.empty((ty, tx, 3), np.uint8), np.empty((ty, tx, 3, 2), np.uint8), np.empty((ty, tx, 3), np.uint8))
+    out = (np.empty((ty, tx, 3), np.uint8), np.empty((ty, tx, 3, 2), np.uint8))
     run_rows(_codes_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), lam, np.float32(eps),
                                *out), threads=threads)
     return out

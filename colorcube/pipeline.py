@@ -36,6 +36,7 @@ __all__ = [
     "working_stage",
     "full_stage",
     "stage_codes",
+    "bands_at",
     "predict_bands",
     "resolve_calibration",
     "colorize",
@@ -175,10 +176,10 @@ def _working_stage(gray, model: ColorNet, settings: PipelineSettings) -> Coeffic
     return Coefficients(coef, full_shape, extent)
 
 
-def _bilinear_axis(n_out: int, n_in: int, extent: float, start: int, stop: int):
-    """Source indices and weights of output rows start..stop (align_corners=False) when the
-    ``n_out`` output rows span ``extent`` source rows (the first ``n_in`` of which exist)."""
-    pos = (np.arange(start, stop, dtype=np.float64) + 0.5) * (extent / n_out) - 0.5
+def _bilinear_axis(n_out: int, n_in: int, extent: float, start: int, stop: int, step: int = 1):
+    """Source indices and weights of output rows start:stop:step (align_corners=False) when
+    the ``n_out`` output rows span ``extent`` source rows (the first ``n_in`` of which exist)."""
+    pos = (np.arange(start, stop, step, dtype=np.float64) + 0.5) * (extent / n_out) - 0.5
     pos = pos.clip(0, n_in - 1)
     i0 = np.floor(pos).astype(np.int64)
     i1 = np.minimum(i0 + 1, n_in - 1)
@@ -218,6 +219,35 @@ def full_stage(gray_tile, coeffs: Coefficients, *, y0: int = 0, x0: int = 0, thr
     return fullres.bands(g, coeffs.coef, rows, cols, threads=_threads(threads))
 
 
+def bands_at(gray, coef, extent, *, shape=None, step: int = 1, threads: int | None = None):
+    """Unrounded colour and heuristic spread at every ``step``-th pixel of a stored cube.
+
+    Parameters
+    ----------
+    gray : (ceil(y/step), ceil(x/step)) float32 in [0, 1], the cube's gray at those pixels
+        (``ds.gray[::step, ::step]``)
+    coef : (gy, gx, 10) float32 and extent : (2,), the cube's ``coefficients``
+        variable and its ``extent`` attribute
+    shape : (y, x) full-resolution size (default: ``gray.shape``, i.e. step 1)
+    step : int, subsampling of rows and columns (the explorer's display grid)
+
+    Returns
+    -------
+    rgb, spread : shaped like ``gray`` plus a channel axis of 3, float32, as the
+        pipeline computed them before rounding, so ``nested_interval`` at any lambda
+        rebuilds the bands colorize would store
+    """
+    coef = np.ascontiguousarray(coef, np.float32)
+    g = np.ascontiguousarray(gray, np.float32)
+    h, w = g.shape if shape is None else shape
+    rows = _bilinear_axis(h, coef.shape[0], float(extent[0]), 0, h, step)
+    cols = _bilinear_axis(w, coef.shape[1], float(extent[1]), 0, w, step)
+    if (len(rows[0]), len(cols[0])) != g.shape:
+        raise ColorcubeError(f"gray has shape {g.shape}; every {step}-th pixel of {(h, w)} is "
+                             f"{(len(rows[0]), len(cols[0]))}")
+    return fullres.bands(g, coef, rows, cols, threads=_threads(threads))
+
+
 def stage_codes(gray_tile, coeffs: Coefficients, lam, *, y0: int = 0, x0: int = 0, threads: int | None = None):
     """Storage codes of a tile's cube, straight from the coefficients (see :mod:`colorcube.fullres`).
 
@@ -228,14 +258,13 @@ def stage_codes(gray_tile, coeffs: Coefficients, lam, *, y0: int = 0, x0: int = 
 
     Returns
     -------
-    dict of ``rgb`` (ty, tx, 3) uint8, ``interval`` (ty, tx, 3, 2) uint8 rounded
-    outward, ``scale`` (ty, tx, 3) uint8
+    dict of ``rgb`` (ty, tx, 3) uint8 and ``interval`` (ty, tx, 3, 2) uint8 rounded outward
     """
     g = np.ascontiguousarray(gray_tile, dtype=np.float32)
     rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
     out = fullres.codes(g, coeffs.coef, rows, cols, np.asarray(lam, np.float64).reshape(3), EPS,
                         threads=_threads(threads))
-    return dict(zip(("rgb", "interval", "scale"), out))
+    return dict(zip(("rgb", "interval"), out))
 
 
 def predict_bands(gray, model: ColorNet, settings: PipelineSettings = PipelineSettings(), *,
@@ -326,8 +355,8 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     -------
     xarray.Dataset following the cube schema (see :mod:`colorcube.cube`):
     ``gray`` (y, x), ``rgb`` (y, x, channel), ``interval`` (y, x, channel, bound),
-    ``scale`` (y, x, channel), float32; values are on the storage grid
-    (``code / 255``), so the cube in memory and on disk are the same.
+    float32 on the storage grid (``code / 255``), so the cube in memory and on
+    disk are the same; ``coefficients`` (gy, gx, coefficient), see :func:`bands_at`.
     """
     from .conformal import _check_alpha
     from .cube import code_dataset, cube_attrs, cube_dataset, cube_to_zarr, decode_codes, lazy_cube, validate_cube
@@ -341,11 +370,13 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     if cal is not None:
         cal.check_compatible(model_hash=getattr(model, "weights_hash", None), settings=settings.as_dict(model))
     lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
-    codes = stage_codes(gray, working_stage(gray, model, settings), lam)
+    coeffs = working_stage(gray, model, settings)
+    codes = stage_codes(gray, coeffs, lam)
     codes["gray"] = fullres.encode_gray(gray)
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=settings.as_dict(model),
                        source=source)
+    coefficients = (coeffs.coef, coeffs.extent)
     if out is not None:
-        return lazy_cube(cube_to_zarr(code_dataset(codes, attrs), out, chunk=chunk), attrs)
+        return lazy_cube(cube_to_zarr(code_dataset(codes, attrs, coefficients), out, chunk=chunk), attrs)
     v = decode_codes(codes)
-    return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, scale=v["scale"]))
+    return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, coefficients))

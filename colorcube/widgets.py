@@ -94,9 +94,14 @@ class Explorer:
         small = ds.isel(y=slice(None, None, step), x=slice(None, None, step))
         d = {"rgb": np.asarray(small["rgb"].values, np.float32), "gray": np.asarray(small["gray"].values),
              "interval": np.asarray(small["interval"].values, np.float32)}
-        if "scale" in small:
-            d["scale"] = np.asarray(small["scale"].values, np.float32)
+        if "coefficients" in ds:  # the unrounded colour and band scale, exactly as colorize had them
+            from .pipeline import bands_at
+
+            c = ds["coefficients"]
+            d["f"], d["scale"] = bands_at(d["gray"], c.values, c.attrs["extent"],
+                                          shape=(ds.sizes["y"], ds.sizes["x"]), step=step)
         else:  # recover from the stored band: exact wherever one side is not clipped
+            d["f"] = d["rgb"]
             lam = np.array([float(v) for v in ds.attrs["lambda"]])
             half = np.maximum(d["rgb"] - d["interval"][..., 0], d["interval"][..., 1] - d["rgb"])
             d["scale"] = np.where(np.isfinite(lam) & (lam > 0), half / np.where(lam > 0, lam, 1), 0.0)
@@ -119,8 +124,8 @@ class Explorer:
         """Displayed (y, x, 3, 2) bands for ``alpha`` from the calibration; no model call.
 
         At the cube's own alpha these are the stored bands; at another alpha they are
-        rebuilt from the stored colour and scale (each kept to 1/255), so within two
-        storage steps of what colorizing again at that alpha would store.
+        rebuilt from the cube's gray and guided coefficients, as colorizing again at
+        that alpha would store them (to float rounding).
         """
         from .conformal import nested_interval
         from .fullres import round_outward
@@ -130,7 +135,8 @@ class Explorer:
         if d["cal"] is None or np.isclose(alpha, float(d["attrs"]["alpha"])):
             return d["interval"]
         lam = d["cal"].lambda_for(alpha)
-        lo, hi = round_outward(*nested_interval(d["rgb"], d["rgb"] - d["scale"], d["rgb"] + d["scale"], lam))
+        f, s = d["f"], d["scale"]
+        lo, hi = round_outward(*nested_interval(f, f - s, f + s, lam))
         return np.stack([lo, hi], axis=-1)
 
     # -- rendering -------------------------------------------------------
@@ -194,7 +200,7 @@ class Explorer:
         from .plot import coverage_curve
 
         self.coverage_panel.layout.display = "flex"
-        rgb, s, t = d["rgb"], d["scale"], d["truth"]
+        rgb, s, t = d["f"], d["scale"], d["truth"]
         curves = loss_curve(lambda_star(rgb, rgb - s, rgb + s, t, levels=CODE_MAX).reshape(-1, 3))[None]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3))
         coverage_curve(d["cal"], curves, ax=a1)

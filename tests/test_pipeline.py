@@ -19,7 +19,8 @@ def test_cube_at_full_resolution_keeps_gray(tiny_model, photos):
     g = gray_of(photos["chelsea"])  # 300 x 451, not a multiple of anything
     ds = colorcube.colorize(g, model=tiny_model, calibration=None,
                             settings=PipelineSettings(working_size=128))
-    assert dict(ds.sizes) == {"y": 300, "x": 451, "channel": 3, "bound": 2}
+    assert {d: ds.sizes[d] for d in ("y", "x", "channel", "bound")} == {"y": 300, "x": 451, "channel": 3, "bound": 2}
+    assert ds.coefficients.shape == (32 * 300 // 451 + 1, 32, 10)  # the network grid of a 128-px working size
     np.testing.assert_array_equal(ds["gray"].values, g)  # 8-bit values survive the uint16 code exactly
     iv, rgb = ds["interval"].values, ds["rgb"].values
     assert (iv[..., 0] <= rgb).all() and (rgb <= iv[..., 1]).all()
@@ -143,5 +144,21 @@ def test_written_cube_equals_in_memory_cube(tiny_model, gray, tmp_path):
     mem = colorcube.colorize(gray, model=tiny_model, calibration=None, settings=settings)
     disk = colorcube.colorize(gray, model=tiny_model, calibration=None, settings=settings,
                               out=tmp_path / "c.zarr", chunk=100)
-    for name in ("gray", "rgb", "interval", "scale"):
+    for name in ("gray", "rgb", "interval", "coefficients"):
         np.testing.assert_array_equal(disk[name].values, mem[name].values)
+    assert disk.coefficients.attrs["extent"] == mem.coefficients.attrs["extent"]
+
+
+def test_bands_at_rebuilds_the_unrounded_bands(tiny_model, gray):
+    """The stored gray + coefficients give back colour and spread exactly as the pipeline had them."""
+    from colorcube.pipeline import bands_at
+
+    settings = PipelineSettings(working_size=96)
+    ds = colorcube.colorize(gray, model=tiny_model, calibration=None, settings=settings)
+    rgb, lower, upper = predict_bands(gray, tiny_model, settings)
+    c = ds.coefficients
+    f, s = bands_at(ds.gray.values[::3, ::3], c.values, c.attrs["extent"], shape=gray.shape, step=3)
+    np.testing.assert_array_equal(f, rgb[::3, ::3])
+    np.testing.assert_allclose(s, (upper - rgb)[::3, ::3], atol=1e-6)
+    with pytest.raises(ColorcubeError, match="every 3-th pixel"):
+        bands_at(ds.gray.values, c.values, c.attrs["extent"], shape=gray.shape, step=3)

@@ -27,9 +27,11 @@ def test_views_slider_and_pixel_chart(cube_and_truth):
     assert e.image.value != before and e.pixel_chart.value != chart
     assert e.coverage_panel.layout.display == "flex"
     np.testing.assert_array_equal(e.bands(0.1), ds.interval.values)  # the cube's own alpha: stored bands
-    # rebuilt from the stored colour and scale: within two storage steps of colorizing again at that alpha
+    # rebuilt from the stored gray and coefficients: what colorizing again at that alpha stores
+    # (a float-rounding tie may move a bound by one step)
     again = colorcube.colorize(ds.gray.values, alpha=0.2).interval.values
-    assert np.abs(e.bands(0.2) - again).max() <= 2 / 255 + 1e-6
+    diff = np.abs(e.bands(0.2) - again)
+    assert diff.max() <= 1 / 255 + 1e-6 and (diff > 0).mean() < 1e-3
     narrow, wide = e.bands(0.3), e.bands(0.05)
     assert ((wide[..., 1] - wide[..., 0]) >= (narrow[..., 1] - narrow[..., 0]) - 1e-6).all()
     e.view.value = "miss map"
