@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -120,10 +121,21 @@ class Coefficients:
     extent: tuple
 
 
+def _working_shape(h: int, w: int, working_size: int) -> tuple:
+    scale = min(1.0, working_size / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def _grid(h: int, w: int, working_size: int) -> tuple:
+    """(gy, gx, extent) of the coefficient grid for a (h, w) image: the network's output
+    grid over the working image, and the size in grid cells that the image spans."""
+    hw, ww = _working_shape(h, w, working_size)
+    return -(-hw // OUT_STRIDE), -(-ww // OUT_STRIDE), (hw / OUT_STRIDE, ww / OUT_STRIDE)
+
+
 def _working_gray(gray: torch.Tensor, working_size: int) -> torch.Tensor:
     h, w = gray.shape
-    scale = min(1.0, working_size / max(h, w))
-    hw, ww = max(1, round(h * scale)), max(1, round(w * scale))
+    hw, ww = _working_shape(h, w, working_size)
     if (hw, ww) == (h, w):
         return gray
     return F.interpolate(gray[None, None], size=(hw, ww), mode="bilinear", antialias=True, align_corners=False)[0, 0]
@@ -164,9 +176,8 @@ def _working_stage(gray, model: ColorNet, settings: PipelineSettings) -> Coeffic
     # The fast guided filter runs on the network's output grid (1/4 of the working
     # size) against the lightness averaged to that grid; full resolution then
     # applies A * L + B with the full-resolution L (He & Sun 2015).
-    h4, w4 = -(-hw // OUT_STRIDE), -(-ww // OUT_STRIDE)
+    h4, w4, extent = _grid(*full_shape, int(settings.working_size))
     maps = torch.cat([ab, spread], dim=1)[0, :, :h4, :w4].float().contiguous().cpu().numpy()
-    extent = (hw / OUT_STRIDE, ww / OUT_STRIDE)
     if not settings.guided:
         coef = np.concatenate([np.zeros_like(maps), maps]).transpose(1, 2, 0)
         return Coefficients(np.ascontiguousarray(coef, np.float32), full_shape, extent)
@@ -359,7 +370,18 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     disk are the same; ``coefficients`` (gy, gx, coefficient), see :func:`bands_at`.
     """
     from .conformal import _check_alpha
-    from .cube import code_dataset, cube_attrs, cube_dataset, cube_to_zarr, decode_codes, lazy_cube, validate_cube
+    from .cube import (
+        code_dataset,
+        create_cube_group,
+        create_variables,
+        cube_attrs,
+        cube_dataset,
+        decode_codes,
+        fill_variables,
+        lazy_cube,
+        validate_cube,
+        write_variables,
+    )
     from .model import load_pretrained
 
     alpha = _check_alpha(alpha)
@@ -370,13 +392,29 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     if cal is not None:
         cal.check_compatible(model_hash=getattr(model, "weights_hash", None), settings=settings.as_dict(model))
     lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
-    coeffs = working_stage(gray, model, settings)
-    codes = stage_codes(gray, coeffs, lam)
-    codes["gray"] = fullres.encode_gray(gray)
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=settings.as_dict(model),
                        source=source)
-    coefficients = (coeffs.coef, coeffs.extent)
-    if out is not None:
-        return lazy_cube(cube_to_zarr(code_dataset(codes, attrs, coefficients), out, chunk=chunk), attrs)
-    v = decode_codes(codes)
-    return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, coefficients))
+    if out is None:
+        coeffs = working_stage(gray, model, settings)
+        v = decode_codes({**stage_codes(gray, coeffs, lam), "gray": fullres.encode_gray(gray)})
+        return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, (coeffs.coef, coeffs.extent)))
+
+    h, w = gray.shape
+    h4, w4, extent = _grid(h, w, int(settings.working_size))
+    u8 = np.broadcast_to(np.uint8(0), (h, w, 3, 2))  # placeholders: only shape and dtype are used
+    shapes = code_dataset({"rgb": u8[..., 0], "interval": u8}, {},
+                          (np.broadcast_to(np.float32(0), (h4, w4, 10)), extent))
+
+    def start_store():
+        # the group, every array's metadata and the gray input go to disk while the network runs
+        root = create_cube_group(out, attrs)
+        arrays = write_variables(root, code_dataset({"gray": fullres.encode_gray(gray)}, {}), chunk=chunk)
+        return {**arrays, **create_variables(root, shapes, chunk=chunk)}
+
+    with ThreadPoolExecutor(1) as background:
+        started = background.submit(start_store)
+        coeffs = working_stage(gray, model, settings)
+        codes = stage_codes(gray, coeffs, lam)
+        arrays = started.result()
+    fill_variables(arrays, {**codes, "coefficients": coeffs.coef})
+    return lazy_cube(arrays, attrs)
