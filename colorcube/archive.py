@@ -76,6 +76,7 @@ class _Job:
     chunk: int
     max_pixels: int | None
     attrs: dict
+    compression: str = "none"
 
 
 @functools.lru_cache(maxsize=2)
@@ -143,7 +144,7 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
                  "interval": interval}
         ds = code_dataset(codes, attrs, (coeffs.coef, coeffs.extent))
         with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
-            cube_to_zarr(ds, job.out, chunk=job.chunk, group=f"images/{name}")
+            cube_to_zarr(ds, job.out, chunk=job.chunk, group=f"images/{name}", compression=job.compression)
         zarr.open_group(job.out, path=f"images/{name}", mode="r+").attrs.update({"colorcube_status": "complete"})
         row.update(status="done", height=h, width=w, megapixels=h * w / 1e6)
     except ColorcubeError as exc:
@@ -234,7 +235,8 @@ def _run_local(sources, names, job, collect, workers) -> None:
 
 def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device: str = "auto",
                      calibration="default", weights=None, settings=None, client=None,
-                     max_pixels="default", workers: int | None = None, progress: bool = True) -> ArchiveResult:
+                     max_pixels="default", workers: int | None = None, progress: bool = True,
+                     compression: str = "none") -> ArchiveResult:
     """Colorize many images into one zarr archive.
 
     Parameters
@@ -252,6 +254,8 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     max_pixels : pixel ceiling per image ("default": 200 MP; None: none)
     workers : images processed at once on this machine (default: CPU count)
     progress : bool, tqdm bar with images and MP/s
+    compression : "none" (default, fastest), "lz4" or "zstd" (smaller archives); see
+        :func:`colorcube.cube.zarr_compressors`
 
     Returns
     -------
@@ -261,7 +265,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     from tqdm.auto import tqdm
 
     from .conformal import _check_alpha
-    from .cube import cube_attrs
+    from .cube import cube_attrs, zarr_compressors
     from .io import DEFAULT_MAX_PIXELS
     from .model import default_weights_path, select_device
     from .pipeline import PipelineSettings, resolve_calibration
@@ -269,6 +273,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     alpha = _check_alpha(alpha)
     if int(chunk) < 16:
         raise ColorcubeError(f"chunk={chunk!r} is too small; use at least 16 (default 1024)")
+    zarr_compressors(compression)  # a bad name fails before any work
     sources = list_sources(src)
     weights = str(weights or default_weights_path())
     dev = str(select_device(device))
@@ -288,7 +293,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     lock = _acquire_lock(out)
     job = _Job(out=out, weights=weights, device=dev, settings=sdict, lam=tuple(float(v) for v in lam),
                chunk=int(chunk), max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels,
-               attrs=attrs)
+               attrs=attrs, compression=compression)
     names = [group_name(s) for s in sources]
     result = ArchiveResult(len(sources), [], [], [], {}, 0.0, 0.0)
     t0 = time.perf_counter()

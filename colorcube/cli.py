@@ -83,7 +83,7 @@ def _cmd_colorize(args) -> int:
                                    "calibrated": bool(ds.attrs["calibrated"]),
                                    "method": ds.attrs["method"], "guarantee": ds.attrs["guarantee"]})
         if args.zarr:
-            cube_to_zarr(ds, out / f"{stem}.zarr")
+            cube_to_zarr(ds, out / f"{stem}.zarr", compression=args.compression)
         print(f"{path}: wrote {out / (stem + '_color.png')} and {out / (stem + '_intervals.npz')}"
               f" ({ds.attrs['method']}, alpha={args.alpha})")
     if failures:
@@ -174,7 +174,7 @@ def _cmd_archive(args) -> int:
         res = colorize_archive(args.source, args.output, alpha=args.alpha, chunk=args.chunk, device=args.device,
                                calibration=None if args.uncalibrated else (args.calibration or "default"),
                                weights=args.weights, settings=_settings(args), client=client,
-                               max_pixels=args.max_pixels)
+                               max_pixels=args.max_pixels, compression=args.compression)
     finally:
         if client is not None:
             client.close()
@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=".", help="output folder (default: current folder)")
     p.add_argument("--alpha", type=float, default=0.1, help="miscoverage of the bands (default 0.1)")
     p.add_argument("--zarr", action="store_true", help="also write <stem>.zarr (the cube)")
+    p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none",
+                   help="zarr compression: none is fastest, lz4/zstd write ~25-40%% fewer bytes")
     p.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger images (bomb guard)")
     _add_model_args(p)
     p.set_defaults(func=_cmd_colorize)
@@ -251,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="colorcube-demo", help="output folder")
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--zarr", action="store_true", help="also write the cube as zarr")
+    p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none",
+                   help="zarr compression: none is fastest, lz4/zstd write ~25-40%% fewer bytes")
     p.add_argument("--max-pixels", type=int, default=200_000_000, help=argparse.SUPPRESS)
     _add_model_args(p)
     p.set_defaults(func=_cmd_demo)
@@ -261,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--chunk", type=int, default=1024, help="spatial chunk side (pixels)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
+    p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none",
+                   help="zarr compression: none is fastest, lz4/zstd write ~25-40%% fewer bytes")
     p.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger images (bomb guard)")
     _add_model_args(p)
     p.set_defaults(func=_cmd_archive)

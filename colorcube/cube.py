@@ -41,7 +41,7 @@ from .errors import SchemaError
 
 __all__ = ["build_cube", "cube_attrs", "cube_dataset", "code_dataset", "encode_cube", "decode_codes", "lazy_cube",
            "create_cube_group", "create_variables", "fill_variables", "write_variables",
-           "zarr_compressors", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS",
+           "zarr_compressors", "COMPRESSIONS", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS",
            "CODES"]
 
 CHANNELS = ("R", "G", "B")
@@ -241,15 +241,28 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
     return ds
 
 
-def zarr_compressors():
-    """Blosc LZ4 with bit-shuffle: the fastest to write and the smallest of the codecs
-    ``python benchmarks/throughput.py`` compares on a 1-MP cube (zstd 1 and 3, none)."""
-    from zarr.codecs import BloscCodec
-
-    return (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),)
+#: Storage compression choices; ``python benchmarks/throughput.py`` measures each on a 1-MP cube.
+COMPRESSIONS = ("none", "lz4", "zstd")
 
 
-def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", group: str | None = None):
+def zarr_compressors(compression: str = "none"):
+    """The zarr codecs for ``compression``.
+
+    "none" (default) writes fastest: on a 1-MP cube 18 ms and 9.9 MiB against
+    30 ms and 7.3 MiB for Blosc LZ4 (bit-shuffle) and 35 ms and 6.1 MiB for zstd
+    level 1 (``benchmarks/throughput.py``, 2-core CPU); the storage codes are already
+    4.6x smaller than float32. Choose "lz4" when disk matters more than ~10 ms/MP.
+    """
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if compression not in COMPRESSIONS:
+        raise SchemaError(f"compression={compression!r}: use one of {', '.join(COMPRESSIONS)}")
+    return {"none": (), "lz4": (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),),
+            "zstd": (ZstdCodec(level=1),)}[compression]
+
+
+def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", group: str | None = None,
+                 compression: str = "none"):
     """Write a cube (float32, or already coded by :func:`code_dataset`) to zarr v3 as storage codes.
 
     Parameters
@@ -260,6 +273,7 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     chunk : int, spatial chunk side (y and x)
     mode : "w" replaces the group (or store), "w-" refuses to overwrite
     group : str, optional path of the group inside the store
+    compression : one of :data:`COMPRESSIONS` (see :func:`zarr_compressors`)
 
     Returns
     -------
@@ -271,8 +285,9 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     """
     if ds["rgb"].dtype != CODES["rgb"][0]:
         ds = encode_cube(validate_cube(ds))
+    zarr_compressors(compression)  # refuse a bad name before anything is written
     root = create_cube_group(store, dict(ds.attrs), group=group, mode=mode)
-    return write_variables(root, ds, chunk=chunk)
+    return write_variables(root, ds, chunk=chunk, compression=compression)
 
 
 def create_cube_group(store, attrs: dict, *, group: str | None = None, mode: str = "w"):
@@ -293,14 +308,15 @@ def create_cube_group(store, attrs: dict, *, group: str | None = None, mode: str
     return root
 
 
-def create_variables(root, ds: xr.Dataset, *, chunk: int = 1024) -> dict:
+def create_variables(root, ds: xr.Dataset, *, chunk: int = 1024, compression: str = "none") -> dict:
     """Create (empty) one array per data variable of ``ds`` in ``root``: name, dims, shape,
     dtype and attributes are taken from ``ds`` (its data may be placeholders such as
     ``np.broadcast_to``). Returns name -> ``zarr.Array``; fill with :func:`fill_variables`."""
     sizes = {**ds.sizes, "y": min(chunk, ds.sizes.get("y", chunk)), "x": min(chunk, ds.sizes.get("x", chunk))}
+    compressors = zarr_compressors(compression)
     return {name: root.create_array(
         name, shape=var.shape, dtype=var.dtype, chunks=tuple(sizes[d] for d in var.dims),
-        dimension_names=var.dims, compressors=zarr_compressors(), fill_value=0, attributes=dict(var.attrs),
+        dimension_names=var.dims, compressors=compressors, fill_value=0, attributes=dict(var.attrs),
         # skips zarr's "is this chunk all fill value?" scan: a third of the write time
         config={"write_empty_chunks": True}) for name, var in ds.data_vars.items()}
 
@@ -324,9 +340,9 @@ def fill_variables(arrays: dict, data: dict) -> None:
         da.store([d.rechunk(arrays[n].chunks) for n, d in lazy.items()], [arrays[n] for n in lazy], lock=False)
 
 
-def write_variables(root, ds: xr.Dataset, *, chunk: int = 1024) -> dict:
+def write_variables(root, ds: xr.Dataset, *, chunk: int = 1024, compression: str = "none") -> dict:
     """:func:`create_variables` then :func:`fill_variables` for every data variable of ``ds``."""
-    arrays = create_variables(root, ds, chunk=chunk)
+    arrays = create_variables(root, ds, chunk=chunk, compression=compression)
     fill_variables(arrays, {name: var.data for name, var in ds.data_vars.items()})
     return arrays
 

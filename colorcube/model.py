@@ -201,6 +201,9 @@ def _softmax_(z: torch.Tensor) -> torch.Tensor:
     return z.div_(z.sum(dim=-1, keepdim=True))
 
 
+_LEVEL_BLOCK = 8
+
+
 def _moments_at_lightness(p: torch.Tensor, table: torch.Tensor, lightness: torch.Tensor):
     """First and second sRGB moments of bin distributions at each pixel's lightness.
 
@@ -213,9 +216,9 @@ def _moments_at_lightness(p: torch.Tensor, table: torch.Tensor, lightness: torch
     Returns
     -------
     m1, m2 : (N, 3) float32, linearly interpolated in L between the two table levels
-        around each pixel. Pixels are grouped by level, so each group multiplies by
-        only its two levels' 6 columns (and their squares): 1/10 of the FLOPs of
-        projecting every pixel on all 41 levels.
+        around each pixel. Pixels are grouped in blocks of 8 levels, so each group
+        multiplies by only its 9 levels' columns (and their squares): 1/4 of the
+        FLOPs of projecting every pixel on all 41 levels, in 6 matrix products.
     """
     n_levels = table.shape[1] // 3
     pos = (lightness / LUT_STEP).clamp(0, n_levels - 1)
@@ -223,19 +226,23 @@ def _moments_at_lightness(p: torch.Tensor, table: torch.Tensor, lightness: torch
     t = (pos - i0)[:, None]
     m1 = torch.empty(p.shape[0], 3, dtype=p.dtype, device=p.device)
     m2 = torch.empty_like(m1)
-    order = torch.argsort(i0)
-    counts = torch.bincount(i0, minlength=n_levels).tolist()
+    levels = table.reshape(table.shape[0], n_levels, 3)
+    block = i0 // _LEVEL_BLOCK
+    order = torch.argsort(block)
     start = 0
-    for level, count in enumerate(counts):
+    for b, count in enumerate(torch.bincount(block).tolist()):
         if count == 0:
             continue
         idx = order[start : start + count]
         start += count
-        cols = table[:, 3 * level : 3 * level + 6]
-        r = p[idx] @ torch.cat([cols, cols * cols], dim=1)  # (count, 12)
-        ti = t[idx]
-        m1[idx] = r[:, 0:3] * (1 - ti) + r[:, 3:6] * ti
-        m2[idx] = r[:, 6:9] * (1 - ti) + r[:, 9:12] * ti
+        lo = b * _LEVEL_BLOCK
+        cols = levels[:, lo : lo + _LEVEL_BLOCK + 1]  # the block's levels and the next one
+        n = cols.shape[1]
+        r = (p[idx] @ torch.cat([cols, cols * cols], dim=1).reshape(len(cols), -1)).reshape(count, 2, n, 3)
+        k = (i0[idx] - lo)[:, None, None, None].expand(-1, 2, 1, 3)
+        below, above = r.gather(2, k)[:, :, 0], r.gather(2, k + 1)[:, :, 0]  # (count, 2, 3)
+        both = below * (1 - t[idx, None]) + above * t[idx, None]
+        m1[idx], m2[idx] = both[:, 0], both[:, 1]
     return m1, m2
 
 

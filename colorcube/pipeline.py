@@ -343,7 +343,7 @@ def _as_gray(image, max_pixels) -> tuple[np.ndarray, str]:
 
 def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibration="default",
              settings: PipelineSettings | None = None, device: str = "auto", max_pixels="default",
-             out=None, chunk: int = 1024):
+             out=None, chunk: int = 1024, compression: str = "none"):
     """Colorize one gray photograph and attach conformal R, G, B bands.
 
     Parameters
@@ -361,6 +361,8 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         Write the cube there (zarr v3, storage codes, ``chunk`` x ``chunk``
         chunks) straight from the codes, and return it opened lazily.
     chunk : int, spatial chunk size when writing ``out``
+    compression : "none" (fastest, default), "lz4" or "zstd" (smaller) for ``out``;
+        see :func:`colorcube.cube.zarr_compressors`
 
     Returns
     -------
@@ -381,6 +383,7 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         lazy_cube,
         validate_cube,
         write_variables,
+        zarr_compressors,
     )
     from .model import load_pretrained
 
@@ -399,6 +402,7 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         v = decode_codes({**stage_codes(gray, coeffs, lam), "gray": fullres.encode_gray(gray)})
         return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, (coeffs.coef, coeffs.extent)))
 
+    zarr_compressors(compression)  # a bad name fails before any work
     h, w = gray.shape
     h4, w4, extent = _grid(h, w, int(settings.working_size))
     u8 = np.broadcast_to(np.uint8(0), (h, w, 3, 2))  # placeholders: only shape and dtype are used
@@ -408,8 +412,9 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     def start_store():
         # the group, every array's metadata and the gray input go to disk while the network runs
         root = create_cube_group(out, attrs)
-        arrays = write_variables(root, code_dataset({"gray": fullres.encode_gray(gray)}, {}), chunk=chunk)
-        return {**arrays, **create_variables(root, shapes, chunk=chunk)}
+        gray_code = code_dataset({"gray": fullres.encode_gray(gray)}, {})
+        arrays = write_variables(root, gray_code, chunk=chunk, compression=compression)
+        return {**arrays, **create_variables(root, shapes, chunk=chunk, compression=compression)}
 
     with ThreadPoolExecutor(1) as background:
         started = background.submit(start_store)

@@ -116,3 +116,16 @@ def test_plain_xarray_reads_the_codes_through_cf(tmp_path):
 def test_open_cube_names_a_missing_store(tmp_path):
     with pytest.raises(SchemaError, match="no cube there"):
         open_cube(tmp_path / "nothing.zarr")
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_compression_choices_store_the_same_cube(tmp_path, compression):
+    ds = _cube(40, 50)
+    cube_to_zarr(ds, tmp_path / "none.zarr")
+    cube_to_zarr(ds, tmp_path / "c.zarr", compression=compression)
+    plain, packed = open_cube(tmp_path / "none.zarr").load(), open_cube(tmp_path / "c.zarr").load()
+    for name in ("gray", "rgb", "interval"):
+        np.testing.assert_array_equal(packed[name].values, plain[name].values)
+    with pytest.raises(SchemaError, match="compression='gzip'"):
+        cube_to_zarr(ds, tmp_path / "bad.zarr", compression="gzip")
+    assert not (tmp_path / "bad.zarr").exists()  # refused before anything was written
