@@ -192,12 +192,22 @@ def encode_gray(gray, *, bits: int | None = None) -> np.ndarray:
     for 16-bit sources); ``bits=8`` or ``16`` forces one (dask blocks need a
     fixed dtype). Either decodes to the same float32 value for 8-bit inputs.
     """
-    g = np.clip(np.asarray(gray, np.float32), 0.0, 1.0)
+    gray = np.asarray(gray)
+    rows = max(1, (1 << 22) // max(1, gray.shape[-1]))  # row blocks of ~4 MP bound the temporaries
+    blocks = [slice(y, y + rows) for y in range(0, gray.shape[0], rows)]
     if bits != 16:
-        c8 = np.rint(g * _F(CODE_MAX)).astype(np.uint8)
-        if bits == 8 or np.array_equal(_decode_table(CODE_MAX)[c8], g):
+        c8 = np.empty(gray.shape, np.uint8)
+        exact = True
+        for b in blocks:
+            g = np.clip(gray[b].astype(np.float32, copy=False), 0.0, 1.0)
+            c8[b] = np.rint(g * _F(CODE_MAX))
+            exact = exact and np.array_equal(_decode_table(CODE_MAX)[c8[b]], g)
+        if bits == 8 or exact:
             return c8
-    return np.rint(g.astype(np.float64) * GRAY_CODE_MAX).astype(np.uint16)
+    c16 = np.empty(gray.shape, np.uint16)
+    for b in blocks:
+        c16[b] = np.rint(np.clip(gray[b].astype(np.float64), 0.0, 1.0) * GRAY_CODE_MAX)
+    return c16
 
 
 @functools.cache
