@@ -78,7 +78,7 @@ def flops(module, x) -> int:
 
 def codecs(ds, tmp: Path, cube_to_zarr) -> None:
     """Write time and size of the 1-MP cube (storage codes) with each compression choice."""
-    from colorcube.cube import COMPRESSIONS
+    from colorcube.store import COMPRESSIONS
 
     for name in COMPRESSIONS:
         path = tmp / f"codec-{name}.zarr"
@@ -98,11 +98,12 @@ def main() -> None:
 
     from colorcube import colorize
     from colorcube.color import gray_to_lightness, lab_to_rgb
-    from colorcube.cube import code_dataset, cube_attrs, cube_to_zarr
-    from colorcube.fullres import encode_gray
+    from colorcube.cube import code_dataset, cube_attrs
+    from colorcube.fullres import encode_gray, stage_codes
     from colorcube.io import read_gray
     from colorcube.model import load_pretrained
-    from colorcube.pipeline import PipelineSettings, resolve_calibration, stage_codes, working_stage
+    from colorcube.pipeline import PipelineSettings, resolve_calibration, working_stage
+    from colorcube.store import cube_to_zarr
 
     dev = torch.device(args.device)
     model = load_pretrained(device=dev)

@@ -5,11 +5,12 @@ from importlib.metadata import PackageNotFoundError, version
 from . import plot
 from .archive import archive_index, colorize_archive, open_archive
 from .conformal import Calibration
-from .cube import build_cube, open_cube, validate_cube
+from .cube import build_cube, validate_cube
 from .errors import CalibrationError, ColorcubeError, ImageReadError, SchemaError, WeightsError
 from .io import read_gray, read_rgb
 from .model import load_pretrained
 from .pipeline import PipelineSettings, colorize
+from .store import open_cube
 
 
 def explore(obj, **kwargs):

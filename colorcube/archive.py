@@ -98,7 +98,8 @@ def _status(out: str, name: str) -> dict:
 
 def _block(gray_block, coef, shape, extent, lam, block_info=None):
     """Full-resolution codes of one chunk -> (ty, tx, 9) uint8: rgb, lower, upper."""
-    from .pipeline import Coefficients, stage_codes
+    from .fullres import stage_codes
+    from .pipeline import Coefficients
 
     (y0, _), (x0, _) = block_info[0]["array-location"]
     c = stage_codes(gray_block, Coefficients(coef, tuple(shape), tuple(extent)), lam, y0=y0, x0=x0, threads=1)
@@ -112,9 +113,10 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
     import torch
     import zarr
 
-    from .cube import code_dataset, cube_to_zarr
+    from .cube import code_dataset
     from .fullres import encode_gray
     from .pipeline import PipelineSettings, working_stage
+    from .store import cube_to_zarr
 
     if in_worker:
         # One torch thread per task, as in the local run, so the full-resolution
@@ -255,7 +257,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     workers : images processed at once on this machine (default: CPU count)
     progress : bool, tqdm bar with images and MP/s
     compression : "none" (default, fastest), "lz4" or "zstd" (smaller archives); see
-        :func:`colorcube.cube.zarr_compressors`
+        :func:`colorcube.store.zarr_compressors`
 
     Returns
     -------
@@ -265,10 +267,11 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     from tqdm.auto import tqdm
 
     from .conformal import _check_alpha
-    from .cube import cube_attrs, zarr_compressors
+    from .cube import cube_attrs
     from .io import DEFAULT_MAX_PIXELS
     from .model import default_weights_path, select_device
     from .pipeline import PipelineSettings, resolve_calibration
+    from .store import zarr_compressors
 
     alpha = _check_alpha(alpha)
     if int(chunk) < 16:
@@ -353,7 +356,7 @@ def archive_index(out):
 
 def open_image(out, name: str, *, chunks: dict | None = None):
     """One archived cube, lazily (dask chunks = zarr chunks unless ``chunks`` is given)."""
-    from .cube import open_cube
+    from .store import open_cube
 
     return open_cube(out, group=f"images/{name}", chunks={} if chunks is None else chunks)
 

@@ -54,9 +54,9 @@ def _cmd_colorize(args) -> int:
     from tqdm.auto import tqdm
 
     from .conformal import _check_alpha
-    from .cube import cube_to_zarr
     from .io import write_intervals_npz, write_png
     from .pipeline import colorize
+    from .store import cube_to_zarr
 
     _check_alpha(args.alpha)
     out = Path(args.output)

@@ -17,12 +17,12 @@ exactly from a stored calibration without the model (the explorer's slider);
 they cost a few hundred kB per image instead of 3 bytes per pixel.
 ``ds.interval.sel(channel="R")`` is the specification's m x n x 2 matrix for R.
 
-On disk (zarr) each variable is stored as integer codes with a CF
+On disk (zarr, :mod:`colorcube.store`) each variable is stored as integer codes with a CF
 ``scale_factor`` (:data:`CODES`): gray uint16 ``round(g * 65535)`` (exact for
 8- and 16-bit inputs; uint8 ``round(g * 255)`` when the input is 8-bit), rgb uint8 ``round(v * 255)``, interval uint8 rounded
 *outward* (lower down, upper up, so a stored band contains the computed one and
 the guarantee holds): 10 bytes per pixel (9 for 8-bit inputs) instead of 46.
-:func:`open_cube` returns float32 values equal to ``code / 255`` computed in
+:func:`colorcube.store.open_cube` returns float32 values equal to ``code / 255`` computed in
 float32, i.e. exactly what an 8-bit truth image reads as, so coverage checked
 against truth is exact at a band's edge.
 """
@@ -31,18 +31,14 @@ from __future__ import annotations
 
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from .errors import SchemaError
 
-__all__ = ["build_cube", "cube_attrs", "cube_dataset", "code_dataset", "encode_cube", "decode_codes", "lazy_cube",
-           "create_cube_group", "create_variables", "fill_variables", "write_variables",
-           "zarr_compressors", "COMPRESSIONS", "validate_cube", "cube_to_zarr", "open_cube", "CHANNELS", "BOUNDS", "REQUIRED_ATTRS",
-           "CODES"]
+__all__ = ["BOUNDS", "CHANNELS", "CODES", "REQUIRED_ATTRS", "build_cube", "code_dataset", "cube_attrs",
+           "cube_dataset", "decode_codes", "encode_cube", "validate_cube"]
 
 CHANNELS = ("R", "G", "B")
 BOUNDS = ("lower", "upper")
@@ -239,164 +235,3 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
         if iv.size and (iv[..., 0] > iv[..., 1]).any():
             raise SchemaError("variable 'interval' has lower > upper somewhere")
     return ds
-
-
-#: Storage compression choices; ``python benchmarks/throughput.py`` measures each on a 1-MP cube.
-COMPRESSIONS = ("none", "lz4", "zstd")
-
-
-def zarr_compressors(compression: str = "none"):
-    """The zarr codecs for ``compression``.
-
-    "none" (default) writes fastest: on a 1-MP cube 18 ms and 9.9 MiB against
-    30 ms and 7.3 MiB for Blosc LZ4 (bit-shuffle) and 35 ms and 6.1 MiB for zstd
-    level 1 (``benchmarks/throughput.py``, 2-core CPU); the storage codes are already
-    4.6x smaller than float32. Choose "lz4" when disk matters more than ~10 ms/MP.
-    """
-    from zarr.codecs import BloscCodec, ZstdCodec
-
-    if compression not in COMPRESSIONS:
-        raise SchemaError(f"compression={compression!r}: use one of {', '.join(COMPRESSIONS)}")
-    return {"none": (), "lz4": (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),),
-            "zstd": (ZstdCodec(level=1),)}[compression]
-
-
-def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", group: str | None = None,
-                 compression: str = "none"):
-    """Write a cube (float32, or already coded by :func:`code_dataset`) to zarr v3 as storage codes.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset in the cube schema (numpy- or dask-backed; dask stays
-        chunk by chunk under the current scheduler)
-    store : path or zarr store
-    chunk : int, spatial chunk side (y and x)
-    mode : "w" replaces the group (or store), "w-" refuses to overwrite
-    group : str, optional path of the group inside the store
-    compression : one of :data:`COMPRESSIONS` (see :func:`zarr_compressors`)
-
-    Returns
-    -------
-    dict of variable name -> the written ``zarr.Array``
-
-    The layout is what ``xarray.open_zarr`` reads (``dimension_names``, CF
-    ``scale_factor``); it is written with zarr directly, which measured ~20 ms
-    less per image than ``Dataset.to_zarr``.
-    """
-    if ds["rgb"].dtype != CODES["rgb"][0]:
-        ds = encode_cube(validate_cube(ds))
-    zarr_compressors(compression)  # refuse a bad name before anything is written
-    root = create_cube_group(store, dict(ds.attrs), group=group, mode=mode)
-    return write_variables(root, ds, chunk=chunk, compression=compression)
-
-
-def create_cube_group(store, attrs: dict, *, group: str | None = None, mode: str = "w"):
-    """Create a cube's zarr v3 group with its attributes and the channel / bound coordinates.
-
-    ``mode`` : "w" replaces the group (or store), "w-" refuses to overwrite.
-    Returns the ``zarr.Group``; fill it with :func:`write_variables`.
-    """
-    import zarr
-
-    if mode not in ("w", "w-"):
-        raise SchemaError(f"mode={mode!r}: use 'w' (replace) or 'w-' (refuse to overwrite)")
-    if isinstance(store, Path):
-        store = str(store)
-    root = zarr.create_group(store, path=group, overwrite=mode == "w", zarr_format=3, attributes=attrs)
-    for name, values in (("channel", CHANNELS), ("bound", BOUNDS)):
-        root.create_array(name, shape=(len(values),), dtype=str, dimension_names=(name,))[...] = np.array(values)
-    return root
-
-
-def create_variables(root, ds: xr.Dataset, *, chunk: int = 1024, compression: str = "none") -> dict:
-    """Create (empty) one array per data variable of ``ds`` in ``root``: name, dims, shape,
-    dtype and attributes are taken from ``ds`` (its data may be placeholders such as
-    ``np.broadcast_to``). Returns name -> ``zarr.Array``; fill with :func:`fill_variables`."""
-    sizes = {**ds.sizes, "y": min(chunk, ds.sizes.get("y", chunk)), "x": min(chunk, ds.sizes.get("x", chunk))}
-    compressors = zarr_compressors(compression)
-    return {name: root.create_array(
-        name, shape=var.shape, dtype=var.dtype, chunks=tuple(sizes[d] for d in var.dims),
-        dimension_names=var.dims, compressors=compressors, fill_value=0, attributes=dict(var.attrs),
-        # skips zarr's "is this chunk all fill value?" scan: a third of the write time
-        config={"write_empty_chunks": True}) for name, var in ds.data_vars.items()}
-
-
-def fill_variables(arrays: dict, data: dict) -> None:
-    """Write numpy or dask ``data[name]`` into ``arrays[name]``.
-
-    numpy data go two arrays at a time (zarr compresses one array per call; two
-    keep both cores busy), dask data chunk by chunk with ``da.store`` under the
-    current scheduler.
-    """
-    import dask.array as da
-
-    lazy = {n: d for n, d in data.items() if isinstance(d, da.Array)}
-    eager = [(arrays[n], d) for n, d in data.items() if n not in lazy]
-    if eager:
-        with ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(t.__setitem__, Ellipsis, v) for t, v in eager]:
-                done.result()
-    if lazy:
-        da.store([d.rechunk(arrays[n].chunks) for n, d in lazy.items()], [arrays[n] for n in lazy], lock=False)
-
-
-def write_variables(root, ds: xr.Dataset, *, chunk: int = 1024, compression: str = "none") -> dict:
-    """:func:`create_variables` then :func:`fill_variables` for every data variable of ``ds``."""
-    arrays = create_variables(root, ds, chunk=chunk, compression=compression)
-    fill_variables(arrays, {name: var.data for name, var in ds.data_vars.items()})
-    return arrays
-
-
-def open_cube(store, *, group: str | None = None, chunks=None) -> xr.Dataset:
-    """Open a cube written by :func:`cube_to_zarr` lazily (dask-backed), float32 as in memory.
-
-    Parameters
-    ----------
-    store : path or zarr store; group : str, optional group path inside it
-    chunks : None (the zarr chunks, default) or dict of dim -> chunk size
-
-    Values are decoded as ``code / n`` in float32 (exactly the float32 an 8-bit
-    truth pixel reads as). ``xarray.open_zarr`` reads the same store through the
-    CF ``scale_factor`` (float64 values, equal after casting to float32).
-    """
-    import zarr
-
-    if isinstance(store, Path):
-        store = str(store)
-    try:
-        root = zarr.open_group(store, path=group, mode="r", zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
-        raise SchemaError(f"{store}{'/' + group if group else ''}: no cube there (not a zarr v3 group)") from exc
-    arrays = {}
-    for name in _DIMS:
-        try:
-            arrays[name] = root[name]
-        except KeyError:
-            continue  # validate_cube names what is missing
-    return lazy_cube(arrays, dict(root.attrs), chunks=chunks)
-
-
-def lazy_cube(arrays: dict, attrs: dict, *, chunks=None) -> xr.Dataset:
-    """The cube over zarr arrays of codes (or float32), lazily decoded; see :func:`open_cube`."""
-    import uuid
-
-    import dask.array as da
-
-    from .fullres import decode
-
-    data = {}
-    for name, arr in arrays.items():
-        dims = _DIMS[name]
-        if name == "coefficients":  # a few hundred kB: read now
-            data[name] = xr.Variable(dims, arr[...], attrs={"extent": list(arr.attrs["extent"])})
-            continue
-        # an explicit name skips dask hashing the zarr metadata (a third of the open time)
-        x = da.from_array(arr, chunks=arr.chunks, name=f"colorcube-{name}-{uuid.uuid4().hex}", asarray=False,
-                          fancy=False)
-        if chunks:
-            x = x.rechunk(tuple(chunks.get(d, "auto") if d in ("y", "x") else -1 for d in dims))
-        if x.dtype != np.float32:
-            x = x.map_blocks(decode, dtype=np.float32)
-        data[name] = xr.Variable(dims, x, encoding={"chunks": arr.chunks})
-    ds = xr.Dataset(data, coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, attrs=attrs)
-    return validate_cube(ds)

@@ -19,6 +19,9 @@ which gives exactly the float32 value an 8-bit truth image reads as, so
 comparisons with truth at a band's edge are exact.
 
 The kernels release the GIL; :func:`run_rows` splits a tile over threads.
+:func:`full_stage`, :func:`stage_codes` and :func:`bands_at` run them on a tile
+(or a strided grid) of an image given its guided coefficients
+(:class:`colorcube.pipeline.Coefficients`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-__all__ = ["lightness_table", "gamma_table", "bands", "codes", "run_rows", "decode", "encode_gray", "round_outward", "CODE_MAX", "GRAY_CODE_MAX"]
+from .conformal import EPS
+from .errors import ColorcubeError
+
+__all__ = ["CODE_MAX", "GRAY_CODE_MAX", "bands", "bands_at", "codes", "decode", "encode_gray", "full_stage",
+           "gamma_table", "lightness_table", "round_outward", "run_rows", "stage_codes"]
 
 CODE_MAX = 255
 GRAY_CODE_MAX = 65535
@@ -220,3 +227,96 @@ def decode(code: np.ndarray) -> np.ndarray:
     code = np.asarray(code)
     n = GRAY_CODE_MAX if code.dtype == np.uint16 else CODE_MAX
     return _decode_table(n)[code]
+
+
+def _bilinear_axis(n_out: int, n_in: int, extent: float, start: int, stop: int, step: int = 1):
+    """Source indices and weights of output rows start:stop:step (align_corners=False) when
+    the ``n_out`` output rows span ``extent`` source rows (the first ``n_in`` of which exist)."""
+    pos = (np.arange(start, stop, step, dtype=np.float64) + 0.5) * (extent / n_out) - 0.5
+    pos = pos.clip(0, n_in - 1)
+    i0 = np.floor(pos).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (pos - i0).astype(np.float32)
+
+
+def _tile_axes(coeffs, y0: int, ty: int, x0: int, tx: int):
+    h, w, _ = coeffs.coef.shape
+    return (_bilinear_axis(coeffs.shape[0], h, coeffs.extent[0], y0, y0 + ty),
+            _bilinear_axis(coeffs.shape[1], w, coeffs.extent[1], x0, x0 + tx))
+
+
+def _threads(threads: int | None) -> int:
+    import torch  # the pipeline's thread setting is torch's
+
+    return max(1, torch.get_num_threads() if threads is None else int(threads))
+
+
+def full_stage(gray_tile, coeffs, *, y0: int = 0, x0: int = 0, threads: int | None = None):
+    """Colour and heuristic spread of a full-resolution tile.
+
+    Pointwise given ``coeffs`` (bilinear samples at each pixel's global
+    position), so any tiling reproduces the untiled result exactly.
+
+    Parameters
+    ----------
+    gray_tile : (ty, tx) float32 in [0, 1], the tile of the input at [y0:, x0:]
+    coeffs : Coefficients of the whole image
+    y0, x0 : int, the tile's offset in the full image
+    threads : int, optional; default torch's intra-op thread count
+
+    Returns
+    -------
+    rgb : (ty, tx, 3) float32 array in [0, 1], the colour estimate
+    spread : (ty, tx, 3) float32 array >= 0, the heuristic band half-width
+    """
+    g = np.ascontiguousarray(gray_tile, dtype=np.float32)
+    rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
+    return bands(g, coeffs.coef, rows, cols, threads=_threads(threads))
+
+
+def bands_at(gray, coef, extent, *, shape=None, step: int = 1, threads: int | None = None):
+    """Unrounded colour and heuristic spread at every ``step``-th pixel of a stored cube.
+
+    Parameters
+    ----------
+    gray : (ceil(y/step), ceil(x/step)) float32 in [0, 1], the cube's gray at those pixels
+        (``ds.gray[::step, ::step]``)
+    coef : (gy, gx, 10) float32 and extent : (2,), the cube's ``coefficients``
+        variable and its ``extent`` attribute
+    shape : (y, x) full-resolution size (default: ``gray.shape``, i.e. step 1)
+    step : int, subsampling of rows and columns (the explorer's display grid)
+
+    Returns
+    -------
+    rgb, spread : shaped like ``gray`` plus a channel axis of 3, float32, as the
+        pipeline computed them before rounding, so ``nested_interval`` at any lambda
+        rebuilds the bands colorize would store
+    """
+    coef = np.ascontiguousarray(coef, np.float32)
+    g = np.ascontiguousarray(gray, np.float32)
+    h, w = g.shape if shape is None else shape
+    rows = _bilinear_axis(h, coef.shape[0], float(extent[0]), 0, h, step)
+    cols = _bilinear_axis(w, coef.shape[1], float(extent[1]), 0, w, step)
+    if (len(rows[0]), len(cols[0])) != g.shape:
+        raise ColorcubeError(f"gray has shape {g.shape}; every {step}-th pixel of {(h, w)} is "
+                             f"{(len(rows[0]), len(cols[0]))}")
+    return bands(g, coef, rows, cols, threads=_threads(threads))
+
+
+def stage_codes(gray_tile, coeffs, lam, *, y0: int = 0, x0: int = 0, threads: int | None = None):
+    """Storage codes of a tile's cube, straight from the coefficients (see :mod:`colorcube.fullres`).
+
+    Parameters
+    ----------
+    gray_tile, coeffs, y0, x0, threads : as :func:`full_stage`
+    lam : (3,) float, conformal lambda per channel (``inf`` allowed)
+
+    Returns
+    -------
+    dict of ``rgb`` (ty, tx, 3) uint8 and ``interval`` (ty, tx, 3, 2) uint8 rounded outward
+    """
+    g = np.ascontiguousarray(gray_tile, dtype=np.float32)
+    rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
+    out = codes(g, coeffs.coef, rows, cols, np.asarray(lam, np.float64).reshape(3), EPS,
+                        threads=_threads(threads))
+    return dict(zip(("rgb", "interval"), out))

@@ -26,8 +26,8 @@ from torch.nn import functional as F
 
 from . import fullres
 from .color import gray_to_lightness
-from .conformal import EPS
 from .errors import ColorcubeError
+from .fullres import full_stage, stage_codes
 from .guided import guided_coefficients
 from .model import OUT_STRIDE, STRIDE, ColorNet, predict
 
@@ -35,9 +35,6 @@ __all__ = [
     "PipelineSettings",
     "Coefficients",
     "working_stage",
-    "full_stage",
-    "stage_codes",
-    "bands_at",
     "predict_bands",
     "resolve_calibration",
     "colorize",
@@ -187,97 +184,6 @@ def _working_stage(gray, model: ColorNet, settings: PipelineSettings) -> Coeffic
     return Coefficients(coef, full_shape, extent)
 
 
-def _bilinear_axis(n_out: int, n_in: int, extent: float, start: int, stop: int, step: int = 1):
-    """Source indices and weights of output rows start:stop:step (align_corners=False) when
-    the ``n_out`` output rows span ``extent`` source rows (the first ``n_in`` of which exist)."""
-    pos = (np.arange(start, stop, step, dtype=np.float64) + 0.5) * (extent / n_out) - 0.5
-    pos = pos.clip(0, n_in - 1)
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, (pos - i0).astype(np.float32)
-
-
-def _tile_axes(coeffs: Coefficients, y0: int, ty: int, x0: int, tx: int):
-    h, w, _ = coeffs.coef.shape
-    return (_bilinear_axis(coeffs.shape[0], h, coeffs.extent[0], y0, y0 + ty),
-            _bilinear_axis(coeffs.shape[1], w, coeffs.extent[1], x0, x0 + tx))
-
-
-def _threads(threads: int | None) -> int:
-    return max(1, torch.get_num_threads() if threads is None else int(threads))
-
-
-def full_stage(gray_tile, coeffs: Coefficients, *, y0: int = 0, x0: int = 0, threads: int | None = None):
-    """Colour and heuristic spread of a full-resolution tile.
-
-    Pointwise given ``coeffs`` (bilinear samples at each pixel's global
-    position), so any tiling reproduces the untiled result exactly.
-
-    Parameters
-    ----------
-    gray_tile : (ty, tx) float32 in [0, 1], the tile of the input at [y0:, x0:]
-    coeffs : Coefficients of the whole image
-    y0, x0 : int, the tile's offset in the full image
-    threads : int, optional; default torch's intra-op thread count
-
-    Returns
-    -------
-    rgb : (ty, tx, 3) float32 array in [0, 1], the colour estimate
-    spread : (ty, tx, 3) float32 array >= 0, the heuristic band half-width
-    """
-    g = np.ascontiguousarray(gray_tile, dtype=np.float32)
-    rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
-    return fullres.bands(g, coeffs.coef, rows, cols, threads=_threads(threads))
-
-
-def bands_at(gray, coef, extent, *, shape=None, step: int = 1, threads: int | None = None):
-    """Unrounded colour and heuristic spread at every ``step``-th pixel of a stored cube.
-
-    Parameters
-    ----------
-    gray : (ceil(y/step), ceil(x/step)) float32 in [0, 1], the cube's gray at those pixels
-        (``ds.gray[::step, ::step]``)
-    coef : (gy, gx, 10) float32 and extent : (2,), the cube's ``coefficients``
-        variable and its ``extent`` attribute
-    shape : (y, x) full-resolution size (default: ``gray.shape``, i.e. step 1)
-    step : int, subsampling of rows and columns (the explorer's display grid)
-
-    Returns
-    -------
-    rgb, spread : shaped like ``gray`` plus a channel axis of 3, float32, as the
-        pipeline computed them before rounding, so ``nested_interval`` at any lambda
-        rebuilds the bands colorize would store
-    """
-    coef = np.ascontiguousarray(coef, np.float32)
-    g = np.ascontiguousarray(gray, np.float32)
-    h, w = g.shape if shape is None else shape
-    rows = _bilinear_axis(h, coef.shape[0], float(extent[0]), 0, h, step)
-    cols = _bilinear_axis(w, coef.shape[1], float(extent[1]), 0, w, step)
-    if (len(rows[0]), len(cols[0])) != g.shape:
-        raise ColorcubeError(f"gray has shape {g.shape}; every {step}-th pixel of {(h, w)} is "
-                             f"{(len(rows[0]), len(cols[0]))}")
-    return fullres.bands(g, coef, rows, cols, threads=_threads(threads))
-
-
-def stage_codes(gray_tile, coeffs: Coefficients, lam, *, y0: int = 0, x0: int = 0, threads: int | None = None):
-    """Storage codes of a tile's cube, straight from the coefficients (see :mod:`colorcube.fullres`).
-
-    Parameters
-    ----------
-    gray_tile, coeffs, y0, x0, threads : as :func:`full_stage`
-    lam : (3,) float, conformal lambda per channel (``inf`` allowed)
-
-    Returns
-    -------
-    dict of ``rgb`` (ty, tx, 3) uint8 and ``interval`` (ty, tx, 3, 2) uint8 rounded outward
-    """
-    g = np.ascontiguousarray(gray_tile, dtype=np.float32)
-    rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
-    out = fullres.codes(g, coeffs.coef, rows, cols, np.asarray(lam, np.float64).reshape(3), EPS,
-                        threads=_threads(threads))
-    return dict(zip(("rgb", "interval"), out))
-
-
 def predict_bands(gray, model: ColorNet, settings: PipelineSettings = PipelineSettings(), *,
                   block_pixels: int = 1 << 22):
     """Full pipeline before calibration: numpy (rgb, lower, upper), each (y, x, 3) float32.
@@ -362,7 +268,7 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         chunks) straight from the codes, and return it opened lazily.
     chunk : int, spatial chunk size when writing ``out``
     compression : "none" (fastest, default), "lz4" or "zstd" (smaller) for ``out``;
-        see :func:`colorcube.cube.zarr_compressors`
+        see :func:`colorcube.store.zarr_compressors`
 
     Returns
     -------
@@ -372,20 +278,9 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     disk are the same; ``coefficients`` (gy, gx, coefficient), see :func:`bands_at`.
     """
     from .conformal import _check_alpha
-    from .cube import (
-        code_dataset,
-        create_cube_group,
-        create_variables,
-        cube_attrs,
-        cube_dataset,
-        decode_codes,
-        fill_variables,
-        lazy_cube,
-        validate_cube,
-        write_variables,
-        zarr_compressors,
-    )
+    from .cube import code_dataset, cube_attrs, cube_dataset, decode_codes, validate_cube
     from .model import load_pretrained
+    from .store import create_cube_group, create_variables, fill_variables, lazy_cube, write_variables, zarr_compressors
 
     alpha = _check_alpha(alpha)
     gray, source = _as_gray(image, max_pixels)

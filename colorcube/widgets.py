@@ -95,7 +95,7 @@ class Explorer:
         d = {"rgb": np.asarray(small["rgb"].values, np.float32), "gray": np.asarray(small["gray"].values),
              "interval": np.asarray(small["interval"].values, np.float32)}
         if "coefficients" in ds:  # the unrounded colour and band scale, exactly as colorize had them
-            from .pipeline import bands_at
+            from .fullres import bands_at
 
             c = ds["coefficients"]
             d["f"], d["scale"] = bands_at(d["gray"], c.values, c.attrs["extent"],
@@ -217,7 +217,7 @@ def _images_from(obj) -> dict:
     import xarray as xr
 
     from .archive import archive_index, open_image
-    from .cube import open_cube
+    from .store import open_cube
 
     if isinstance(obj, xr.Dataset):
         return {"image": lambda: obj}

@@ -192,10 +192,10 @@ def test_disk_full_stops_cleanly_and_resumes(folder, tmp_path, monkeypatch):
 
     from zarr.storage import LocalStore
 
-    import colorcube.cube
+    import colorcube.store
 
     out = tmp_path / "full.zarr"
-    real_write, real_set = colorcube.cube.cube_to_zarr, LocalStore.set
+    real_write, real_set = colorcube.store.cube_to_zarr, LocalStore.set
     images = {"n": 0}
 
     def counting_write(*args, **kwargs):
@@ -208,7 +208,7 @@ def test_disk_full_stops_cleanly_and_resumes(folder, tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return await real_set(self, key, value, *args, **kwargs)
 
-    monkeypatch.setattr(colorcube.cube, "cube_to_zarr", counting_write)
+    monkeypatch.setattr(colorcube.store, "cube_to_zarr", counting_write)
     monkeypatch.setattr(LocalStore, "set", filling_set)
     with pytest.raises(ColorcubeError, match="No space left on device.*re-run"):
         colorize_archive(folder, out, chunk=64, progress=False, workers=1)

@@ -5,7 +5,8 @@ import torch
 from colorcube import fullres
 from colorcube.color import gray_to_lightness, lab_to_rgb
 from colorcube.conformal import EPS, nested_interval
-from colorcube.pipeline import Coefficients, _tile_axes
+from colorcube.fullres import _tile_axes
+from colorcube.pipeline import Coefficients
 
 
 def _coefficients(seed=0, h=9, w=13, shape=(40, 57)):

@@ -5,7 +5,8 @@ import torch
 import colorcube
 from colorcube.color import gray_to_lightness, rgb_to_lab
 from colorcube.errors import ColorcubeError
-from colorcube.pipeline import PipelineSettings, full_stage, predict_bands, working_stage
+from colorcube.fullres import full_stage
+from colorcube.pipeline import PipelineSettings, predict_bands, working_stage
 
 from .conftest import gray_of
 
@@ -151,7 +152,7 @@ def test_written_cube_equals_in_memory_cube(tiny_model, gray, tmp_path):
 
 def test_bands_at_rebuilds_the_unrounded_bands(tiny_model, gray):
     """The stored gray + coefficients give back colour and spread exactly as the pipeline had them."""
-    from colorcube.pipeline import bands_at
+    from colorcube.fullres import bands_at
 
     settings = PipelineSettings(working_size=96)
     ds = colorcube.colorize(gray, model=tiny_model, calibration=None, settings=settings)
