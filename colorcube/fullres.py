@@ -317,6 +317,5 @@ def stage_codes(gray_tile, coeffs, lam, *, y0: int = 0, x0: int = 0, threads: in
     """
     g = np.ascontiguousarray(gray_tile, dtype=np.float32)
     rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
-    out = codes(g, coeffs.coef, rows, cols, np.asarray(lam, np.float64).reshape(3), EPS,
-                        threads=_threads(threads))
+    out = codes(g, coeffs.coef, rows, cols, np.asarray(lam, np.float64).reshape(3), EPS, threads=_threads(threads))
     return dict(zip(("rgb", "interval"), out))
