@@ -164,8 +164,7 @@ def main() -> None:
             stages, cubes = {}, {}
 
             def run():
-                # colorize(path, out=...) step by step (it overlaps the store's creation and the gray
-                # write with the network; here they run one after another), to time each stage
+                # colorize(path, out=...) step by step, to time each stage
                 t0 = time.perf_counter()
                 gray = read_gray(path)
                 t1 = time.perf_counter()

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ColorcubeError
-from .sources import Source, group_name, list_sources, read_source, source_hash
+from .sources import Source, group_name, list_sources, read_source, source_data, source_hash
 
 __all__ = [
     "Source",
@@ -126,12 +126,13 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
     row = {"name": name, "source": source.label, "status": "failed", "error": "", "height": 0, "width": 0,
            "hash": "", "megapixels": 0.0}
     try:
-        row["hash"] = digest = source_hash(source)
+        data = source_data(source)  # a zarr source is read once for both its hash and its pixels
+        row["hash"] = digest = source_hash(source, data)
         have = _status(job.out, name)
         if have.get("colorcube_status") == "complete" and have.get("source_hash") == digest:
             row.update(status="skipped", height=have.get("height", 0), width=have.get("width", 0))
             return row
-        gray = read_source(source, job.max_pixels)
+        gray = read_source(source, job.max_pixels, data)
         model = _model(job.weights, job.device)
         coeffs = working_stage(gray, model, PipelineSettings(**job.settings))
         h, w = gray.shape

@@ -208,6 +208,16 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _add_output_args(p, *, max_pixels_help="refuse larger images (bomb guard)"):
+    """Options of the commands that colorize: zarr compression, pixel ceiling, model and calibration."""
+    from .store import COMPRESSIONS
+
+    p.add_argument("--compression", choices=COMPRESSIONS, default="none",
+                   help="zarr compression: none is fastest, lz4/zstd write ~25-40%% fewer bytes")
+    p.add_argument("--max-pixels", type=int, default=200_000_000, help=max_pixels_help)
+    _add_model_args(p)
+
+
 def _add_model_args(p, *, calibration=True):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--weights", help="a .safetensors weights file (default: the shipped model)")
@@ -243,20 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=".", help="output folder (default: current folder)")
     p.add_argument("--alpha", type=float, default=0.1, help="miscoverage of the bands (default 0.1)")
     p.add_argument("--zarr", action="store_true", help="also write <stem>.zarr (the cube)")
-    p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none",
-                   help="zarr compression: none is fastest, lz4/zstd write ~25-40%% fewer bytes")
-    p.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger images (bomb guard)")
-    _add_model_args(p)
+    _add_output_args(p)
     p.set_defaults(func=_cmd_colorize)
 
     p = sub.add_parser("demo", help="colorize the bundled sample photo and compare with its true colours")
     p.add_argument("-o", "--output", default="colorcube-demo", help="output folder")
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--zarr", action="store_true", help="also write the cube as zarr")
-    p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none",
-                   help="zarr compression: none is fastest, lz4/zstd write ~25-40%% fewer bytes")
-    p.add_argument("--max-pixels", type=int, default=200_000_000, help=argparse.SUPPRESS)
-    _add_model_args(p)
+    _add_output_args(p, max_pixels_help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("archive", help="colorize a folder/glob/list/zarr of images into one zarr archive")
@@ -265,10 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--chunk", type=int, default=1024, help="spatial chunk side (pixels)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
-    p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none",
-                   help="zarr compression: none is fastest, lz4/zstd write ~25-40%% fewer bytes")
-    p.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger images (bomb guard)")
-    _add_model_args(p)
+    _add_output_args(p)
     p.set_defaults(func=_cmd_archive)
 
     p = sub.add_parser("export", help="write each archived image as PNG plus its bands (npz or 16-bit TIFF)")

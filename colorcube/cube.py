@@ -138,20 +138,27 @@ def code_dataset(codes: dict, attrs: dict, coefficients=None) -> xr.Dataset:
 def encode_cube(ds: xr.Dataset) -> xr.Dataset:
     """A float32 cube -> its storage codes (lazy for dask-backed cubes); see the module notes."""
 
-    def up(v, n, slack):
-        return np.ceil(v.astype(np.float64) * n - slack).clip(0, n)
+    import dask.array as da
 
-    def down(v, n, slack):
-        return np.floor(v.astype(np.float64) * n + slack).clip(0, n)
+    from .fullres import encode_gray
 
-    codes = {"gray": ds.gray.astype(np.float64).clip(0, 1) * 65535, "rgb": ds.rgb.astype(np.float64).clip(0, 1) * 255}
-    codes = {k: v.round() for k, v in codes.items()}
+    def down(v):
+        return np.floor(v.astype(np.float64) * 255 + _SLACK).clip(0, 255)
+
+    def up(v):
+        return np.ceil(v.astype(np.float64) * 255 - _SLACK).clip(0, 255)
+
     lo, hi = ds.interval.sel(bound="lower"), ds.interval.sel(bound="upper")
-    codes["interval"] = xr.concat([down(lo, 255, _SLACK), up(hi, 255, _SLACK)], dim="bound").transpose(*_DIMS["interval"])
+    codes = {"rgb": (ds.rgb.astype(np.float64).clip(0, 1) * 255).round().data.astype(np.uint8),
+             "interval": xr.concat([down(lo), up(hi)], dim="bound").transpose(*_DIMS["interval"]).data.astype(np.uint8)}
+    g = ds.gray.data
+    # the same gray code as colorize (uint8 for 8-bit inputs); dask blocks need one dtype: uint16
+    codes["gray"] = (g.map_blocks(encode_gray, bits=16, dtype=np.uint16) if isinstance(g, da.Array)
+                     else encode_gray(g))
     coefficients = None
     if "coefficients" in ds.data_vars:
         coefficients = (ds.coefficients.values, ds.coefficients.attrs["extent"])
-    return code_dataset({k: v.data.astype(CODES[k][0]) for k, v in codes.items()}, dict(ds.attrs), coefficients)
+    return code_dataset(codes, dict(ds.attrs), coefficients)
 
 
 def decode_codes(codes: dict) -> dict:

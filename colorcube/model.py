@@ -288,7 +288,7 @@ def _in_dtype(model: ColorNet, dtype: torch.dtype) -> ColorNet:
     """``model`` itself for float32, else a copy with weights in ``dtype``, made once per model.
 
     Converting once instead of autocasting saves casting every weight on every
-    call (~4 ms of a 40 ms working stage on the 2-core CPU). The copy is not
+    call (a tenth of the working stage when it was measured). The copy is not
     refreshed if ``model``'s weights change in place afterwards.
     """
     if dtype == torch.float32:

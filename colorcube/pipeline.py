@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +59,12 @@ class PipelineSettings:
     guided : bool, edge-aware guided upsampling (False: plain bilinear)
     radius : int, guided-filter box radius on the network's output grid (1/4 of the
         working size); 2 by default: on the held-out 5 % of train/ it gave the best
-        PSNR and CIEDE2000 of radius 1 / 2 and eps 1e-3 / 1e-4 (+1.14 dB, 10.47)
+        PSNR and CIEDE2000 of radius 1 / 2 and eps 1e-3 / 1e-4 (+1.14 dB, 10.47;
+        ``python benchmarks/validation.py``)
     eps : float, guided-filter regulariser (guide in [0, 1])
     precision : {"bfloat16", "float32"}, the network's arithmetic. bfloat16 (default)
-        runs the convolutions 3x faster on CPUs with AMX / AVX512-BF16 and on GPUs;
+        runs the network 3x faster on this project's AMX CPU (``benchmarks/throughput.py``
+        prints both) and suits GPUs;
         bench PSNR and coverage after recalibration are in the model card. On a CPU
         without bf16 instructions it is correct but slow: calibrate with float32 there.
     revision : int, the pipeline revision (:data:`REVISION`); recorded so that a
@@ -180,7 +181,7 @@ def _working_stage(gray, model: ColorNet, settings: PipelineSettings) -> Coeffic
         return Coefficients(np.ascontiguousarray(coef, np.float32), full_shape, extent)
     guide = (F.avg_pool2d(lin.float(), OUT_STRIDE)[0, 0, :h4, :w4] / 100.0).contiguous().cpu().numpy()
     r = max(0, min(int(settings.radius), (min(h4, w4) - 1) // 2))
-    coef = guided_coefficients(guide, maps, radius=r, eps=settings.eps, threads=1)
+    coef = guided_coefficients(guide, maps, radius=r, eps=settings.eps)
     return Coefficients(coef, full_shape, extent)
 
 
@@ -280,9 +281,11 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     from .conformal import _check_alpha
     from .cube import code_dataset, cube_attrs, cube_dataset, decode_codes, validate_cube
     from .model import load_pretrained
-    from .store import create_cube_group, create_variables, fill_variables, lazy_cube, write_variables, zarr_compressors
+    from .store import cube_to_zarr, lazy_cube, zarr_compressors
 
     alpha = _check_alpha(alpha)
+    if out is not None:
+        zarr_compressors(compression)  # a bad name fails before any work
     gray, source = _as_gray(image, max_pixels)
     model = load_pretrained(device=device) if model is None else model
     cal = resolve_calibration(calibration, model)
@@ -292,29 +295,11 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=settings.as_dict(model),
                        source=source)
-    if out is None:
-        coeffs = working_stage(gray, model, settings)
-        v = decode_codes({**stage_codes(gray, coeffs, lam), "gray": fullres.encode_gray(gray)})
-        return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, (coeffs.coef, coeffs.extent)))
-
-    zarr_compressors(compression)  # a bad name fails before any work
-    h, w = gray.shape
-    h4, w4, extent = _grid(h, w, int(settings.working_size))
-    u8 = np.broadcast_to(np.uint8(0), (h, w, 3, 2))  # placeholders: only shape and dtype are used
-    shapes = code_dataset({"rgb": u8[..., 0], "interval": u8}, {},
-                          (np.broadcast_to(np.float32(0), (h4, w4, 10)), extent))
-
-    def start_store():
-        # the group, every array's metadata and the gray input go to disk while the network runs
-        root = create_cube_group(out, attrs)
-        gray_code = code_dataset({"gray": fullres.encode_gray(gray)}, {})
-        arrays = write_variables(root, gray_code, chunk=chunk, compression=compression)
-        return {**arrays, **create_variables(root, shapes, chunk=chunk, compression=compression)}
-
-    with ThreadPoolExecutor(1) as background:
-        started = background.submit(start_store)
-        coeffs = working_stage(gray, model, settings)
-        codes = stage_codes(gray, coeffs, lam)
-        arrays = started.result()
-    fill_variables(arrays, {**codes, "coefficients": coeffs.coef})
-    return lazy_cube(arrays, attrs)
+    coeffs = working_stage(gray, model, settings)
+    codes = {**stage_codes(gray, coeffs, lam), "gray": fullres.encode_gray(gray)}
+    coefficients = (coeffs.coef, coeffs.extent)
+    if out is not None:
+        arrays = cube_to_zarr(code_dataset(codes, attrs, coefficients), out, chunk=chunk, compression=compression)
+        return lazy_cube(arrays, attrs)
+    v = decode_codes(codes)
+    return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, coefficients))

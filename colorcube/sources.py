@@ -16,7 +16,7 @@ import numpy as np
 from .errors import ColorcubeError, ImageReadError
 from .io import IMAGE_SUFFIXES
 
-__all__ = ["Source", "list_sources", "group_name", "source_hash", "read_source"]
+__all__ = ["Source", "group_name", "list_sources", "read_source", "source_data", "source_hash"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +86,18 @@ def group_name(source: Source) -> str:
     return f"{clean}-{hashlib.sha256(source.label.encode()).hexdigest()[:8]}"
 
 
-def source_hash(source: Source) -> str:
-    """SHA-256 of the file's bytes, or of a zarr array's data."""
+def source_data(source: Source):
+    """A zarr source's array, read (and decompressed) once to be hashed and colorized;
+    None for a file source (hashed from its bytes, decoded by the image reader)."""
+    if source.array is None:
+        return None
+    import zarr
+
+    return np.ascontiguousarray(zarr.open_array(source.path, path=source.array, mode="r")[...])
+
+
+def source_hash(source: Source, data=None) -> str:
+    """SHA-256 of the file's bytes, or of a zarr array's data (``data``: :func:`source_data`)."""
     h = hashlib.sha256()
     if source.array is None:
         try:
@@ -97,21 +107,17 @@ def source_hash(source: Source) -> str:
         except OSError as exc:
             raise ImageReadError(f"{source.path}: cannot be read ({exc.strerror or exc})") from exc
     else:
-        import zarr
-
-        h.update(np.ascontiguousarray(zarr.open_array(source.path, path=source.array, mode="r")[...]).tobytes())
+        h.update((source_data(source) if data is None else data).tobytes())
     return h.hexdigest()
 
 
-def read_source(source: Source, max_pixels) -> np.ndarray:
-    """The source as (y, x) float32 gray in [0, 1]."""
+def read_source(source: Source, max_pixels, data=None) -> np.ndarray:
+    """The source as (y, x) float32 gray in [0, 1] (``data``: :func:`source_data`)."""
     from .io import read_gray
 
     if source.array is None:
         return read_gray(source.path, max_pixels=max_pixels, warn_color=False)
-    import zarr
-
-    arr = np.asarray(zarr.open_array(source.path, path=source.array, mode="r")[...])
+    arr = source_data(source) if data is None else data
     if np.issubdtype(arr.dtype, np.integer):
         arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
     arr = arr.astype(np.float32)

@@ -2,9 +2,9 @@
 
 The layout is what ``xarray.open_zarr`` reads (``dimension_names`` and a CF
 ``scale_factor`` per variable); colorcube writes it with zarr directly (no
-per-chunk fill-value scan, two arrays at a time), which measured ~20 ms less
-per 1-MP image than ``Dataset.to_zarr``, and opens it without xarray's open
-machinery. The codes themselves are defined in :mod:`colorcube.cube`.
+per-chunk fill-value scan, two arrays at a time) rather than through
+``Dataset.to_zarr``, and opens it without xarray's open machinery: both were
+the larger share of a 1-MP image's write and open time when they were measured. The codes themselves are defined in :mod:`colorcube.cube`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import xarray as xr
 from .cube import _DIMS, BOUNDS, CHANNELS, CODES, encode_cube, validate_cube
 from .errors import SchemaError
 
-__all__ = ["COMPRESSIONS", "create_cube_group", "create_variables", "cube_to_zarr", "fill_variables", "lazy_cube",
-           "open_cube", "write_variables", "zarr_compressors"]
+__all__ = ["COMPRESSIONS", "cube_to_zarr", "lazy_cube", "open_cube", "zarr_compressors"]
 
 
 #: Storage compression choices; ``python benchmarks/throughput.py`` measures each on a 1-MP cube.
@@ -29,10 +28,9 @@ COMPRESSIONS = ("none", "lz4", "zstd")
 def zarr_compressors(compression: str = "none"):
     """The zarr codecs for ``compression``.
 
-    "none" (default) writes fastest: on a 1-MP cube 18 ms and 9.9 MiB against
-    30 ms and 7.3 MiB for Blosc LZ4 (bit-shuffle) and 35 ms and 6.1 MiB for zstd
-    level 1 (``benchmarks/throughput.py``, 2-core CPU); the storage codes are already
-    4.6x smaller than float32. Choose "lz4" when disk matters more than ~10 ms/MP.
+    "none" (default) writes fastest; Blosc LZ4 (bit-shuffle) and zstd level 1 write
+    fewer bytes for more time. ``python benchmarks/throughput.py`` prints the time
+    and size of each on a 1-MP cube (the README's Performance table).
     """
     from zarr.codecs import BloscCodec, ZstdCodec
 
@@ -61,22 +59,17 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     dict of variable name -> the written ``zarr.Array``
 
     The layout is what ``xarray.open_zarr`` reads (``dimension_names``, CF
-    ``scale_factor``); it is written with zarr directly, which measured ~20 ms
-    less per image than ``Dataset.to_zarr``.
+    ``scale_factor``); it is written with zarr directly (see the module notes).
     """
     if ds["rgb"].dtype != CODES["rgb"][0]:
         ds = encode_cube(validate_cube(ds))
     zarr_compressors(compression)  # refuse a bad name before anything is written
-    root = create_cube_group(store, dict(ds.attrs), group=group, mode=mode)
-    return write_variables(root, ds, chunk=chunk, compression=compression)
+    root = _create_group(store, dict(ds.attrs), group=group, mode=mode)
+    return _write_variables(root, ds, chunk=chunk, compression=compression)
 
 
-def create_cube_group(store, attrs: dict, *, group: str | None = None, mode: str = "w"):
-    """Create a cube's zarr v3 group with its attributes and the channel / bound coordinates.
-
-    ``mode`` : "w" replaces the group (or store), "w-" refuses to overwrite.
-    Returns the ``zarr.Group``; fill it with :func:`write_variables`.
-    """
+def _create_group(store, attrs: dict, *, group: str | None, mode: str):
+    """The cube's zarr v3 group with its attributes and the channel / bound coordinates."""
     import zarr
 
     if mode not in ("w", "w-"):
@@ -89,42 +82,29 @@ def create_cube_group(store, attrs: dict, *, group: str | None = None, mode: str
     return root
 
 
-def create_variables(root, ds: xr.Dataset, *, chunk: int = 1024, compression: str = "none") -> dict:
-    """Create (empty) one array per data variable of ``ds`` in ``root``: name, dims, shape,
-    dtype and attributes are taken from ``ds`` (its data may be placeholders such as
-    ``np.broadcast_to``). Returns name -> ``zarr.Array``; fill with :func:`fill_variables`."""
-    sizes = {**ds.sizes, "y": min(chunk, ds.sizes.get("y", chunk)), "x": min(chunk, ds.sizes.get("x", chunk))}
-    compressors = zarr_compressors(compression)
-    return {name: root.create_array(
-        name, shape=var.shape, dtype=var.dtype, chunks=tuple(sizes[d] for d in var.dims),
-        dimension_names=var.dims, compressors=compressors, fill_value=0, attributes=dict(var.attrs),
-        # skips zarr's "is this chunk all fill value?" scan: a third of the write time
-        config={"write_empty_chunks": True}) for name, var in ds.data_vars.items()}
-
-
-def fill_variables(arrays: dict, data: dict) -> None:
-    """Write numpy or dask ``data[name]`` into ``arrays[name]``.
+def _write_variables(root, ds: xr.Dataset, *, chunk: int, compression: str) -> dict:
+    """One array per data variable of ``ds`` (codes or coefficients), created and filled.
 
     numpy data go two arrays at a time (zarr compresses one array per call; two
     keep both cores busy), dask data chunk by chunk with ``da.store`` under the
-    current scheduler.
+    current scheduler. Returns name -> ``zarr.Array``.
     """
     import dask.array as da
 
-    lazy = {n: d for n, d in data.items() if isinstance(d, da.Array)}
-    eager = [(arrays[n], d) for n, d in data.items() if n not in lazy]
-    if eager:
-        with ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(t.__setitem__, Ellipsis, v) for t, v in eager]:
-                done.result()
+    sizes = {**ds.sizes, "y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"])}
+    compressors = zarr_compressors(compression)
+    arrays = {name: root.create_array(
+        name, shape=var.shape, dtype=var.dtype, chunks=tuple(sizes[d] for d in var.dims),
+        dimension_names=var.dims, compressors=compressors, fill_value=0, attributes=dict(var.attrs),
+        # skips zarr's "is this chunk all fill value?" scan of every chunk written
+        config={"write_empty_chunks": True}) for name, var in ds.data_vars.items()}
+    lazy = {n: v.data for n, v in ds.data_vars.items() if isinstance(v.data, da.Array)}
+    eager = [(arrays[n], v.data) for n, v in ds.data_vars.items() if n not in lazy]
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(a.__setitem__, Ellipsis, v) for a, v in eager]:
+            done.result()
     if lazy:
         da.store([d.rechunk(arrays[n].chunks) for n, d in lazy.items()], [arrays[n] for n in lazy], lock=False)
-
-
-def write_variables(root, ds: xr.Dataset, *, chunk: int = 1024, compression: str = "none") -> dict:
-    """:func:`create_variables` then :func:`fill_variables` for every data variable of ``ds``."""
-    arrays = create_variables(root, ds, chunk=chunk, compression=compression)
-    fill_variables(arrays, {name: var.data for name, var in ds.data_vars.items()})
     return arrays
 
 
@@ -171,7 +151,7 @@ def lazy_cube(arrays: dict, attrs: dict, *, chunks=None) -> xr.Dataset:
         if name == "coefficients":  # a few hundred kB: read now
             data[name] = xr.Variable(dims, arr[...], attrs={"extent": list(arr.attrs["extent"])})
             continue
-        # an explicit name skips dask hashing the zarr metadata (a third of the open time)
+        # an explicit name skips dask hashing the zarr metadata on every open
         x = da.from_array(arr, chunks=arr.chunks, name=f"colorcube-{name}-{uuid.uuid4().hex}", asarray=False,
                           fancy=False)
         if chunks:
