@@ -3,7 +3,9 @@
 Writes into the current folder ``<stem>_color.png`` (8-bit RGB, the input's
 size) and ``<stem>_intervals.npz`` with arrays ``R``, ``G``, ``B`` of shape
 (m, n, 2) (lower, upper) in [0, 1] and ``alpha``. Options: ``--alpha A``,
-``--zarr`` (also ``<stem>.zarr``), ``--calibration FILE``.
+``--zarr`` (also ``<stem>.zarr``), ``--calibration FILE``, ``--hints FILE``
+(``.json`` points or an RGBA ``.png`` scribble), ``--reference PHOTO``
+(``--reference-strength S``).
 """
 
 import argparse
@@ -18,12 +20,19 @@ def run(argv=None) -> int:
     parser.add_argument("--alpha", default="0.1", help="miscoverage of the bands (default 0.1)")
     parser.add_argument("--zarr", action="store_true", help="also write <stem>.zarr")
     parser.add_argument("--calibration", help="a .cal file (default: the shipped one)")
+    parser.add_argument("--hints", help='colour hints: .json [{"x": col, "y": row, "rgb": [r, g, b]}, ...] '
+                                        "or an RGBA .png scribble of the image's size")
+    parser.add_argument("--reference", help="a colour photo to steer the colours toward")
+    parser.add_argument("--reference-strength", help="0: ignore the reference, 1: match its colours (default)")
     args = parser.parse_args(argv)
     forwarded = ["colorize", args.image, "-o", ".", "--alpha", args.alpha]
     if args.zarr:
         forwarded.append("--zarr")
     if args.calibration:
         forwarded += ["--calibration", args.calibration]
+    for option in ("hints", "reference", "reference_strength"):
+        if getattr(args, option):
+            forwarded += ["--" + option.replace("_", "-"), getattr(args, option)]
     return main(forwarded)
 
 

@@ -1,86 +1,279 @@
-"""Coverage and width of the shipped calibration on a benchmark, vs a constant-width band.
+"""Coverage of the conformal bands: on the benchmark, and leave-one-source-out on calib/.
 
-    python benchmarks/coverage.py [--bench DIR] [--calib DIR] [--limit N]
+    python benchmarks/coverage.py [--bench DIR] [--calib DIR] [--calibration default|FILE] [--cache DIR]
+    python benchmarks/coverage.py --leave-one-source-out [--calib DIR] [--cache DIR] [--per-source N]
 
-Both band shapes are calibrated the same way (CRC on the calibration photos,
-per channel, bands rounded outward to the 1/255 storage grid as stored):
-colorcube's adaptive bands (the spread of the model's colour distribution
-scaled by lambda) and a constant band f +/- lambda * 0.1. For alpha in {0.05, 0.1, 0.2}
-it prints per-channel coverage (mean over photos) and mean width (0-255) on
-the benchmark photos, and the adaptive / constant width ratio. It also times
+Benchmark mode (default). Both band shapes are calibrated the same way (CRC on
+the calibration photos, per channel, bands rounded outward to the 1/255
+storage grid as stored): colorcube's adaptive bands (the shipped calibration,
+or ``--calibration``) and a constant band f +/- lambda * 0.1 (calibrated on the
+records of ``--calib``). For alpha in {0.05, 0.1, 0.2} it prints per-channel
+coverage (mean over photos, with 95 % intervals over photos), the joint
+coverage of the per-channel bands, mean width (0-255), coverage per benchmark
+source, and the per-image guarantee (alpha 0.1, beta 0.2: share of photos with
+at least 80 % of pixels covered, Clopper-Pearson interval). It also times
 ``Calibration.lambda_for`` (changing alpha needs no model call).
+
+Leave-one-source-out mode. For each source of calib/ (the file-name prefix,
+or INDEX.tsv's ``source`` column), calibrate on the other sources -- plain CRC,
+archive-weighted CRC with the held-out source's gray images as the target,
+and the per-image mode (beta 0.2), plain and weighted -- and report coverage on
+the held-out source. The weighted mode is run for each ``--clip-quantile`` q
+(w_test = the q quantile of the held-out source's own weights; one classifier
+fit per source serves them all): the first is tabulated, all are summarised,
+with the issue's acceptance checks at alpha 0.1. Each photo's loss curves and features are computed once
+(``--cache`` keeps them across runs, shared with ``colorcube calibrate --cache``);
+the weighting and every held-out source reuse them, so no model runs twice.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from colorcube.calibrate import list_images
-from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, lambda_star, loss_curve, nested_interval
-from colorcube.fullres import CODE_MAX, round_outward
+from colorcube.calibrate import (CONSTANT_HALF_WIDTH, likelihood_ratios, list_images, photo_records, reweight,
+                                 source_of)
+from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
+from colorcube.errors import CalibrationError
+from colorcube.evaluate import coverage_at, group_coverage, share_interval
+from colorcube.fullres import round_outward
 from colorcube.io import read_truth
 from colorcube.model import load_pretrained
 from colorcube.pipeline import PipelineSettings, predict_bands, resolve_calibration
 
 ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-CONST = 0.1  # half-width of the constant band before scaling
+ALPHAS = (0.05, 0.1, 0.2)
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "colorcube"
 
 
-def bands(paths, model, settings, desc):
-    for p in tqdm(paths, desc=desc, unit="img"):
+def _fmt(v, digits=3) -> str:
+    return ", ".join(f"{x:.{digits}f}" for x in v)
+
+
+def _loss_at(curves: np.ndarray, lam) -> np.ndarray:
+    """(n, k) losses of (n, k, grid) curves at one grid lambda per column."""
+    idx = [int(np.searchsorted(LAMBDA_GRID, v)) for v in np.asarray(lam)]
+    return np.stack([curves[:, c, i] for c, i in enumerate(idx)], axis=1)
+
+
+def _subset(paths, per_source):
+    if not per_source:
+        return paths
+    seen, out = {}, []
+    for p in paths:
+        s = source_of(p)
+        seen[s] = seen.get(s, 0) + 1
+        if seen[s] <= per_source:
+            out.append(p)
+    return out
+
+
+def bench(args, model, cal, settings) -> dict:
+    t0 = time.perf_counter()
+    for a in np.linspace(0.02, 0.5, 100):
+        cal.lambda_for(a)
+    per_alpha_ms = (time.perf_counter() - t0) / 100 * 1e3
+
+    calib = photo_records(_subset(list_images(args.calib), args.per_source)[: args.limit], model=model,
+                          settings=settings, cache=args.cache, desc="calib records")
+    const_lam = {a: np.array([crc_lambda(calib.constant_curves[:, c], a) for c in range(3)]) for a in ALPHAS}
+    adapt_lam = {a: cal.lambda_for(a, beta=None) for a in ALPHAS}
+    pi_alpha, beta = 0.1, args.beta
+    pi_lam, pi_joint = cal.lambda_for(pi_alpha, beta=beta), cal.lambda_for(pi_alpha, beta=beta, joint=True)
+
+    res = {a: {k: [] for k in ("cov_a", "w_a", "cov_c", "w_c", "joint_a")} for a in ALPHAS}
+    per_image, per_image_joint, sources = [], [], []
+    paths = _subset(list_images(args.bench), args.per_source)[: args.limit]
+    for p in tqdm(paths, desc="bench", unit="img"):
         truth, gray = read_truth(p)
-        yield truth, predict_bands(gray, model, settings)
+        f, lo, hi = predict_bands(gray, model, settings)
+        sources.append(source_of(p))
+        for a in ALPHAS:
+            for tag, (l, u) in (("a", round_outward(*nested_interval(f, lo, hi, adapt_lam[a]))),
+                                ("c", round_outward(*nested_interval(f, f - CONSTANT_HALF_WIDTH,
+                                                                     f + CONSTANT_HALF_WIDTH, const_lam[a])))):
+                inside = (truth >= l) & (truth <= u)
+                res[a][f"cov_{tag}"].append(inside.reshape(-1, 3).mean(axis=0))
+                res[a][f"w_{tag}"].append(((u - l) * 255).reshape(-1, 3).mean(axis=0))
+                if tag == "a":
+                    res[a]["joint_a"].append(inside.all(axis=-1).mean())
+        l, u = round_outward(*nested_interval(f, lo, hi, pi_lam))
+        per_image.append(((truth >= l) & (truth <= u)).reshape(-1, 3).mean(axis=0))
+        l, u = round_outward(*nested_interval(f, lo, hi, pi_joint))
+        per_image_joint.append(((truth >= l) & (truth <= u)).all(axis=-1).mean())
+
+    n = len(paths)
+    print(f"calibration: {cal.n} photos ({cal.provenance.get('source')}), method {cal.method}, "
+          f"sources {cal.provenance.get('source_counts', '?')}; benchmark: {n} photos from {args.bench}")
+    print(f"lambda_for(alpha): {per_alpha_ms:.3f} ms per new alpha, no model call (grid of {len(LAMBDA_GRID)} lambdas)")
+    print(f"{'alpha':>5s} {'band':9s} {'coverage R, G, B [95% CI]':>44s} {'joint':>6s} "
+          f"{'width R, G, B (0-255)':>22s}  lambda R, G, B")
+    out = {"n_bench": n, "alphas": {}}
+    for a in ALPHAS:
+        r = res[a]
+        for tag, name, lam in (("a", "adaptive", adapt_lam[a]), ("c", "constant", const_lam[a])):
+            cov = np.array(r[f"cov_{tag}"])
+            g = group_coverage(cov, ["all"] * n)["all"]
+            ci = "" if g["ci"] is None else " [" + "; ".join(f"{x:.3f}-{y:.3f}" for x, y in zip(*g["ci"])) + "]"
+            w = np.mean(r[f"w_{tag}"], axis=0)
+            joint = f"{np.mean(r['joint_a']):.3f}" if tag == "a" else ""
+            print(f"{a:5.2f} {name:9s} {_fmt(g['coverage']) + ci:>44s} {joint:>6s} {_fmt(w, 1):>22s}  "
+                  + ", ".join(f"{v:.3g}" for v in lam))
+        ratio = np.mean(r["w_a"]) / np.mean(r["w_c"])
+        cov_a = np.mean(r["cov_a"], axis=0)
+        ok = bool(np.all(np.abs(cov_a - (1 - a)) <= 0.015))
+        print(f"{a:5.2f} width ratio adaptive / constant: {ratio:.3f}; per-channel coverage within 1.5 points of "
+              f"{1 - a:.2f}: {'yes' if ok else 'NO'}")
+        out["alphas"][str(a)] = {"coverage": cov_a.tolist(), "joint_of_per_channel": float(np.mean(r["joint_a"])),
+                                 "width": np.mean(r["w_a"], axis=0).tolist(), "width_ratio": float(ratio),
+                                 "within_1.5_points": ok,
+                                 "by_source": group_coverage(np.array(r["cov_a"]), sources)}
+    print("adaptive bands per benchmark source at alpha 0.1 (R, G, B, 95% CI over photos):")
+    for s, g in out["alphas"]["0.1"]["by_source"].items():
+        ci = "" if g["ci"] is None else " [" + "; ".join(f"{x:.2f}-{y:.2f}" for x, y in zip(*g["ci"])) + "]"
+        print(f"  {s:20s} n={g['n']:4d}  {_fmt(g['coverage'])}{ci}")
+    ok = np.array(per_image) >= 1 - beta - 1e-9
+    okj = np.array(per_image_joint) >= 1 - beta - 1e-9
+    share = ok.mean(axis=0)
+    cis = [share_interval(int(k), n) for k in ok.sum(axis=0)]
+    print(f"per-image mode (alpha {pi_alpha}, beta {beta}; lambda R, G, B = {_fmt(pi_lam)}): share of photos with "
+          f">= {1 - beta:.0%} of pixels covered R, G, B = {_fmt(share)} (95% CI "
+          + "; ".join(f"{x:.3f}-{y:.3f}" for x, y in cis) + f"); joint bands {okj.mean():.3f} "
+          f"(lambda {pi_joint[0]:.3g}); nominal {1 - pi_alpha:.2f}: "
+          + ("consistent" if all(hi >= 1 - pi_alpha for _, hi in cis) else "BELOW"))
+    print(f"(EPS = {EPS}; constant band half-width {CONSTANT_HALF_WIDTH} before scaling)")
+    out["per_image"] = {"alpha": pi_alpha, "beta": beta, "share": share.tolist(), "ci": cis,
+                        "share_joint": float(okj.mean())}
+    return out
+
+
+def _evaluate_on(test, cal, alpha, beta) -> dict:
+    """Coverage (expected and per-image) of ``cal``'s lambdas on the held-out records ``test``."""
+    entry = {}
+    try:
+        lam = cal.lambda_for(alpha)
+        cov = coverage_at(test.curves, lam).mean(axis=0)
+        jl = cal.lambda_for(alpha, joint=True)
+        joint = float(1 - _loss_at(test.joint_curves[:, None], jl[:1]).mean())
+        entry["expected"] = {"lambda": lam.tolist(), "coverage": cov.tolist(), "joint": joint,
+                             "dev": float(np.mean(np.abs(cov - (1 - alpha))))}
+    except CalibrationError as exc:
+        entry["expected"] = {"refused": str(exc)}
+    try:
+        lam = cal.lambda_for(alpha, beta=beta)
+        share = (_loss_at(test.curves, lam) <= np.float32(beta)).mean(axis=0)
+        entry["per_image"] = {"lambda": lam.tolist(), "share": share.tolist()}
+    except CalibrationError as exc:
+        entry["per_image"] = {"refused": str(exc)}
+    return entry
+
+
+def _summary(rows, mode, alpha) -> dict:
+    """Mean |coverage - (1 - alpha)| over held-out sources for ``mode`` vs plain; a refused
+    weighted calibration counts with its plain deviation (the user falls back to plain)."""
+    key = str(alpha)
+    plain = {s: r["alphas"][key]["plain"]["expected"]["dev"] for s, r in rows.items()}
+    dev = {s: r["alphas"][key][mode]["expected"].get("dev", plain[s]) for s, r in rows.items()}
+    refused = sorted(s for s, r in rows.items() if "refused" in r["alphas"][key][mode]["expected"])
+    worst = sorted(plain, key=plain.get, reverse=True)[:3]
+    return {"plain": float(np.mean(list(plain.values()))), "mode": float(np.mean(list(dev.values()))),
+            "worst": worst, "worst_plain": [plain[s] for s in worst], "worst_mode": [dev[s] for s in worst],
+            "worst_better": all(dev[s] < plain[s] for s in worst), "refused": refused}
+
+
+def leave_one_source_out(args, model, settings) -> dict:
+    paths = _subset(list_images(args.calib), args.per_source)
+    recs = photo_records(paths, model=model, settings=settings, cache=args.cache, desc="calib records")
+    sources = np.array(recs.sources)
+    names = sorted(set(recs.sources))
+    quantiles = args.clip_quantile
+    modes = ["plain"] + [f"weighted q={q:g}" for q in quantiles]
+    print(f"leave-one-source-out on {recs.n} photos of {len(names)} sources from {args.calib}; alphas {ALPHAS}, "
+          f"per-image beta {args.beta}; weighted: w_test = the q quantile of the held-out source's own weights, "
+          f"q in {quantiles}")
+    rows = {}
+    for s in tqdm(names, desc="held-out sources", unit="source"):
+        held = sources == s
+        test = recs.select(held)
+        base = recs.select(~held).calibration(model=model, settings=settings)
+        ratios = likelihood_ratios(base.features, test.features, seed=args.seed)  # one classifier per source
+        cals = {"plain": base}
+        for q, mode in zip(quantiles, modes[1:]):
+            cals[mode] = reweight(base, test.features, description=s, clip_quantile=q, ratios=ratios, warn=False)
+        row = {"n": test.n, "auc": ratios[2]["auc"], "ess": {m: c.ess for m, c in cals.items()}, "alphas": {}}
+        for a in ALPHAS:
+            row["alphas"][str(a)] = {m: _evaluate_on(test, c, a, args.beta) for m, c in cals.items()}
+        rows[s] = row
+
+    main_mode = modes[1]
+    summary = {}
+    for a in ALPHAS:
+        key = str(a)
+        print(f"\nalpha {a} (nominal {1 - a:.2f}): coverage R, G, B on the held-out source, dev = mean |coverage - "
+              f"{1 - a:.2f}|, per-image = share of photos with >= {1 - args.beta:.0%} covered; weighted = {main_mode}")
+        print(f"{'source':22s} {'n':>4s} {'ESS':>7s} {'AUC':>5s}  {'plain':>19s} {'dev':>6s}  {'weighted':>19s} "
+              f"{'dev':>6s}  {'per-image plain':>19s}  {'per-image weighted':>19s}")
+        for s, row in rows.items():
+            e = row["alphas"][key]
+            cells = []
+            for mode in ("plain", main_mode):
+                x = e[mode]["expected"]
+                cells += ([f"{'refused':>19s}", f"{'':>6s}"] if "refused" in x else
+                          [f"{_fmt(x['coverage']):>19s}", f"{x['dev']:6.3f}"])
+            for mode in ("plain", main_mode):
+                pi = e[mode]["per_image"]
+                cells.append(f"{'refused' if 'refused' in pi else _fmt(pi['share'], 2):>19s}")
+            print(f"{s:22s} {row['n']:4d} {row['ess'][main_mode]:7.1f} {row['auc']:5.2f}  " + " ".join(cells[:2])
+                  + "  " + " ".join(cells[2:4]) + "  " + "  ".join(cells[4:]))
+        summary[key] = {}
+        for mode in modes[1:]:
+            sm = _summary(rows, mode, a)
+            summary[key][mode] = sm
+            print(f"{mode:16s} mean dev {sm['mode']:.4f} vs plain {sm['plain']:.4f}; three worst under plain "
+                  f"{sm['worst']}: plain " + ", ".join(f"{v:.3f}" for v in sm["worst_plain"]) + "; weighted "
+                  + ", ".join(f"{v:.3f}" for v in sm["worst_mode"]) + f"; refused (counted as plain): "
+                  f"{sm['refused'] or 'none'}")
+        if a == 0.1:
+            for mode in modes[1:]:
+                sm = summary[key][mode]
+                print(f"acceptance 1 (alpha 0.1, {mode}): mean dev <= plain + 0.005: "
+                      f"{'yes' if sm['mode'] <= sm['plain'] + 0.005 else 'NO'}; better on the three worst: "
+                      f"{'yes' if sm['worst_better'] else 'NO'}; goal half of plain ({sm['plain'] / 2:.4f}): "
+                      f"{'yes' if sm['mode'] <= sm['plain'] / 2 else 'not reached'}")
+    return {"sources": rows, "summary": summary}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bench", default=str(ROOT / "bench"))
     ap.add_argument("--calib", default=str(ROOT / "calib"))
-    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--calibration", default="default", help="benchmark mode: 'default' (shipped) or a .cal file")
+    ap.add_argument("--leave-one-source-out", action="store_true", help="the leave-one-source-out study on --calib")
+    ap.add_argument("--cache", default=str(CACHE),
+                    help=f"per-photo records cache, shared with `colorcube calibrate --cache` (default {CACHE})")
+    ap.add_argument("--per-source", type=int, help="use at most N photos of each source (quick runs)")
+    ap.add_argument("--limit", type=int, default=None, help="benchmark mode: at most N photos of each folder")
+    ap.add_argument("--beta", type=float, default=0.2, help="per-image tolerance")
+    ap.add_argument("--clip-quantile", type=float, nargs="+", default=[0.95, 0.5, 1.0],
+                    help="weighted: w_test = this quantile of the archive's weights (several: compared; the first "
+                         "is tabulated)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     model = load_pretrained(device="cpu")
-    cal = resolve_calibration("default", model)
-    settings = PipelineSettings.of(cal)
-    alphas = (0.05, 0.1, 0.2)
-
-    t0 = time.perf_counter()
-    for a in np.linspace(0.02, 0.5, 100):
-        cal.lambda_for(a)
-    per_alpha_ms = (time.perf_counter() - t0) / 100 * 1e3
-
-    const_curves = []
-    for truth, (f, _, _) in bands(list_images(args.calib)[: args.limit], model, settings, "calib (constant)"):
-        const_curves.append(loss_curve(lambda_star(f, f - CONST, f + CONST, truth, levels=CODE_MAX).reshape(-1, 3)))
-    const_curves = np.stack(const_curves)
-    const_lam = {a: np.array([crc_lambda(const_curves[:, c], a) for c in range(3)]) for a in alphas}
-    adapt_lam = {a: cal.lambda_for(a) for a in alphas}
-
-    res = {a: {k: [] for k in ("cov_a", "w_a", "cov_c", "w_c")} for a in alphas}
-    bench = list_images(args.bench)[: args.limit]
-    for truth, (f, lo, hi) in bands(bench, model, settings, "bench"):
-        for a in alphas:
-            for tag, (l, u) in (("a", round_outward(*nested_interval(f, lo, hi, adapt_lam[a]))),
-                                ("c", round_outward(*nested_interval(f, f - CONST, f + CONST, const_lam[a])))):
-                res[a][f"cov_{tag}"].append(((truth >= l) & (truth <= u)).reshape(-1, 3).mean(axis=0))
-                res[a][f"w_{tag}"].append(((u - l) * 255).reshape(-1, 3).mean(axis=0))
-    print(f"calibration: {cal.n} photos ({cal.provenance.get('source')}), method {cal.method}; "
-          f"benchmark: {len(bench)} photos from {args.bench}")
-    print(f"lambda_for(alpha): {per_alpha_ms:.3f} ms per new alpha, no model call (grid of {len(LAMBDA_GRID)} lambdas)")
-    print(f"{'alpha':>5s} {'band':9s} {'coverage R, G, B':>22s} {'width R, G, B (0-255)':>24s}  lambda R, G, B")
-    for a in alphas:
-        r = res[a]
-        for tag, name, lam in (("a", "adaptive", adapt_lam[a]), ("c", "constant", const_lam[a])):
-            cov, w = np.mean(r[f"cov_{tag}"], axis=0), np.mean(r[f"w_{tag}"], axis=0)
-            print(f"{a:5.2f} {name:9s} {', '.join(f'{v:.3f}' for v in cov):>22s} "
-                  f"{', '.join(f'{v:5.1f}' for v in w):>24s}  {', '.join(f'{v:.3g}' for v in lam)}")
-        ratio = np.mean(r["w_a"]) / np.mean(r["w_c"])
-        print(f"{a:5.2f} width ratio adaptive / constant: {ratio:.3f}")
-    print(f"(EPS = {EPS}; constant band half-width {CONST} before scaling)")
+    if args.leave_one_source_out:  # the default settings, as `colorcube calibrate` uses them
+        out = leave_one_source_out(args, model, PipelineSettings())
+    else:
+        cal = resolve_calibration(args.calibration, model)
+        out = bench(args, model, cal, PipelineSettings.of(cal))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ looks finished. Re-running the same command skips complete images whose
 source hash is unchanged and redoes the rest. Each image's full-resolution
 stage runs chunk by chunk through dask and streams to zarr; its working stage
 (the network) runs once per image.
+
+Whatever goes wrong with one image (a bad file, a damaged one, any exception
+while it is processed) becomes that image's "failed" record with a one-line
+reason, and the run goes on; only a full or read-only output ends it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ColorcubeError
+from .errors import ColorcubeError, HintError
+from .hints import as_hints, calibration_hint_points, guarantee_note
 from .sources import Source, group_name, list_sources, read_source, source_data, source_hash
 
 __all__ = [
@@ -47,7 +52,9 @@ class ArchiveResult:
     """Outcome of :func:`colorize_archive`.
 
     ``done`` / ``skipped`` / ``failed`` list group names; ``failures`` maps a
-    source label to its one-line reason; ``megapixels`` counts processed pixels.
+    source label to its one-line reason; ``megapixels`` counts processed pixels;
+    ``damaged`` maps the label of each damaged file colorized anyway
+    (``allow_damaged``) to its damage.
     """
 
     total: int
@@ -57,10 +64,12 @@ class ArchiveResult:
     failures: dict
     megapixels: float
     seconds: float
+    damaged: dict = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
-        return (f"{len(self.done)} done, {len(self.skipped)} already complete, {len(self.failed)} failed of "
+        damaged = f" ({len(self.damaged)} damaged)" if self.damaged else ""
+        return (f"{len(self.done)} done{damaged}, {len(self.skipped)} already complete, {len(self.failed)} failed of "
                 f"{self.total}; {self.megapixels:.1f} MP in {self.seconds:.1f} s ({rate:.2f} MP/s)")
 
 
@@ -77,6 +86,9 @@ class _Job:
     max_pixels: int | None
     attrs: dict
     compression: str = "none"
+    allow_damaged: bool = False
+    hints: str | None = None  # folder of per-image hint files
+    hint_points: int | None = None  # the calibration's simulated hint points (None: uncalibrated)
 
 
 @functools.lru_cache(maxsize=2)
@@ -96,18 +108,35 @@ def _status(out: str, name: str) -> dict:
         return {}
 
 
-def _block(gray_block, coef, shape, extent, lam, block_info=None):
+def _block(gray_block, coef, shape, extent, lam, hints=None, block_info=None):
     """Full-resolution codes of one chunk -> (ty, tx, 9) uint8: rgb, lower, upper."""
     from .fullres import stage_codes
     from .pipeline import Coefficients
 
     (y0, _), (x0, _) = block_info[0]["array-location"]
     c = stage_codes(gray_block, Coefficients(coef, tuple(shape), tuple(extent)), lam, y0=y0, x0=x0, threads=1)
+    if hints is not None:
+        from .hints import pin_codes
+
+        pin_codes(hints, gray_block, c, y0=y0, x0=x0)
     return np.concatenate([c["rgb"], c["interval"][..., 0], c["interval"][..., 1]], axis=-1)
 
 
+def _one_line(label: str, exc: BaseException) -> str:
+    """A failure's reason on one line, naming the source."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, ColorcubeError):  # not written for users: say what it was
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if label in text else f"{label}: {text}"
+
+
 def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -> dict:
-    """Colorize one source into ``images/<name>``; never raises for a bad input."""
+    """Colorize one source into ``images/<name>``.
+
+    Never raises for anything that concerns this image alone: every exception
+    becomes the image's failure record. Only a full, read-only or forbidden
+    output (which would fail every image alike) raises, as ColorcubeError.
+    """
     import dask
     import dask.array as da
     import torch
@@ -124,49 +153,72 @@ def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -
         torch.set_num_threads(1)
 
     row = {"name": name, "source": source.label, "status": "failed", "error": "", "height": 0, "width": 0,
-           "hash": "", "megapixels": 0.0}
+           "hash": "", "megapixels": 0.0, "damaged": ""}
     try:
         data = source_data(source)  # a zarr source is read once for both its hash and its pixels
         row["hash"] = digest = source_hash(source, data)
         have = _status(job.out, name)
-        if have.get("colorcube_status") == "complete" and have.get("source_hash") == digest:
+        hint_file, hint_hash = _hint_file(job.hints, source)
+        if (have.get("colorcube_status") == "complete" and have.get("source_hash") == digest
+                and have.get("hint_hash", "") == hint_hash):
             row.update(status="skipped", height=have.get("height", 0), width=have.get("width", 0))
             return row
-        gray = read_source(source, job.max_pixels, data)
+        gray, row["damaged"] = read_source(source, job.max_pixels, data, allow_damaged=job.allow_damaged)
         model = _model(job.weights, job.device)
-        coeffs = working_stage(gray, model, PipelineSettings(**job.settings))
+        hints = as_hints(hint_file, gray.shape) if hint_file else None
+        coeffs = working_stage(gray, model, PipelineSettings(**job.settings), hints=hints)
         h, w = gray.shape
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
-        stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, job.lam,
+        stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, job.lam, hints,
                                 dtype=np.uint8, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (9,)))
         interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
         attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,
                  "colorcube_status": "incomplete"}
+        if row["damaged"]:
+            attrs["damaged"] = row["damaged"]
+        if hints is not None:
+            note = guarantee_note(hint_points=job.hint_points, n_hints=len(hints))
+            attrs.update(hints=len(hints), hint_source=hints.source, hint_hash=hint_hash,
+                         guarantee=f"{attrs['guarantee']} {note}")
         # the gray code is decided on the whole image (uint8 for 8-bit sources), as colorize does
         codes = {"gray": da.from_array(encode_gray(gray), chunks=g.chunks), "rgb": stacked[..., :3],
                  "interval": interval}
-        ds = code_dataset(codes, attrs, (coeffs.coef, coeffs.extent))
+        ds = code_dataset(codes, attrs, (coeffs.coef, coeffs.extent), None if hints is None else hints.to_array())
         with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
             cube_to_zarr(ds, job.out, chunk=job.chunk, group=f"images/{name}", compression=job.compression)
         zarr.open_group(job.out, path=f"images/{name}", mode="r+").attrs.update({"colorcube_status": "complete"})
         row.update(status="done", height=h, width=w, megapixels=h * w / 1e6)
-    except ColorcubeError as exc:
-        row["error"] = str(exc)
     except OSError as exc:
         if exc.errno in _FATAL_ERRNOS:
             raise ColorcubeError(f"{job.out}: cannot write the archive ({exc.strerror}); free space or fix "
                                  "permissions, then re-run the same command to resume") from exc
-        row["error"] = f"{source.label}: {type(exc).__name__}: {exc}"
+        row["error"] = _one_line(source.label, exc)
     except MemoryError:
         row["error"] = f"{source.label}: not enough memory for this image; lower --chunk or use a bigger machine"
+    except Exception as exc:  # noqa: BLE001 - one image's failure, whatever it is, must not end the run
+        log.debug("%s failed", source.label, exc_info=True)
+        row["error"] = _one_line(source.label, exc)
     if row["status"] == "failed":
         _record_failure(job.out, name, source, row["error"])
     return row
 
 
+def _hint_file(folder: str | None, source: Source) -> tuple:
+    """(path, SHA-256) of the source's hint file in ``folder`` (``<stem>.json`` / ``.png``); (None, "")."""
+    if not folder:
+        return None, ""
+    from .hints import find_hint_file
+    from .model import file_hash
+
+    stem = Path(source.array).name if source.array is not None else Path(source.path).stem
+    found = find_hint_file(folder, stem)
+    return (found, file_hash(found)) if found else (None, "")
+
+
 def _record_failure(out: str, name: str, source: Source, error: str) -> None:
     import zarr
 
+    # mode "w" drops whatever a failure midway left in the group
     zarr.open_group(out, path=f"images/{name}", mode="w",
                     attributes={"colorcube_status": "failed", "source": source.label, "error": error})
 
@@ -239,7 +291,7 @@ def _run_local(sources, names, job, collect, workers) -> None:
 def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device: str = "auto",
                      calibration="default", weights=None, settings=None, client=None,
                      max_pixels="default", workers: int | None = None, progress: bool = True,
-                     compression: str = "none") -> ArchiveResult:
+                     compression: str = "none", allow_damaged: bool = False, hints=None) -> ArchiveResult:
     """Colorize many images into one zarr archive.
 
     Parameters
@@ -259,6 +311,12 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     progress : bool, tqdm bar with images and MP/s
     compression : "none" (default, fastest), "lz4" or "zstd" (smaller archives); see
         :func:`colorcube.store.zarr_compressors`
+    allow_damaged : bool, colorize files with detectable damage (:func:`colorcube.io.find_damage`,
+        e.g. a PNG chunk with a wrong CRC) instead of refusing them; each is logged as a warning,
+        listed in the result's ``damaged`` and marked in the index's ``damaged`` column
+    hints : optional folder of per-image hint files, ``<image stem>.json`` or ``<image stem>.png``
+        (see :mod:`colorcube.hints`); images without one are colorized without hints. The
+        hints are stored in each cube; a changed hint file makes a re-run redo that image
 
     Returns
     -------
@@ -275,6 +333,8 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     from .store import zarr_compressors
 
     alpha = _check_alpha(alpha)
+    if hints is not None and not Path(hints).is_dir():
+        raise HintError(f"{hints}: not a folder of per-image hint files (<image stem>.json or .png)")
     if int(chunk) < 16:
         raise ColorcubeError(f"chunk={chunk!r} is too small; use at least 16 (default 1024)")
     zarr_compressors(compression)  # a bad name fails before any work
@@ -297,7 +357,9 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     lock = _acquire_lock(out)
     job = _Job(out=out, weights=weights, device=dev, settings=sdict, lam=tuple(float(v) for v in lam),
                chunk=int(chunk), max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels,
-               attrs=attrs, compression=compression)
+               attrs=attrs, compression=compression, allow_damaged=bool(allow_damaged),
+               hints=None if hints is None else str(hints),
+               hint_points=None if cal is None else calibration_hint_points(cal))
     names = [group_name(s) for s in sources]
     result = ArchiveResult(len(sources), [], [], [], {}, 0.0, 0.0)
     t0 = time.perf_counter()
@@ -309,6 +371,9 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
         if row["status"] == "failed":
             result.failures[row["source"]] = row["error"]
             log.warning("%s", row["error"])
+        elif row.get("damaged"):
+            result.damaged[row["source"]] = row["damaged"]
+            log.warning("%s: damaged file (%s); colorized anyway", row["source"], row["damaged"])
         bar.update(1)
         bar.set_postfix(MPps=f"{result.megapixels / max(time.perf_counter() - t0, 1e-9):.2f}",
                         failed=len(result.failed))
@@ -319,10 +384,10 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
         else:
             from distributed import as_completed
 
-            futures = [client.submit(_process, s, n, job, in_worker=True, pure=False)
-                       for s, n in zip(sources, names)]
+            futures = {client.submit(_process, s, n, job, in_worker=True, pure=False): (s, n)
+                       for s, n in zip(sources, names)}
             for fut in as_completed(futures):
-                collect(fut.result())
+                collect(_worker_result(fut, *futures[fut], job))
     finally:
         bar.close()
         if lock is not None:
@@ -331,8 +396,23 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     return result
 
 
+def _worker_result(fut, source: Source, name: str, job: _Job) -> dict:
+    """A dask worker's row; a task that died (a worker killed by a crash, a lost
+    connection) becomes the image's failure record, like any other exception."""
+    try:
+        return fut.result()
+    except ColorcubeError:
+        raise  # the output itself is unwritable: every image would fail
+    except Exception as exc:  # noqa: BLE001
+        error = _one_line(source.label, exc)
+        _record_failure(job.out, name, source, error)
+        return {"name": name, "source": source.label, "status": "failed", "error": error, "megapixels": 0.0}
+
+
 def archive_index(out):
-    """The archive's index: one row per source (name, source, status, error, size, hash).
+    """The archive's index: one row per source (name, source, status, error, damaged, size, hash).
+
+    ``damaged`` is the damage found in a file colorized with ``allow_damaged`` ("" for intact files).
 
     Returns
     -------
@@ -349,9 +429,9 @@ def archive_index(out):
     for name, group in images.groups():
         a = dict(group.attrs)
         rows.append({"name": name, "source": a.get("source", ""), "status": a.get("colorcube_status", "incomplete"),
-                     "error": a.get("error", ""), "height": a.get("height", 0), "width": a.get("width", 0),
-                     "hash": a.get("source_hash", "")})
-    cols = ["name", "source", "status", "error", "height", "width", "hash"]
+                     "error": a.get("error", ""), "damaged": a.get("damaged", ""), "height": a.get("height", 0),
+                     "width": a.get("width", 0), "hash": a.get("source_hash", "")})
+    cols = ["name", "source", "status", "error", "damaged", "height", "width", "hash"]
     return pd.DataFrame(rows, columns=cols).sort_values("name", ignore_index=True)
 
 

@@ -63,16 +63,24 @@ def _cmd_colorize(args) -> int:
     if out.exists() and not out.is_dir():
         raise ColorcubeError(f"{out}: output exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    hint_dir = _hint_folder(args.hints, len(args.images))
     model, cal = _load(args)
     settings = _settings(args)
     if cal is not None and settings is not None:  # refuse a mismatch once, before any work
         cal.check_compatible(settings=settings.as_dict(model), where=args.calibration or "shipped calibration")
+    reference = None
+    if args.reference:  # read once, for every image
+        from .reference import reference_histogram
+
+        reference = reference_histogram(args.reference, model.bins)
     failures = 0
     for path, stem in zip(tqdm(args.images, desc="colorize", unit="img", disable=len(args.images) < 2),
                           _unique_stems(args.images)):
         try:
+            hints = args.hints if hint_dir is None else _hint_file(hint_dir, path)
             ds = colorize(path, alpha=args.alpha, model=model, calibration=cal, settings=settings,
-                          max_pixels=args.max_pixels)
+                          max_pixels=args.max_pixels, hints=hints, reference=reference,
+                          reference_strength=args.reference_strength)
         except ColorcubeError as exc:
             print(f"colorcube: error: {exc}", file=sys.stderr)
             failures += 1
@@ -84,25 +92,80 @@ def _cmd_colorize(args) -> int:
                                    "method": ds.attrs["method"], "guarantee": ds.attrs["guarantee"]})
         if args.zarr:
             cube_to_zarr(ds, out / f"{stem}.zarr", compression=args.compression)
+        guided = "".join([f", {ds.attrs['hints']} hint pixels" if "hints" in ds.attrs else "",
+                          f", reference {ds.attrs['reference']}" if "reference" in ds.attrs else ""])
         print(f"{path}: wrote {out / (stem + '_color.png')} and {out / (stem + '_intervals.npz')}"
-              f" ({ds.attrs['method']}, alpha={args.alpha})")
+              f" ({ds.attrs['method']}, alpha={args.alpha}{guided})")
     if failures:
         print(f"colorcube: {failures} of {len(args.images)} images failed", file=sys.stderr)
         return 1
     return 0
 
 
+def _hint_folder(hints, n_images: int):
+    """``--hints``: the folder of per-image hint files, or None for one hint file (one image only)."""
+    from .errors import HintError
+
+    if not hints:
+        return None
+    p = Path(hints)
+    if p.is_dir():
+        return p
+    if not p.is_file():
+        raise HintError(f"{p}: hint file not found (give a .json or RGBA .png file, or a folder of them)")
+    if n_images > 1:
+        raise HintError(f"{p}: one hint file is for one image; for {n_images} images give a folder of "
+                        "<image stem>.json / <image stem>.png hint files")
+    return None
+
+
+def _hint_file(folder: Path, image) -> Path | None:
+    from .hints import find_hint_file
+
+    return find_hint_file(folder, Path(image).stem)
+
+
+def _add_guidance_args(p, *, reference: bool = True):
+    """--hints (and, with ``reference``, --reference and --reference-strength) of the commands that colorize;
+    without ``reference`` (archive) --hints is a folder of per-image hint files only."""
+    folder = "a folder of per-image hint files, <image stem>.json or <image stem>.png"
+    p.add_argument("--hints", metavar="PATH",
+                   help=(f'colour hints: a .json file [{{"x": col, "y": row, "rgb": [r, g, b]}}, ...] (0-255, input '
+                         "pixels) or an RGBA .png scribble of the image's size (opaque pixels are strokes); "
+                         f"or {folder}"
+                         if reference else f"colour hints: {folder} (images without one: none)"))
+    if reference:
+        p.add_argument("--reference", metavar="PHOTO",
+                       help="a colour photo whose colours (per lightness band) the result is steered toward")
+        p.add_argument("--reference-strength", type=float, default=1.0,
+                       help="how far toward the reference's colours (0: not at all, 1: match them; default 1)")
+
+
 def _cmd_calibrate(args) -> int:
-    from .calibrate import calibrate, list_images
+    from .calibrate import calibrate
+    from .conformal import _check_alpha
     from .pipeline import PipelineSettings
 
+    _check_alpha(args.alpha)
     model = _model(args)
-    cal = calibrate(list_images(args.folder), model=model, settings=_settings(args) or PipelineSettings(),
-                    method=args.method, delta=args.delta, joint=args.joint, source=args.source or str(args.folder))
+    cal = calibrate(args.folder, model=model, settings=_settings(args) or PipelineSettings(), method=args.method,
+                    delta=args.delta, joint=args.joint, per_image=args.per_image, target=args.target,
+                    target_description=args.target_name or "", source=args.source or str(args.folder),
+                    cache=args.cache, seed=args.seed, clip_quantile=args.clip_quantile, hints=args.hints)
+    lam = cal.lambda_for(args.alpha)  # refuses (no file written) when this calibration cannot serve the alpha
     cal.to_file(args.output)
-    lam = cal.lambda_for(0.1)
-    print(f"calibrated on {cal.n} images -> {args.output}; lambda(alpha=0.1) R,G,B = "
-          + ", ".join(f"{v:.3f}" for v in lam))
+    counts = cal.provenance.get("source_counts", {})
+    print(f"calibrated on {cal.n} images ({len(counts)} sources: "
+          + ", ".join(f"{k} {v}" for k, v in counts.items()) + f") -> {args.output}")
+    if cal.weighted:
+        t = cal.provenance["target"]
+        print(f"archive-weighted for {t['n_images']} target images: effective sample size {cal.ess:.1f} of {cal.n} "
+              f"(classifier AUC {t['auc']:.2f}; w_test = {t['clip_quantile']:g} quantile of the archive's weights)")
+    print(f"lambda(alpha={args.alpha}) R,G,B = " + ", ".join(f"{v:.3f}" for v in lam)
+          + f"; smallest alpha served: {cal.min_alpha():.4f}")
+    print(f"guarantee at alpha={args.alpha}: {cal.guarantee(args.alpha)}")
+    if cal.hint_points:
+        print(f"note: calibrated with {cal.hint_points} random hint points per photo; use it for hinted photos only")
     return 0
 
 
@@ -116,13 +179,32 @@ def _cmd_evaluate(args) -> int:
     if cal is None:
         raise ColorcubeError("evaluate needs a calibration; drop --uncalibrated")
     res = evaluate(list_images(args.folder), model=model, calibration=cal, alphas=args.alpha,
-                   settings=_settings(args))
+                   settings=_settings(args), beta=args.beta)
     res.pop("test_curves")
     Path(args.json).write_text(json.dumps(res, indent=1))
     q = res["quality"]
+
+    def fmt(v):
+        return ", ".join(f"{x:.3f}" for x in v)
+
     for a, r in res["alphas"].items():
-        print(f"alpha={a}: coverage R,G,B = " + ", ".join(f"{v:.3f}" for v in r["coverage"])
-              + f"; joint {r['joint_coverage']:.3f}; mean width " + ", ".join(f"{v:.1f}" for v in r["mean_width_255"]))
+        print(f"alpha={a}: coverage R,G,B = {fmt(r['coverage'])}; joint of these per-channel bands "
+              f"{r['joint_coverage_of_per_channel_bands']:.3f}; joint-calibrated bands {r['joint_coverage']:.3f}; "
+              "mean width " + ", ".join(f"{v:.1f}" for v in r["mean_width_255"]))
+        pi = r["per_image"]
+        if "share" in pi:
+            ci = "; ".join(f"{lo:.2f}-{hi:.2f}" for lo, hi in pi["ci"])
+            print(f"  per-image (beta {pi['beta']:g}, its own lambda): share of images with >= {1 - pi['beta']:.0%} of "
+                  f"pixels covered R,G,B = {fmt(pi['share'])} (95% CI {ci}), nominal {1 - float(a):.2f}")
+        if float(a) != min(args.alpha, key=lambda v: abs(v - 0.1)):
+            continue  # the breakdowns for the alpha nearest 0.1 (all alphas are in the JSON)
+        for key, groups in r["groups"].items():
+            print(f"  by {key} at alpha={a} (R, G, B, joint; 95% CI over images):")
+            for g, v in groups.items():
+                ci = "" if v["ci"] is None else " [" + "; ".join(
+                    f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(v["ci"][0][:3], v["ci"][1][:3])) + "]"
+                print(f"    {g:24s} n={v['n']:4d}  {fmt(v['coverage'])}{ci}")
+    print(f"guarantee at alpha={args.alpha[0]}: {res['guarantee'][str(args.alpha[0])]}")
     print(f"PSNR {q['psnr']:.2f} dB (gray {q['psnr_gray']:.2f}); CIEDE2000 {q['ciede2000']:.2f} "
           f"(gray {q['ciede2000_gray']:.2f}); colourfulness ratio {q['colorfulness_ratio']:.2f}")
     return 0
@@ -174,10 +256,13 @@ def _cmd_archive(args) -> int:
         res = colorize_archive(args.source, args.output, alpha=args.alpha, chunk=args.chunk, device=args.device,
                                calibration=None if args.uncalibrated else (args.calibration or "default"),
                                weights=args.weights, settings=_settings(args), client=client,
-                               max_pixels=args.max_pixels, compression=args.compression)
+                               max_pixels=args.max_pixels, compression=args.compression, workers=args.workers,
+                               allow_damaged=args.allow_damaged, hints=args.hints)
     finally:
         if client is not None:
             client.close()
+    for source, reason in res.damaged.items():
+        print(f"colorcube: warning: {source}: damaged file ({reason}); colorized anyway", file=sys.stderr)
     for source, reason in res.failures.items():
         print(f"failed: {reason}", file=sys.stderr)
     print(f"archive {args.output}: {res.summary()}")
@@ -235,11 +320,12 @@ def _cmd_train(args) -> int:
     from .train import TrainOptions, train
 
     opts = TrainOptions(minutes=args.minutes, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
-                        rebalance=args.rebalance, width=args.width, device=args.device,
-                        max_side=args.max_side, val_every=args.val_every)
+                        rebalance=args.rebalance, width=args.width, device=args.device, init=args.init,
+                        max_side=args.max_side, val_every=args.val_every, precision=args.precision,
+                        workers=args.workers, error_fraction=args.error_fraction)
     history = train(args.folder, args.output, options=opts, resume=args.resume)
     last = history[-1] if history else {}
-    print(f"trained {last.get('step', 0)} steps; weights in {Path(args.output) / 'best.safetensors'}")
+    print(f"trained {last.get('step', 0)} steps; weights in {Path(args.output) / 'final.safetensors'}")
     return 0
 
 
@@ -253,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default=".", help="output folder (default: current folder)")
     p.add_argument("--alpha", type=float, default=0.1, help="miscoverage of the bands (default 0.1)")
     p.add_argument("--zarr", action="store_true", help="also write <stem>.zarr (the cube)")
+    _add_guidance_args(p)
     _add_output_args(p)
     p.set_defaults(func=_cmd_colorize)
 
@@ -261,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--zarr", action="store_true", help="also write the cube as zarr")
     _add_output_args(p, max_pixels_help=argparse.SUPPRESS)
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=_cmd_demo, hints=None, reference=None, reference_strength=1.0)
 
     p = sub.add_parser("archive", help="colorize a folder/glob/list/zarr of images into one zarr archive")
     p.add_argument("source", help="folder (recursive), glob, text file of paths, or zarr of gray images")
@@ -269,6 +356,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--chunk", type=int, default=1024, help="spatial chunk side (pixels)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
+    p.add_argument("--workers", type=int, help="images processed at once without --scheduler (default: CPU count)")
+    p.add_argument("--allow-damaged", action="store_true",
+                   help="colorize files with detectable damage (e.g. a PNG chunk with a wrong CRC) with a warning, "
+                        "marked damaged in the index, instead of refusing them")
+    _add_guidance_args(p, reference=False)
     _add_output_args(p)
     p.set_defaults(func=_cmd_archive)
 
@@ -279,12 +371,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="png: colour PNG + bands .npz; tiff: colour PNG + 16-bit 6-channel bands TIFF")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("calibrate", help="conformal calibration on a folder of colour photos")
-    p.add_argument("folder")
+    p = sub.add_parser("calibrate", help="conformal calibration on colour photos (optionally weighted for an archive)")
+    p.add_argument("folder", metavar="PHOTOS",
+                   help="colour photos with their true colours: folder (recursive), glob or text file of paths")
     p.add_argument("-o", "--output", required=True, help="calibration file to write (.cal)")
     p.add_argument("--method", choices=("crc", "rcps"), default="crc")
     p.add_argument("--delta", type=float, default=0.1, help="RCPS: failure probability over calibration sets")
     p.add_argument("--joint", action="store_true", help="joint R, G, B coverage")
+    p.add_argument("--per-image", type=float, metavar="BETA",
+                   help="per-image guarantee: with probability >= 1 - alpha a new photo has >= 1 - BETA of its "
+                        "pixels covered (e.g. 0.2)")
+    p.add_argument("--target", metavar="GRAY",
+                   help="your archive of gray images (folder, glob, list or zarr; no colours needed): weight the "
+                        "calibration photos by how much they look like it (covariate shift)")
+    p.add_argument("--target-name", help="name of the archive in the guarantee (default: the GRAY argument)")
+    p.add_argument("--clip-quantile", type=float, default=0.95,
+                   help="--target: the bound on a new archive photo's weight is this quantile of the archive's "
+                        "weights (1: the largest; more conservative)")
+    p.add_argument("--hints", type=int, default=0, metavar="K",
+                   help="calibrate for hinted photos: K random true-colour hint points per photo (kept in the "
+                        "calibration; its guarantee then holds for photos hinted that way, not without hints)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --target cross-fitting folds and --hints points")
+    p.add_argument("--alpha", type=float, default=0.1,
+                   help="the alpha you will use: lambda is printed for it, and a calibration that cannot serve it "
+                        "is refused (no file written)")
+    p.add_argument("--cache", help="folder keeping each photo's loss curves and features (reused across runs)")
     p.add_argument("--source", help="description of the photos, kept in the provenance")
     _add_model_args(p, calibration=False)
     p.set_defaults(func=_cmd_calibrate)
@@ -293,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder")
     p.add_argument("--json", required=True, help="write the full results here")
     p.add_argument("--alpha", type=float, nargs="+", default=[0.05, 0.1, 0.2])
+    p.add_argument("--beta", type=float,
+                   help="per-image report: share of photos with >= 1 - BETA of pixels covered (default: the "
+                        "calibration's own, else 0.2)")
     _add_model_args(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -304,20 +418,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=128, help="crop side in pixels (multiple of 16)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rebalance", type=float, default=0.0, help="class-rebalancing strength in [0, 1]")
+    p.add_argument("--rebalance", type=float, default=0.5, help="class-rebalancing strength in [0, 1]")
     p.add_argument("--width", type=int, default=64, help="network width")
-    p.add_argument("--max-side", type=int, default=320, help="shrink training photos to this longer side")
+    p.add_argument("--max-side", type=int, default=256, help="shrink training photos to this longer side")
     p.add_argument("--val-every", type=int, default=1, help="validate every N epochs")
+    p.add_argument("--error-fraction", type=float, default=0.12,
+                   help="share of the budget spent fitting the error head (colour network frozen)")
+    p.add_argument("--init", help="weights file to warm-start from (an older layout is widened)")
+    p.add_argument("--precision", choices=["bfloat16", "float32"], default="bfloat16",
+                   help="autocast dtype (bfloat16 uses AMX on CPUs that have it)")
+    p.add_argument("--workers", type=int, default=2, help="processes decoding the photos")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.set_defaults(func=_cmd_train)
     return parser
 
 
+def _enable_faulthandler() -> None:
+    """Name the place of a hard crash (a segfault in compiled code) on stderr, with every thread's stack."""
+    import faulthandler
+
+    if faulthandler.is_enabled():  # e.g. under pytest, which has its own
+        return
+    try:
+        faulthandler.enable(file=sys.stderr, all_threads=True)
+    except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor (captured, closed)
+        pass
+
+
 def main(argv=None) -> int:
     """Entry point of the ``colorcube`` command; returns the exit status."""
     import warnings
 
+    _enable_faulthandler()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     # one line per warning on the command line, not Python's source-line echo

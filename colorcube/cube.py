@@ -16,6 +16,10 @@ heuristic band half-width of any pixel, so bands for another alpha are rebuilt
 exactly from a stored calibration without the model (the explorer's slider);
 they cost a few hundred kB per image instead of 3 bytes per pixel.
 ``ds.interval.sel(channel="R")`` is the specification's m x n x 2 matrix for R.
+An optional ``hints`` (hint, hint_field) int32 holds the user's colour hints the
+cube was made with, one row ``(y, x, r, g, b)`` per hinted pixel (input-pixel
+position, 8-bit sRGB; :class:`colorcube.hints.Hints`), so an archive keeps what
+the user said; attributes ``hints`` (their count) and ``hint_source`` go with it.
 
 On disk (zarr, :mod:`colorcube.store`) each variable is stored as integer codes with a CF
 ``scale_factor`` (:data:`CODES`): gray uint16 ``round(g * 65535)`` (exact for
@@ -45,7 +49,7 @@ BOUNDS = ("lower", "upper")
 #: storage code of each variable: (integer dtype, n) with value = code / n
 CODES = {"gray": (np.uint16, 65535), "rgb": (np.uint8, 255), "interval": (np.uint8, 255)}
 _DIMS = {"gray": ("y", "x"), "rgb": ("y", "x", "channel"), "interval": ("y", "x", "channel", "bound"),
-         "coefficients": ("gy", "gx", "coefficient")}
+         "coefficients": ("gy", "gx", "coefficient"), "hints": ("hint", "hint_field")}
 # a float32 value k/255 times 255 lands within 1e-5 of k: this slack keeps the
 # outward rounding from widening an already-coded bound by one more step
 _SLACK = 1e-3
@@ -98,10 +102,16 @@ def _coefficients_var(coefficients) -> tuple:
     return _DIMS["coefficients"], np.asarray(coef, np.float32), {"extent": [float(e) for e in extent]}
 
 
-def cube_dataset(gray, rgb, interval, attrs: dict, coefficients=None) -> xr.Dataset:
+def _hints_var(hints) -> tuple:
+    """(n, 5) rows of (y, x, r, g, b) -> the ``hints`` variable (int32)."""
+    return _DIMS["hints"], np.asarray(hints, np.int32).reshape(-1, 5)
+
+
+def cube_dataset(gray, rgb, interval, attrs: dict, coefficients=None, hints=None) -> xr.Dataset:
     """Wrap numpy or dask arrays in the cube schema (no value checks, stays lazy).
 
     ``coefficients`` : optional ``(coef (gy, gx, 10) float32, extent (2,))``.
+    ``hints`` : optional (n, 5) int array of (y, x, r, g, b) (:meth:`colorcube.hints.Hints.to_array`).
     """
     data = {
         "gray": (("y", "x"), gray),
@@ -110,6 +120,8 @@ def cube_dataset(gray, rgb, interval, attrs: dict, coefficients=None) -> xr.Data
     }
     if coefficients is not None:
         data["coefficients"] = _coefficients_var(coefficients)
+    if hints is not None:
+        data["hints"] = _hints_var(hints)
     return xr.Dataset(
         data,
         coords={"channel": list(CHANNELS), "bound": list(BOUNDS)},
@@ -117,10 +129,11 @@ def cube_dataset(gray, rgb, interval, attrs: dict, coefficients=None) -> xr.Data
     )
 
 
-def code_dataset(codes: dict, attrs: dict, coefficients=None) -> xr.Dataset:
+def code_dataset(codes: dict, attrs: dict, coefficients=None, hints=None) -> xr.Dataset:
     """Integer code arrays (numpy or dask; keys of :data:`CODES`) -> the Dataset as stored.
 
-    ``coefficients`` : optional ``(coef, extent)``, kept as float32.
+    ``coefficients`` : optional ``(coef, extent)``, kept as float32; ``hints`` : optional
+    (n, 5) int array of (y, x, r, g, b), kept as int32.
     """
     data = {}
     for name, arr in codes.items():
@@ -132,6 +145,8 @@ def code_dataset(codes: dict, attrs: dict, coefficients=None) -> xr.Dataset:
         data[name] = (_DIMS[name], arr, {"scale_factor": 1.0 / n})
     if coefficients is not None:
         data["coefficients"] = _coefficients_var(coefficients)
+    if hints is not None:
+        data["hints"] = _hints_var(hints)
     return xr.Dataset(data, coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, attrs=attrs)
 
 
@@ -158,7 +173,8 @@ def encode_cube(ds: xr.Dataset) -> xr.Dataset:
     coefficients = None
     if "coefficients" in ds.data_vars:
         coefficients = (ds.coefficients.values, ds.coefficients.attrs["extent"])
-    return code_dataset(codes, dict(ds.attrs), coefficients)
+    hints = ds.hints.values if "hints" in ds.data_vars else None
+    return code_dataset(codes, dict(ds.attrs), coefficients, hints)
 
 
 def decode_codes(codes: dict) -> dict:
@@ -220,6 +236,10 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
         c = ds["coefficients"]
         if c.dims != _DIMS["coefficients"] or c.shape[-1] != 10 or len(c.attrs.get("extent", ())) != 2:
             raise SchemaError("variable 'coefficients' must be (gy, gx, coefficient=10) with a 2-value 'extent'")
+    if "hints" in ds.data_vars:
+        c = ds["hints"]
+        if c.dims != _DIMS["hints"] or c.shape[-1] != 5 or c.dtype != np.int32:
+            raise SchemaError("variable 'hints' must be int32 (hint, hint_field=5) rows of y, x, r, g, b")
     for coord, values in (("channel", CHANNELS), ("bound", BOUNDS)):
         if coord not in ds.coords or tuple(str(v) for v in ds[coord].values) != values:
             raise SchemaError(f"coordinate {coord!r} must be {list(values)}")

@@ -10,6 +10,7 @@ __all__ = [
     "CalibrationError",
     "WeightsError",
     "SchemaError",
+    "HintError",
 ]
 
 
@@ -31,3 +32,7 @@ class WeightsError(ColorcubeError, ValueError):
 
 class SchemaError(ColorcubeError, ValueError):
     """A Dataset does not follow the colorcube cube schema."""
+
+
+class HintError(ColorcubeError, ValueError):
+    """Colour hints (points, a scribble image, a hint file) or a reference photo are malformed."""

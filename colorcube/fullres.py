@@ -22,6 +22,19 @@ The kernels release the GIL; :func:`run_rows` splits a tile over threads.
 :func:`full_stage`, :func:`stage_codes` and :func:`bands_at` run them on a tile
 (or a strided grid) of an image given its guided coefficients
 (:class:`colorcube.pipeline.Coefficients`).
+
+Memory safety
+-------------
+The kernels are compiled without bounds checking, so every index they use is
+kept in range by an invariant written where the index is used, and
+:func:`_check_inputs` verifies on the Python side, before any kernel runs, the
+invariants that depend on the caller: the row/column index arrays lie inside
+the coefficient grid and have the tile's length, the coefficients and the
+gray are finite, lambda is >= 0. A float becomes an index only after a clamp
+that sends NaN to a fixed end of the table, so even a NaN or inf produced
+inside a kernel (overflow on absurd but finite coefficients) cannot reach
+memory outside a table. ``tests/test_fullres.py`` runs the kernels with
+``NUMBA_BOUNDSCHECK=1`` over random shapes, grids and non-finite inputs.
 """
 
 from __future__ import annotations
@@ -64,7 +77,8 @@ def gamma_table() -> np.ndarray:
 
 
 _F = np.float32
-# Only fused multiply-adds and signed-zero freedom: no "no-NaN/no-inf" assumptions (lambda may be large).
+# Only fused multiply-adds and signed-zero freedom: no "no-NaN/no-inf" assumptions (lambda may be large),
+# and the NaN-proof clamps below rely on comparisons with NaN being false, which "nnan"/"fast" would break.
 _FAST = {"contract", "nsz"}
 
 
@@ -73,14 +87,25 @@ def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, 
     """Colour ``f`` (3, tx) and spread ``s`` (3, tx) of tile row ``i``, float32.
 
     Written as simple loops over the row so LLVM vectorises them (AVX-512 gathers
-    for the tables), rather than one function call per pixel."""
+    for the tables), rather than one function call per pixel.
+
+    Index invariants (the caller's are checked by :func:`_check_inputs`):
+    ``0 <= i < len(i0) == len(i1) == len(wy) == gray.shape[0]``;
+    ``0 <= i0, i1 < coef.shape[0]``; ``len(j0) == len(j1) == len(wx) == tx``;
+    ``0 <= j0, j1 < coef.shape[1] == row.shape[0]``; ``q``, ``f``, ``s`` are
+    (>= 5, >= tx), (3, >= tx), (3, >= tx) and ``light`` (>= tx,); the tables have
+    65536 and ``_GAMMA_STEPS + 1`` entries."""
     tx = gray.shape[1]
     a0, a1 = _F(1.0) - wy[i], wy[i]
+    # i0[i], i1[i] < coef.shape[0] and jj <= j1.max() < coef.shape[1] == row.shape[0] (checked before the call)
     for jj in range(j0.min(), j1.max() + 1):  # the maps interpolated along y, columns the tile needs
         for k in range(10):
             row[jj, k] = coef[i0[i], jj, k] * a0 + coef[i1[i], jj, k] * a1
     for j in range(tx):
-        g = min(max(gray[i, j], _F(0.0)), _F(1.0))
+        g = gray[i, j]
+        # NaN fails both tests and lands on 0: the index is in [0, 65535] for every float32 g
+        g = g if g > _F(0.0) else _F(0.0)
+        g = g if g < _F(1.0) else _F(1.0)
         light[j] = lut_l[np.int32(g * _F(65535.0) + _F(0.5))]
     for k in range(5):  # q = A * L / 100 + B with A, B interpolated along x
         for j in range(tx):
@@ -100,15 +125,24 @@ def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, 
         f[2, j] = _F(0.0556466391351772) * x - _F(0.2040413383665112) * y + _F(1.0573110696453443) * z
     for c in range(3):  # sRGB encoding by table interpolation; spread clamped at 0
         for j in range(tx):
-            v = min(max(f[c, j], _F(0.0)), _F(1.0)) * _F(_GAMMA_STEPS)
+            # Finite coefficients can still give NaN here (inf - inf in Lab -> RGB when they are
+            # absurdly large); int32(NaN) is INT_MIN on x86, an index ~8 GB before the table. NaN
+            # fails both tests and lands on 0, so k is in [0, _GAMMA_STEPS - 1] and k + 1 in range.
+            v = f[c, j]
+            v = v if v > _F(0.0) else _F(0.0)
+            v = (v if v < _F(1.0) else _F(1.0)) * _F(_GAMMA_STEPS)
             k = min(np.int32(v), np.int32(_GAMMA_STEPS - 1))
             t = v - _F(k)
             f[c, j] = lut_g[k] * (_F(1.0) - t) + lut_g[k + 1] * t
-            s[c, j] = max(q[2 + c, j], _F(0.0))
+            # an undefined (NaN) spread becomes an unbounded one: the band then claims nothing
+            sp = q[2 + c, j]
+            s[c, j] = sp if sp >= _F(0.0) else (_F(0.0) if sp < _F(0.0) else _F(np.inf))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
 def _bands_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, rgb, spread, start, stop):
+    """Rows start:stop of :func:`bands`; ``0 <= start <= stop <= gray.shape[0]`` and ``rgb``,
+    ``spread`` are (gray.shape[0], tx, 3), so with :func:`_row`'s invariants every index is in range."""
     tx = gray.shape[1]
     row, q, light = np.empty((coef.shape[1], 10), _F), np.empty((5, tx), _F), np.empty(tx, _F)
     f, s = np.empty((3, tx), _F), np.empty((3, tx), _F)
@@ -122,6 +156,9 @@ def _bands_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, rgb, spread, s
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
 def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps, rgb_code, interval_code, start, stop):
+    """Rows start:stop of :func:`codes`; ``0 <= start <= stop <= gray.shape[0]``, ``lam`` is (3,)
+    and the outputs are (gray.shape[0], tx, 3[, 2]), so with :func:`_row`'s invariants every
+    index is in range."""
     tx = gray.shape[1]
     row, q, light = np.empty((coef.shape[1], 10), _F), np.empty((5, tx), _F), np.empty(tx, _F)
     f, s = np.empty((3, tx), _F), np.empty((3, tx), _F)
@@ -130,19 +167,29 @@ def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps, rgb_
         for c in range(3):
             lc = lam[c]
             for j in range(tx):
-                half = lc * (s[c, j] + eps)
-                lo = min(max(f[c, j] - half, _F(0.0)), _F(1.0))
-                hi = min(max(f[c, j] + half, _F(0.0)), _F(1.0))
-                rgb_code[i, j, c] = np.uint8(f[c, j] * _F(255.0) + _F(0.5))
+                half = lc * (s[c, j] + eps)  # NaN when lam = 0 meets an infinite spread
+                # clamps that send NaN outward (lo to 0, hi to 1), so the codes are in [0, 255]
+                lo = f[c, j] - half
+                lo = lo if lo > _F(0.0) else _F(0.0)
+                lo = lo if lo < _F(1.0) else _F(1.0)
+                hi = f[c, j] + half
+                hi = hi if hi < _F(1.0) else _F(1.0)
+                hi = hi if hi > _F(0.0) else _F(0.0)
+                rgb_code[i, j, c] = np.uint8(f[c, j] * _F(255.0) + _F(0.5))  # f in [0, 1] after the table
                 interval_code[i, j, c, 0] = np.uint8(np.floor(lo * _F(255.0)))
                 interval_code[i, j, c, 1] = np.uint8(np.ceil(hi * _F(255.0)))
 
 
 def run_rows(fn, n_rows: int, args: tuple, *, threads: int = 1) -> None:
-    """Call ``fn(*args, start, stop)`` over row ranges covering ``n_rows``, on ``threads`` threads."""
+    """Call ``fn(*args, start, stop)`` over row ranges covering ``n_rows``, on ``threads`` threads.
+
+    The ranges are disjoint and ``0 <= start <= stop <= n_rows``, so the threads
+    write disjoint rows of the outputs; each call allocates its own scratch rows.
+    """
     if threads <= 1 or n_rows < 2 * threads:
         fn(*args, 0, n_rows)
         return
+    # linspace hits 0 and n_rows exactly and is non-decreasing, so the edges stay in [0, n_rows]
     edges = np.linspace(0, n_rows, threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
         for f in [pool.submit(fn, *args, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]:
@@ -163,11 +210,13 @@ def bands(gray, coef, rows, cols, *, threads: int = 1):
     -------
     rgb : (ty, tx, 3) float32 in [0, 1]; spread : (ty, tx, 3) float32 >= 0
     """
+    gray, coef, rows, cols = _check_inputs(gray, coef, rows, cols)
     ty, tx = gray.shape
     rgb = np.empty((ty, tx, 3), np.float32)
     spread = np.empty((ty, tx, 3), np.float32)
-    run_rows(_bands_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), rgb, spread),
-             threads=threads)
+    if gray.size:  # the kernels take j0.min(): no empty rows
+        run_rows(_bands_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), rgb, spread),
+                 threads=threads)
     return rgb, spread
 
 
@@ -175,13 +224,18 @@ def codes(gray, coef, rows, cols, lam, eps: float, *, threads: int = 1):
     """Storage codes of a tile: rgb (ty, tx, 3) uint8, interval (ty, tx, 3, 2)
     uint8 (rounded outward).
 
-    ``lam`` : (3,) lambda per channel; ``inf`` gives the band [0, 1].
+    ``lam`` : (3,) lambda per channel, >= 0; ``inf`` gives the band [0, 1].
     """
+    gray, coef, rows, cols = _check_inputs(gray, coef, rows, cols)
     ty, tx = gray.shape
+    lam = np.asarray(lam, np.float64).reshape(-1)
+    if lam.shape != (3,) or np.isnan(lam).any() or (lam < 0).any() or not (np.isfinite(eps) and eps > 0):
+        raise ColorcubeError(f"lambda must be 3 values >= 0 (inf allowed) and eps finite > 0; got {lam!r}, {eps!r}")
     lam = np.where(np.isinf(lam), 2.0 / eps, lam).astype(np.float32)  # reaches past [0, 1]
     out = (np.empty((ty, tx, 3), np.uint8), np.empty((ty, tx, 3, 2), np.uint8))
-    run_rows(_codes_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), lam, np.float32(eps),
-                               *out), threads=threads)
+    if gray.size:  # the kernels take j0.min(): no empty rows
+        run_rows(_codes_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), lam,
+                                   np.float32(eps), *out), threads=threads)
     return out
 
 
@@ -231,12 +285,73 @@ def decode(code: np.ndarray) -> np.ndarray:
 
 def _bilinear_axis(n_out: int, n_in: int, extent: float, start: int, stop: int, step: int = 1):
     """Source indices and weights of output rows start:stop:step (align_corners=False) when
-    the ``n_out`` output rows span ``extent`` source rows (the first ``n_in`` of which exist)."""
+    the ``n_out`` output rows span ``extent`` source rows (the first ``n_in`` of which exist).
+
+    Returns ``i0, i1`` int64 with ``0 <= i0 <= i1 <= n_in - 1`` and ``w`` float32 in [0, 1].
+    """
+    extent = float(extent)
+    if not (n_in >= 1 and n_out >= 1 and step >= 1 and 0 <= start <= stop <= n_out):
+        raise ColorcubeError(f"rows {start}:{stop}:{step} of {n_out} over a grid of {n_in} are out of range")
+    if not (np.isfinite(extent) and extent > 0):
+        # a NaN position would survive clip() and floor() to INT64_MIN, an index
+        raise ColorcubeError(f"the coefficient grid's extent {extent!r} must be finite and > 0; "
+                             "the stored cube's 'coefficients' attribute is damaged: recompute it")
     pos = (np.arange(start, stop, step, dtype=np.float64) + 0.5) * (extent / n_out) - 0.5
+    # pos is finite, and clipping it (not trusting extent <= n_in, nor the rounding at the last
+    # row) keeps floor(pos) in [0, n_in - 1] for every tile, including those at the image's edges
     pos = pos.clip(0, n_in - 1)
     i0 = np.floor(pos).astype(np.int64)
     i1 = np.minimum(i0 + 1, n_in - 1)
     return i0, i1, (pos - i0).astype(np.float32)
+
+
+def _check_axis(axis, n_in: int, n_out: int, name: str) -> tuple:
+    """``(i0, i1, w)`` as the kernels need them, after checking the invariants they index by."""
+    try:
+        i0, i1, w = axis
+    except (TypeError, ValueError):
+        raise ColorcubeError(f"{name}: expected an (i0, i1, weight) triple") from None
+    i0 = np.ascontiguousarray(i0, np.int64)
+    i1 = np.ascontiguousarray(i1, np.int64)
+    w = np.ascontiguousarray(w, np.float32)
+    if not (i0.shape == i1.shape == w.shape == (n_out,)):
+        raise ColorcubeError(f"{name}: index arrays of shapes {i0.shape}, {i1.shape}, {w.shape}; the tile has {n_out}")
+    if n_out and (min(i0.min(), i1.min()) < 0 or max(i0.max(), i1.max()) >= n_in):
+        raise ColorcubeError(f"{name}: indices [{min(i0.min(), i1.min())}, {max(i0.max(), i1.max())}] "
+                             f"outside the coefficient grid's {n_in}")
+    if n_out and not (w.min() >= 0 and w.max() <= 1):  # NaN fails too
+        raise ColorcubeError(f"{name}: interpolation weights must be in [0, 1]")
+    return i0, i1, w
+
+
+def _check_inputs(gray, coef, rows, cols) -> tuple:
+    """Check, before a kernel runs without bounds checking, every invariant it relies on
+    that the caller supplies (see :func:`_row`).
+
+    Returns
+    -------
+    gray, coef, rows, cols : as given, in the kernels' dtypes and C order
+
+    Raises
+    ------
+    ColorcubeError
+        Non-finite gray or coefficients, a coefficient grid that is not (h >= 1, w >= 1, 10),
+        or index arrays that do not fit the tile and the grid.
+    """
+    gray = np.ascontiguousarray(gray, np.float32)
+    coef = np.ascontiguousarray(coef, np.float32)
+    if gray.ndim != 2:
+        raise ColorcubeError(f"gray must be a (y, x) array, got shape {gray.shape}")
+    if coef.ndim != 3 or coef.shape[2] != 10 or coef.shape[0] < 1 or coef.shape[1] < 1:
+        raise ColorcubeError(f"coefficients must be (gy >= 1, gx >= 1, 10), got shape {coef.shape}")
+    if not np.isfinite(coef).all():
+        raise ColorcubeError(f"the guided coefficients hold {int((~np.isfinite(coef)).sum())} NaN or infinite "
+                             "values: the network's output for this image was not finite (with precision "
+                             "bfloat16, try --precision float32)")
+    if gray.size and not (np.isfinite(gray.min()) and np.isfinite(gray.max())):  # cheaper than isfinite(gray)
+        raise ColorcubeError("gray holds NaN or infinite values; give values in [0, 1]")
+    return (gray, coef, _check_axis(rows, coef.shape[0], gray.shape[0], "rows"),
+            _check_axis(cols, coef.shape[1], gray.shape[1], "columns"))
 
 
 def _tile_axes(coeffs, y0: int, ty: int, x0: int, tx: int):

@@ -6,6 +6,11 @@ coefficients: 22 box filters over the grid. Running sums in float64
 (so the variance terms cannot cancel) over both axes make each one O(1) per
 pixel whatever the radius, in one compiled pass instead of a dozen torch
 passes over the maps.
+
+The kernels run without bounds checking: each index is kept in range by the
+invariant written beside it, and :func:`guided_coefficients` checks the shapes
+those invariants assume before the kernel runs (``tests/test_guided.py`` runs
+the kernel with ``NUMBA_BOUNDSCHECK=1``). No float is ever used as an index.
 """
 
 from __future__ import annotations
@@ -13,12 +18,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .errors import ColorcubeError
+
 __all__ = ["guided_coefficients"]
 
 
 @numba.njit(cache=True, nogil=True)
 def _box(x, r, col):
-    """In-place (2r+1)^2 box mean of x (h, w) float64 with edge replication; col: (w,) scratch."""
+    """In-place (2r+1)^2 box mean of x (h, w) float64 with edge replication; col: (w,) scratch.
+
+    Needs ``h, w >= 1``, ``r >= 0`` and ``col.shape == (w,)``: every row index is then clamped
+    into [0, h - 1] and every column index into [0, w - 1], whatever r is (r may exceed h, w)."""
     h, w = x.shape
     k = 2 * r + 1
     rows = np.empty((h, w))
@@ -43,6 +53,8 @@ def _box(x, r, col):
 
 @numba.njit(cache=True, nogil=True)
 def _channels(guide, maps, r, eps, coef):
+    """Needs guide (h, w) with ``h, w >= 1``, maps (5, h, w), coef (h, w, 10), ``r >= 0``:
+    then ``c + 5 < 10`` and every (i, j) below is in range, and all of coef is written."""
     h, w = guide.shape
     col = np.empty(w)
     mean_i = guide.astype(np.float64)
@@ -79,9 +91,25 @@ def guided_coefficients(guide: np.ndarray, maps: np.ndarray, *, radius: int, eps
     -------
     coef : (h, w, 10) float32, ``A`` of the five maps then ``B``; the map at
         full resolution is ``A * guide + B`` with both sampled bilinearly
+
+    Raises
+    ------
+    ColorcubeError
+        Shapes other than the above, an empty grid, a negative radius, eps not
+        finite and > 0, or NaN / inf in ``guide`` or ``maps`` (the network's output).
     """
     guide = np.ascontiguousarray(guide, np.float32)
     maps = np.ascontiguousarray(maps, np.float32)
+    # the invariants _channels and _box index by (see their docstrings)
+    if guide.ndim != 2 or guide.shape[0] < 1 or guide.shape[1] < 1 or maps.shape != (5, *guide.shape):
+        raise ColorcubeError(f"guided filter: guide {guide.shape} must be (h >= 1, w >= 1) and maps "
+                             f"{maps.shape} (5, h, w)")
+    radius, eps = int(radius), float(eps)
+    if radius < 0 or not (np.isfinite(eps) and eps > 0):
+        raise ColorcubeError(f"guided filter: radius={radius} must be >= 0 and eps={eps} finite and > 0")
+    if not (np.isfinite(guide).all() and np.isfinite(maps).all()):
+        raise ColorcubeError("the network's output for this image holds NaN or infinite values "
+                             "(with precision bfloat16, try --precision float32)")
     coef = np.empty((*guide.shape, 10), np.float32)
-    _channels(guide, maps, int(radius), float(eps), coef)
+    _channels(guide, maps, radius, eps, coef)
     return coef

@@ -2,20 +2,28 @@
 
 Every failure to read becomes an :class:`~colorcube.errors.ImageReadError`
 naming the file and the reason, never a bare PIL or numpy traceback.
+
+Damage that a decoder lets through is looked for before decoding
+(:func:`find_damage`): a PNG chunk whose CRC does not match, a PNG without its
+IEND chunk, a chunk that runs past the end of the file. Such a file is refused
+unless ``allow_damaged=True`` (``--allow-damaged``), which reads it with a warning.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ColorcubeError, ImageReadError
 
-__all__ = ["read_gray", "read_rgb", "read_truth", "write_png", "write_intervals_npz", "DEFAULT_MAX_PIXELS"]
+__all__ = ["read_gray", "read_gray_checked", "read_rgb", "read_truth", "find_damage", "write_png",
+           "write_intervals_npz", "DEFAULT_MAX_PIXELS"]
 
 #: Default pixel-count ceiling: 200 MP (0.8 GB as float32). Larger genuine
 #: scans pass with ``max_pixels=None`` or ``--max-pixels``; the ceiling stops
@@ -24,6 +32,8 @@ DEFAULT_MAX_PIXELS = 200_000_000
 #: File suffixes taken as images when a folder is listed.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif"})
 _PIL_LIMIT_LOCK = threading.Lock()
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_MAX_CHUNK = 2**31 - 1  # the PNG specification's limit on a chunk's length
 
 
 def _check_path(path) -> Path:
@@ -41,6 +51,68 @@ def _check_path(path) -> Path:
     if size == 0:
         raise ImageReadError(f"{p}: file is empty (0 bytes)")
     return p
+
+
+def find_damage(path) -> str:
+    """The first corruption of an image file that its decoder would let through, in words.
+
+    PNG files (recognised by their signature, whatever the suffix) are walked
+    chunk by chunk: every chunk's CRC-32 is checked, the first chunk must be
+    IHDR, no chunk may run past the end of the file and the IEND chunk must be
+    there. Bytes after IEND are ignored, as decoders do. Other formats are
+    left to their decoders (which refuse truncated JPEG and TIFF files).
+
+    Parameters
+    ----------
+    path : str or path-like, an existing file
+
+    Returns
+    -------
+    str, empty when no damage was found
+
+    Raises
+    ------
+    ImageReadError
+        The file cannot be read.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            if fh.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
+                return ""
+            return _png_damage(fh, os.fstat(fh.fileno()).st_size)
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def _png_damage(fh, size: int) -> str:
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        header = fh.read(8)
+        if not header:
+            return "PNG ends without its IEND chunk (truncated?)"
+        if len(header) < 8:
+            return f"PNG is cut off in a chunk header at byte {pos} (truncated)"
+        length, kind = struct.unpack(">I4s", header)
+        name = kind.decode("latin-1")
+        if not kind.isalpha():
+            return f"PNG chunk at byte {pos} has an invalid type {name!r}"
+        if length > _PNG_MAX_CHUNK or pos + 12 + length > size:
+            return f"PNG chunk {name} at byte {pos} runs past the end of the file (truncated)"
+        if pos == len(_PNG_SIGNATURE) and kind != b"IHDR":
+            return f"PNG starts with chunk {name} instead of IHDR"
+        crc, left = zlib.crc32(kind), length
+        while left:
+            block = fh.read(min(left, 1 << 20))
+            if not block:
+                return f"PNG chunk {name} at byte {pos} runs past the end of the file (truncated)"
+            crc, left = zlib.crc32(block, crc), left - len(block)
+        stored = fh.read(4)
+        if len(stored) < 4 or struct.unpack(">I", stored)[0] != crc:
+            return f"PNG chunk {name} at byte {pos} fails its CRC check"
+        if kind == b"IEND":
+            return ""
+        pos += 12 + length
 
 
 def _check_pixels(p: Path, width: int, height: int, max_pixels) -> None:
@@ -161,8 +233,13 @@ def _to_gray(arr: np.ndarray, p: Path, *, warn: bool) -> np.ndarray:
     return np.ascontiguousarray(gray.clip(0, 1), dtype=np.float32)
 
 
-def _read_array(path, max_pixels) -> tuple[Path, np.ndarray]:
+def _read_array(path, max_pixels, *, allow_damaged: bool = False) -> tuple[Path, np.ndarray, str]:
+    """(path, decoded array, damage found or "") of an image file."""
     p = _check_path(path)
+    damage = find_damage(p)
+    if damage and not allow_damaged:
+        raise ImageReadError(f"{p}: damaged file: {damage}; use --allow-damaged (allow_damaged=True) "
+                             "to colorize it anyway")
     arr = None
     if p.suffix.lower() in (".tif", ".tiff"):
         arr = _read_tiff(p, max_pixels)
@@ -170,10 +247,24 @@ def _read_array(path, max_pixels) -> tuple[Path, np.ndarray]:
         arr = _read_pil(p, max_pixels)
     if arr.size == 0:
         raise ImageReadError(f"{p}: image has no pixels")
-    return p, arr
+    return p, arr, damage
 
 
-def read_gray(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, warn_color: bool = True) -> np.ndarray:
+def read_gray_checked(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, warn_color: bool = True,
+                      allow_damaged: bool = False) -> tuple[np.ndarray, str]:
+    """:func:`read_gray` that returns the damage it found instead of warning about it.
+
+    Returns
+    -------
+    gray : (y, x) float32 in [0, 1]
+    damage : str, what :func:`find_damage` found ("" for an intact file)
+    """
+    p, arr, damage = _read_array(path, max_pixels, allow_damaged=allow_damaged)
+    return _to_gray(arr, p, warn=warn_color), damage
+
+
+def read_gray(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, warn_color: bool = True,
+              allow_damaged: bool = False) -> np.ndarray:
     """Read an image file as gray.
 
     PNG, JPEG, TIFF (8/16-bit, float), BMP, WebP; gray, RGB, palette, CMYK and
@@ -188,6 +279,9 @@ def read_gray(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, warn_color: 
         Refuse images with more pixels than this (None: no ceiling).
     warn_color : bool
         Warn when a colour image is converted.
+    allow_damaged : bool
+        Read a file with detectable damage (:func:`find_damage`, e.g. a PNG chunk
+        with a wrong CRC) with a warning instead of refusing it.
 
     Returns
     -------
@@ -196,10 +290,12 @@ def read_gray(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, warn_color: 
     Raises
     ------
     ImageReadError
-        Missing, empty, truncated, non-image, too large or unsupported file.
+        Missing, empty, truncated, damaged, non-image, too large or unsupported file.
     """
-    p, arr = _read_array(path, max_pixels)
-    return _to_gray(arr, p, warn=warn_color)
+    gray, damage = read_gray_checked(path, max_pixels=max_pixels, warn_color=warn_color, allow_damaged=allow_damaged)
+    if damage:
+        warnings.warn(f"{path}: damaged file ({damage}); colorized anyway", stacklevel=2)
+    return gray
 
 
 def read_rgb(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -209,7 +305,7 @@ def read_rgb(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray
     -------
     rgb : (y, x, 3) float32 in [0, 1]
     """
-    p, arr = _read_array(path, max_pixels)
+    p, arr, _ = _read_array(path, max_pixels)
     if arr.ndim == 3 and arr.shape[-1] in (2, 4):
         alpha = _scale_to_unit(arr[..., -1], p)[..., None]
         arr = _scale_to_unit(arr[..., :-1], p) * alpha + (1.0 - alpha)

@@ -1,20 +1,20 @@
 """The colorizer network, its decoding, and loading the shipped weights.
 
-The network sees only lightness L at a working resolution and predicts, at 1/4
-of that resolution, a distribution over quantized (a, b) chroma bins. Decoding
-gives
+The network sees lightness L at a working resolution, plus optional user
+hints (an (a, b) map and a mask, Zhang et al. 2017), and predicts, at 1/4 of
+that resolution, a distribution over quantized (a, b) chroma bins and a
+per-pixel R, G, B error scale. Decoding gives
 
 * the point estimate: the distribution's annealed mean (temperature =
   ``vividness``; lower is more saturated), and
-* the heuristic band scale: the standard deviation of each of R, G, B under
-  the (untempered) distribution, each bin mapped to sRGB at the pixel's
-  lightness. Multimodal pixels (a car that may be red or blue) get wide bands;
-  conformal calibration turns the scale into guaranteed intervals.
+* the band scale, one of two kinds (``scale=``):
 
-The network also has pinball-trained R, G, B quantile heads. They are kept in
-the weights but not used for bands: on held-out photos, bands built from them
-were 1.6x wider at equal coverage than bands from the distribution spread
-(``python benchmarks/validation.py``; see the model card).
+  - ``"learned"``: the error head, trained (on photos the colour head did not
+    train on) to predict the 90 % quantile of each channel's |error|;
+  - ``"spread"``: the standard deviation of each of R, G, B under the
+    distribution, each bin mapped to sRGB at the pixel's lightness.
+
+  Conformal calibration turns either scale into guaranteed intervals.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ from .errors import ColorcubeError, WeightsError
 
 __all__ = [
     "ModelConfig",
+    "SCALES",
+    "hint_maps",
+    "init_from",
     "fold_batchnorm",
     "bin_rgb_table",
     "ColorNet",
@@ -48,7 +51,11 @@ __all__ = [
     "DEFAULT_WEIGHTS",
 ]
 
-DEFAULT_WEIGHTS = "colorcube-v1.safetensors"
+DEFAULT_WEIGHTS = "colorcube-v2.safetensors"
+#: band-scale kinds :func:`predict` can decode
+SCALES = ("learned", "spread")
+HINT_CHANNELS = 3  # a/110, b/110, mask
+AB_NORM = 110.0  # hint chroma is divided by this (the bins span |a|, |b| <= 110)
 STRIDE = 16  # total downsampling of the trunk; inputs are padded to a multiple
 OUT_STRIDE = 4  # the heads predict at 1/4 of the working resolution
 
@@ -65,14 +72,17 @@ class ModelConfig:
         Spacing of the (a, b) chroma grid, in Lab units.
     vividness : float
         Default annealed-mean temperature in (0, 1]; 1 is the plain mean.
-    quantiles : tuple of float
-        Target quantiles of the lower and upper heads.
+    error_quantile : float
+        The quantile of |error| the error head is trained to predict.
+    attention_heads : int
+        Heads of the self-attention block at 1/16 resolution (0: none).
     """
 
     width: int = 64
     bin_step: float = 10.0
     vividness: float = 0.5
-    quantiles: tuple = (0.05, 0.95)
+    error_quantile: float = 0.9
+    attention_heads: int = 4
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -80,8 +90,8 @@ class ModelConfig:
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
         data = json.loads(text)
-        data["quantiles"] = tuple(data["quantiles"])
-        return cls(**data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def ab_bins(step: float = 10.0) -> torch.Tensor:
@@ -130,12 +140,40 @@ class _Residual(nn.Module):
         return F.relu(x + self.b(self.a(x)))
 
 
-class ColorNet(nn.Module):
-    """Encoder-decoder over lightness with a global scene-context branch.
+class _Attention(nn.Module):
+    """Pre-normalised multi-head self-attention over all positions, as a residual.
 
-    Input ``L`` : (B, 1, H, W) float32 in [0, 100], H and W multiples of 16.
-    Output ``(logits, quant)``: (B, Q, H/4, W/4) bin logits and (B, 6, H/4, W/4)
-    raw quantile outputs (R, G, B lower then R, G, B upper, before a sigmoid).
+    The output projection starts at zero, so a new block is the identity and a
+    network warm-started from one without it computes the same function.
+    """
+
+    def __init__(self, ch: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(1, ch)
+        self.qkv = nn.Conv2d(ch, 3 * ch, 1)
+        self.proj = nn.Conv2d(ch, ch, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2)
+        y = F.scaled_dot_product_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2])  # (b, heads, hw, d)
+        return x + self.proj(y.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class ColorNet(nn.Module):
+    """Encoder-decoder over lightness and hints, with global scene context.
+
+    Scene context comes from two places at 1/16 resolution: self-attention
+    between all positions, and a pooled per-image vector (indoor/outdoor, sky,
+    skin...) that modulates every position.
+
+    Inputs: ``lightness`` (B, 1, H, W) float32 in [0, 100], H and W multiples
+    of 16; ``hints`` (B, 3, H, W) float32 or None, see :func:`hint_maps`.
+    Output ``(logits, scale)``: (B, Q, H/4, W/4) bin logits and (B, 3, H/4, W/4)
+    the error head's R, G, B |error| quantile (>= 0, in [0, 1] units).
     """
 
     def __init__(self, config: ModelConfig = ModelConfig()):
@@ -145,36 +183,64 @@ class ColorNet(nn.Module):
         self.register_buffer("bins", ab_bins(config.bin_step), persistent=False)
         self.register_buffer("rgb_table", bin_rgb_table(self.bins), persistent=False)
         n_bins = self.bins.shape[0]
-        self.stem = nn.Sequential(_conv(1, w // 2, stride=2), _conv(w // 2, w, stride=2), _conv(w, w))
+        self.stem = nn.Sequential(_conv(1 + HINT_CHANNELS, w // 2, stride=2), _conv(w // 2, w, stride=2),
+                                  _conv(w, w))
         self.down8 = nn.Sequential(_conv(w, 2 * w, stride=2), _Residual(2 * w))
         self.down16 = nn.Sequential(
             _conv(2 * w, 4 * w, stride=2), _Residual(4 * w, 1), _Residual(4 * w, 2), _Residual(4 * w, 4)
         )
-        # Scene context: a per-image vector (indoor/outdoor, sky, skin...) that
-        # modulates every position; dilations alone do not see the whole photo.
+        self.attention = _Attention(4 * w, config.attention_heads) if config.attention_heads else nn.Identity()
         self.context = nn.Sequential(nn.Linear(4 * w, 4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, 8 * w))
         self.up8 = nn.Sequential(_conv(6 * w, 2 * w, k=1), _conv(2 * w, 2 * w))
         self.up4 = nn.Sequential(_conv(3 * w, w, k=1), _conv(w, w))
-        self.head = nn.Conv2d(w, n_bins + 6, 1)
+        self.head = nn.Conv2d(w, n_bins, 1)
+        # The error head reads the decoder's features without sending gradients into
+        # them: it is fitted after the colour network, on photos that network did not see.
+        self.error = nn.Sequential(nn.Conv2d(w + 1, w // 2, 3, padding=1), nn.ReLU(inplace=True),
+                                   nn.Conv2d(w // 2, 3, 1))
+        nn.init.constant_(self.error[-1].bias, -2.25)  # softplus(-2.25) = 0.1, a typical |error|
 
     @property
     def n_bins(self) -> int:
         return self.bins.shape[0]
 
-    def forward(self, lightness: torch.Tensor):
+    def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None):
         # normalise in float32, then run in the weights' dtype (a bfloat16 copy runs in bf16)
-        x = (lightness.float() / 50.0 - 1.0).to(self.head.weight.dtype)
+        dtype = self.head.weight.dtype
+        x = lightness.float() / 50.0 - 1.0
+        if hints is None:
+            hints = x.new_zeros((x.shape[0], HINT_CHANNELS, *x.shape[-2:]))
+        x = torch.cat([x, hints.float()], dim=1).to(dtype).contiguous(memory_format=torch.channels_last)
         f4 = self.stem(x)
         f8 = self.down8(f4)
-        f16 = self.down16(f8)
+        f16 = self.attention(self.down16(f8))
         scale, shift = self.context(f16.mean(dim=(2, 3))).chunk(2, dim=1)
         f16 = f16 * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
         y = F.interpolate(f16, size=f8.shape[-2:], mode="bilinear", align_corners=False)
         y = self.up8(torch.cat([y, f8], dim=1))
         y = F.interpolate(y, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         y = self.up4(torch.cat([y, f4], dim=1))
-        out = self.head(y)
-        return out[:, : self.n_bins], out[:, self.n_bins :]
+        mask4 = F.max_pool2d(x[:, -1:], OUT_STRIDE)
+        err = F.softplus(self.error(torch.cat([y.detach(), mask4], dim=1)).float())
+        return self.head(y), err
+
+
+def hint_maps(shape: tuple, points=(), *, device="cpu") -> torch.Tensor:
+    """Network hint input from (y, x, a, b) points on a (H, W) grid.
+
+    Parameters
+    ----------
+    shape : (H, W) of the network input
+    points : iterable of (y, x, a, b) with integer pixel positions and CIE a*, b*
+
+    Returns
+    -------
+    hints : (1, 3, H, W) float32: a / 110, b / 110 and a 0/1 mask
+    """
+    out = torch.zeros((1, HINT_CHANNELS, *shape), device=device)
+    for y, x, a, b in points:
+        out[0, :, int(y), int(x)] = torch.tensor([a / AB_NORM, b / AB_NORM, 1.0])
+    return out
 
 
 def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, vividness: float) -> torch.Tensor:
@@ -246,35 +312,48 @@ def _moments_at_lightness(p: torch.Tensor, table: torch.Tensor, lightness: torch
     return m1, m2
 
 
-def predict(model: ColorNet, lightness: torch.Tensor, *, vividness: float | None = None,
-            dtype: torch.dtype = torch.float32):
+def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None = None, *,
+            vividness: float | None = None, dtype: torch.dtype = torch.float32, scale: str = "learned",
+            reweight=None):
     """Run the network and decode its outputs.
 
     Parameters
     ----------
     model : ColorNet
     lightness : (B, 1, H, W) float32 in [0, 100], H and W multiples of 16
+    hints : (B, 3, H, W) float32 or None, see :func:`hint_maps`; None = no hints
     vividness : float in (0, 2], optional
         Annealed-mean temperature; defaults to the model's own.
     dtype : torch.float32 or torch.bfloat16, the network's arithmetic (a cached
         copy of the model in that dtype; fp32 accumulation inside each convolution);
         the decoding after it is always float32
+    scale : {"learned", "spread"}, the band scale to return (module docstring)
+    reweight : callable, optional; ``reweight(probs, light)`` with ``probs`` (N, Q) the bin
+        probabilities of the N = B * H/4 * W/4 output pixels (bins last) and ``light`` (N,)
+        their mean L, returns (N, Q) float32 offsets added to the bin logits before
+        decoding (e.g. :func:`colorcube.reference.reweighter`); None: no change
 
     Returns
     -------
     ab : (B, 2, H/4, W/4) float32 chroma point estimate
-    spread : (B, 3, H/4, W/4) float32 >= 0, per-channel sRGB standard deviation
-        of the predicted colour distribution (in [0, 1] units)
+    scale : (B, 3, H/4, W/4) float32 >= 0, per-channel R, G, B band scale in [0, 1] units
     """
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r}: use one of {SCALES}")
     t = model.config.vividness if vividness is None else float(vividness)
     device = lightness.device.type
-    logits, _ = _in_dtype(model, dtype)(lightness)
+    logits, err = _in_dtype(model, dtype)(lightness, hints)
     with torch.autocast(device, enabled=False):
         # bins last and contiguous: the softmaxes and bin sums become row reductions and GEMMs
         b, q, h, w = logits.shape
         z = logits.float().permute(0, 2, 3, 1).reshape(-1, q)
+        if reweight is not None:
+            light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
+            z = z + reweight(torch.softmax(z, dim=1), light4).float()
         # softmaxes in place: fresh multi-MB temporaries cost more in page faults than the arithmetic
         ab = _softmax_(z * (1.0 / t)) @ model.bins
+        if scale == "learned":
+            return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), err.float()
         light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
         m1, m2 = _moments_at_lightness(_softmax_(z), model.rgb_table, light4)
         spread = (m2 - m1 * m1).clamp_min(0).sqrt()
@@ -367,6 +446,42 @@ def load_weights(path: str | Path, *, device: str | torch.device = "cpu") -> Col
     model.weights_name = path.name
     # channels-last is the layout oneDNN's fast (AMX / AVX-512) convolutions want
     return model.to(select_device(device)).to(memory_format=torch.channels_last)
+
+
+def init_from(model: ColorNet, path: str | Path) -> list:
+    """Warm-start ``model`` from a weights file of an earlier, smaller layout.
+
+    Tensors of equal shape are copied. The stem's first convolution copies the
+    lightness channel and leaves the hint channels at zero, and a bin head
+    with extra rows (an older layout's quantile outputs) copies its bin rows, so
+    the warm-started network computes what the old one did until it trains.
+    Layers the file lacks (attention, error head) keep their initialisation.
+
+    Returns
+    -------
+    list of str, the names of the parameters that were not copied
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            old = {k: fh.get_tensor(k).float() for k in fh.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise WeightsError(f"{path}: cannot read weights to start from ({exc})") from exc
+    state, fresh = model.state_dict(), []
+    with torch.no_grad():
+        for name, t in state.items():
+            src = old.get(name)
+            if src is not None and src.shape == t.shape:
+                t.copy_(src)
+            elif src is not None and name == "stem.0.0.weight" and src.shape[1] == 1:
+                t.zero_()
+                t[:, :1].copy_(src)
+            elif src is not None and name.startswith("head.") and src.shape[0] > t.shape[0]:
+                t.copy_(src[: t.shape[0]])
+            else:
+                fresh.append(name)
+    return fresh
 
 
 def file_hash(path: str | Path) -> str:

@@ -28,22 +28,27 @@ from .color import gray_to_lightness
 from .errors import ColorcubeError
 from .fullres import full_stage, stage_codes
 from .guided import guided_coefficients
-from .model import OUT_STRIDE, STRIDE, ColorNet, predict
+from .hints import as_hints, calibration_hint_points, guarantee_note, network_input, pin, pin_codes, working_hints
+from .model import OUT_STRIDE, SCALES, STRIDE, ColorNet, predict
+from .propagate import blend_hints
+from .reference import reference_histogram, reweighter
 
 __all__ = [
     "PipelineSettings",
     "Coefficients",
     "working_stage",
     "predict_bands",
+    "guided_attrs",
     "resolve_calibration",
     "colorize",
 ]
 
 
 _PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
-#: Pipeline revision: 2 = guided filter on the network grid, fused kernel, 8-bit band codes.
-#: Calibrations record it; one made by another revision is refused, not silently reused.
-REVISION = 2
+#: Pipeline revision: 3 = hint-conditioned network with a learned error scale (2: guided
+#: filter on the network grid, fused kernel, 8-bit band codes). Calibrations record it; one
+#: made by another revision is refused, not silently reused.
+REVISION = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,8 @@ class PipelineSettings:
         prints both) and suits GPUs;
         bench PSNR and coverage after recalibration are in the model card. On a CPU
         without bf16 instructions it is correct but slow: calibrate with float32 there.
+    scale : {"learned", "spread"}, the band scale: the network's error head
+        (default) or the spread of its colour distribution (see :mod:`colorcube.model`)
     revision : int, the pipeline revision (:data:`REVISION`); recorded so that a
         calibration from another revision is refused instead of silently reused
     """
@@ -77,6 +84,7 @@ class PipelineSettings:
     radius: int = 2
     eps: float = 1e-3
     precision: str = "bfloat16"
+    scale: str = "learned"
     revision: int = REVISION
 
     def __post_init__(self):
@@ -89,6 +97,8 @@ class PipelineSettings:
                                  f"runs revision {REVISION}: recalibrate with `colorcube calibrate`")
         if self.precision not in _PRECISIONS:
             raise ColorcubeError(f"precision={self.precision!r}: use one of {sorted(_PRECISIONS)}")
+        if self.scale not in SCALES:
+            raise ColorcubeError(f"scale={self.scale!r}: use one of {SCALES}")
 
     @classmethod
     def of(cls, calibration) -> "PipelineSettings":
@@ -110,7 +120,7 @@ class Coefficients:
     """Guided-filter coefficients on the network's output grid, on the CPU.
 
     ``coef`` : (h, w, 10) float32 array, the ``A`` then the ``B`` maps of
-    (a*, b*, R spread, G spread, B spread); ``shape`` is the full-resolution
+    (a*, b*, R scale, G scale, B scale); ``shape`` is the full-resolution
     (y, x); ``extent`` the (y, x) size, in grid cells, that the image spans.
     """
 
@@ -139,8 +149,8 @@ def _working_gray(gray: torch.Tensor, working_size: int) -> torch.Tensor:
     return F.interpolate(gray[None, None], size=(hw, ww), mode="bilinear", antialias=True, align_corners=False)[0, 0]
 
 
-def working_stage(gray: np.ndarray | torch.Tensor, model: ColorNet, settings: PipelineSettings = PipelineSettings()
-                  ) -> Coefficients:
+def working_stage(gray: np.ndarray | torch.Tensor, model: ColorNet, settings: PipelineSettings = PipelineSettings(),
+                  *, hints=None, reference=None, reference_strength: float = 1.0) -> Coefficients:
     """Network and guided-filter coefficients for one image.
 
     Uses torch's current intra-op thread count: results agree across thread
@@ -151,16 +161,27 @@ def working_stage(gray: np.ndarray | torch.Tensor, model: ColorNet, settings: Pi
     gray : (y, x) float32 in [0, 1], the full-resolution input
     model : ColorNet (its device is used)
     settings : PipelineSettings
+    hints : optional colour hints, any form :func:`colorcube.hints.as_hints` takes; the
+        network runs once without and once with them, and :func:`colorcube.propagate.blend_hints`
+        applies them edge-aware (None: the automatic mode, one network run)
+    reference : optional colour photo (path, (y, x, 3) array or
+        :class:`colorcube.reference.Reference`) whose (a*, b*) histogram the predicted colours
+        are reweighted toward, with ``reference_strength`` (0: none, 1: match it)
 
     Returns
     -------
     Coefficients (on the CPU)
     """
+    shape = tuple(np.shape(gray))
+    hints = as_hints(hints, shape)
+    reweight = None
+    if reference is not None:
+        reweight = reweighter(reference_histogram(reference, model.bins), reference_strength)
     with torch.inference_mode():
-        return _working_stage(gray, model, settings)
+        return _working_stage(gray, model, settings, hints, reweight)
 
 
-def _working_stage(gray, model: ColorNet, settings: PipelineSettings) -> Coefficients:
+def _working_stage(gray, model: ColorNet, settings: PipelineSettings, hints=None, reweight=None) -> Coefficients:
     device = next(model.parameters()).device
     g = torch.as_tensor(np.asarray(gray, dtype=np.float32) if not torch.is_tensor(gray) else gray).to(device)
     full_shape = tuple(g.shape)
@@ -170,12 +191,21 @@ def _working_stage(gray, model: ColorNet, settings: PipelineSettings) -> Coeffic
     ph, pw = (-hw) % STRIDE, (-ww) % STRIDE
     # Replicate-pad tiny images up to one stride and odd sizes to a multiple of it.
     lin = F.pad(lw[None, None], (0, pw, 0, ph), mode="replicate").contiguous(memory_format=torch.channels_last)
-    ab, spread = predict(model, lin, vividness=settings.vividness, dtype=_PRECISIONS[settings.precision])
+    options = dict(vividness=settings.vividness, dtype=_PRECISIONS[settings.precision], scale=settings.scale,
+                   reweight=reweight)
+    ab, scale = predict(model, lin, **options)
     # The fast guided filter runs on the network's output grid (1/4 of the working
     # size) against the lightness averaged to that grid; full resolution then
     # applies A * L + B with the full-resolution L (He & Sun 2015).
     h4, w4, extent = _grid(*full_shape, int(settings.working_size))
-    maps = torch.cat([ab, spread], dim=1)[0, :, :h4, :w4].float().contiguous().cpu().numpy()
+    maps = torch.cat([ab, scale], dim=1)[0, :, :h4, :w4].float().contiguous().cpu().numpy()
+    if hints is not None:
+        # the network again with the hints, then the change they make applied edge-aware
+        hint_ab, hint_mask = working_hints(hints, (hw, ww))
+        ab_h, scale_h = predict(model, lin, network_input(hint_ab, hint_mask, lin.shape[-2:], device=device),
+                                **options)
+        hinted = torch.cat([ab_h, scale_h], dim=1)[0, :, :h4, :w4].float().contiguous().cpu().numpy()
+        maps = blend_hints(lw.float().cpu().numpy(), hint_ab, hint_mask, maps, hinted, factor=OUT_STRIDE)
     if not settings.guided:
         coef = np.concatenate([np.zeros_like(maps), maps]).transpose(1, 2, 0)
         return Coefficients(np.ascontiguousarray(coef, np.float32), full_shape, extent)
@@ -186,16 +216,20 @@ def _working_stage(gray, model: ColorNet, settings: PipelineSettings) -> Coeffic
 
 
 def predict_bands(gray, model: ColorNet, settings: PipelineSettings = PipelineSettings(), *,
-                  block_pixels: int = 1 << 22):
+                  hints=None, reference=None, reference_strength: float = 1.0, block_pixels: int = 1 << 22):
     """Full pipeline before calibration: numpy (rgb, lower, upper), each (y, x, 3) float32.
 
     ``rgb`` is in [0, 1]; the heuristic ``lower <= rgb <= upper`` may extend past it.
+    ``hints``, ``reference``, ``reference_strength``: see :func:`working_stage`; at hint
+    pixels the colour is pinned and the band widened (:func:`colorcube.hints.pin`).
 
     The full-resolution stage runs in row blocks of about ``block_pixels``
     pixels, which bounds the temporaries; results do not depend on the blocks.
     """
     gray = np.asarray(gray, dtype=np.float32)
-    coeffs = working_stage(gray, model, settings)
+    hints = as_hints(hints, gray.shape)
+    coeffs = working_stage(gray, model, settings, hints=hints, reference=reference,
+                           reference_strength=reference_strength)
     h, w = gray.shape
     out = [np.empty((h, w, 3), np.float32) for _ in range(3)]
     rows = max(1, block_pixels // w)
@@ -204,6 +238,8 @@ def predict_bands(gray, model: ColorNet, settings: PipelineSettings = PipelineSe
         out[0][y0 : y0 + rows] = rgb
         np.subtract(rgb, spread, out=out[1][y0 : y0 + rows])
         np.add(rgb, spread, out=out[2][y0 : y0 + rows])
+    if hints is not None:
+        pin(hints, gray, *out)
     return tuple(out)
 
 
@@ -250,13 +286,24 @@ def _as_gray(image, max_pixels) -> tuple[np.ndarray, str]:
 
 def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibration="default",
              settings: PipelineSettings | None = None, device: str = "auto", max_pixels="default",
-             out=None, chunk: int = 1024, compression: str = "none"):
+             out=None, chunk: int = 1024, compression: str = "none", hints=None, reference=None,
+             reference_strength: float = 1.0):
     """Colorize one gray photograph and attach conformal R, G, B bands.
 
     Parameters
     ----------
     image : path or (y, x) array (float in [0, 1] or integer)
     alpha : float in (0, 1), miscoverage level of the bands
+    hints : optional colour hints: points ``[(y, x, (r, g, b)), ...]`` (input-pixel row and
+        column, 0-255 integers), an RGBA array of the input's size whose opaque pixels are
+        strokes, or a ``.json`` / RGBA ``.png`` hint file (see :mod:`colorcube.hints`). The
+        colour follows them within lightness regions; at each hint pixel it is the hint's
+        colour as far as the gray allows and the band contains the hint's colour. They are
+        stored in the cube (``hints`` variable). None (default): the automatic mode, unchanged.
+    reference : optional colour photo (path or (y, x, 3) array): the predicted colours are
+        reweighted toward its (a*, b*) histogram per lightness band (:mod:`colorcube.reference`)
+    reference_strength : float >= 0, how far (0: not at all, 1: match the reference's
+        histogram, default)
     model : ColorNet, optional; default the shipped model
     calibration : "default", a ``.cal`` path, a Calibration, or None
         ``"default"`` is the shipped calibration; None gives uncalibrated
@@ -287,7 +334,9 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     if out is not None:
         zarr_compressors(compression)  # a bad name fails before any work
     gray, source = _as_gray(image, max_pixels)
+    hints = as_hints(hints, gray.shape)  # bad hints fail before the model is loaded
     model = load_pretrained(device=device) if model is None else model
+    ref = None if reference is None else reweighter(reference_histogram(reference, model.bins), reference_strength)
     cal = resolve_calibration(calibration, model)
     settings = settings or PipelineSettings.of(cal)
     if cal is not None:
@@ -295,11 +344,37 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=settings.as_dict(model),
                        source=source)
-    coeffs = working_stage(gray, model, settings)
+    if hints is not None or ref is not None:
+        attrs.update(guided_attrs(attrs, cal, hints=hints, reference=reference, strength=reference_strength))
+    with torch.inference_mode():
+        coeffs = _working_stage(gray, model, settings, hints, ref)
     codes = {**stage_codes(gray, coeffs, lam), "gray": fullres.encode_gray(gray)}
+    if hints is not None:
+        pin_codes(hints, gray, codes)
     coefficients = (coeffs.coef, coeffs.extent)
+    stored_hints = None if hints is None else hints.to_array()
     if out is not None:
-        arrays = cube_to_zarr(code_dataset(codes, attrs, coefficients), out, chunk=chunk, compression=compression)
+        arrays = cube_to_zarr(code_dataset(codes, attrs, coefficients, stored_hints), out, chunk=chunk,
+                              compression=compression)
         return lazy_cube(arrays, attrs)
     v = decode_codes(codes)
-    return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, coefficients))
+    return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, coefficients, stored_hints))
+
+
+def guided_attrs(attrs: dict, calibration, *, hints=None, reference=None, strength: float = 1.0) -> dict:
+    """The cube attributes that record user guidance: ``hints`` (count), ``hint_source``,
+    ``reference``, ``reference_strength``, and the ``guarantee`` with what it claims then
+    (:func:`colorcube.hints.guarantee_note`)."""
+    new = {}
+    ref_name = None
+    if reference is not None:
+        ref_name = getattr(reference, "source", None) or (str(reference) if isinstance(reference, (str, Path))
+                                                           else "<array>")
+        new.update(reference=ref_name, reference_strength=float(strength))
+    if hints is not None:
+        new.update(hints=len(hints), hint_source=hints.source)
+    note = guarantee_note(hint_points=None if calibration is None else calibration_hint_points(calibration),
+                          n_hints=len(hints) if hints is not None else 0, reference=ref_name)
+    if note:
+        new["guarantee"] = f"{attrs['guarantee']} {note}"
+    return new

@@ -111,16 +111,18 @@ def source_hash(source: Source, data=None) -> str:
     return h.hexdigest()
 
 
-def read_source(source: Source, max_pixels, data=None) -> np.ndarray:
-    """The source as (y, x) float32 gray in [0, 1] (``data``: :func:`source_data`)."""
-    from .io import read_gray
+def read_source(source: Source, max_pixels, data=None, *, allow_damaged: bool = False) -> tuple[np.ndarray, str]:
+    """The source as (y, x) float32 gray in [0, 1] (``data``: :func:`source_data`), and the
+    damage found in its file ("" if none; a damaged file is refused unless ``allow_damaged``),
+    see :func:`colorcube.io.find_damage`."""
+    from .io import read_gray_checked
 
     if source.array is None:
-        return read_gray(source.path, max_pixels=max_pixels, warn_color=False)
+        return read_gray_checked(source.path, max_pixels=max_pixels, warn_color=False, allow_damaged=allow_damaged)
     arr = source_data(source) if data is None else data
     if np.issubdtype(arr.dtype, np.integer):
         arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
     arr = arr.astype(np.float32)
     if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
         raise ImageReadError(f"{source.label}: values must be finite and in [0, 1] (or integers)")
-    return arr
+    return arr, ""

@@ -151,6 +151,9 @@ def lazy_cube(arrays: dict, attrs: dict, *, chunks=None) -> xr.Dataset:
         if name == "coefficients":  # a few hundred kB: read now
             data[name] = xr.Variable(dims, arr[...], attrs={"extent": list(arr.attrs["extent"])})
             continue
+        if name == "hints":  # the user's hints, (n, 5) int32: small, read now
+            data[name] = xr.Variable(dims, np.asarray(arr[...], np.int32))
+            continue
         # an explicit name skips dask hashing the zarr metadata on every open
         x = da.from_array(arr, chunks=arr.chunks, name=f"colorcube-{name}-{uuid.uuid4().hex}", asarray=False,
                           fancy=False)

@@ -1,40 +1,75 @@
 """Train the colorizer on a folder of colour photographs.
 
-Recipe: random scaled crops and flips (GPU-side, from a padded uint8 bank),
-gray input made as PIL's ``convert("L")`` does, cross-entropy on soft-encoded
-(a, b) bins (optionally class-rebalanced against sepia) plus pinball losses for
-the R, G, B quantile heads; AdamW with a cosine schedule over a wall-clock
-budget; a held-out validation split scored every epoch; periodic checkpoints
-and ``resume``.
+Recipe (the model card records the exact command of the shipped weights):
+
+* Photos are split by source (the file-name prefix before ``__``; one source
+  when there is none), deterministically by a hash of the name: a validation
+  split (checkpoint and vividness choice), an error split (the error head's
+  training photos, unseen by the colour network) and the rest for training.
+* Colour phase: random scaled crops and flips from a padded uint8 bank
+  (decoded by worker processes), brightness and contrast jitter of the photo
+  before L and (a, b) are derived, gray input made as PIL's ``convert("L")``
+  does, random true-colour hints (none in about half of the samples, else a
+  geometric number of 1-9 px patches; Zhang et al. 2017), cross-entropy on
+  soft-encoded (a, b) bins with optional class rebalancing against sepia;
+  AdamW with a cosine schedule over a wall-clock budget; bf16 autocast on CPU
+  (AMX) or GPU, channels-last; the best validation checkpoint is kept.
+* Vividness: the annealed-mean temperature is chosen on the validation split.
+* Error phase: the colour network is frozen and the error head is fitted, with
+  a pinball loss at ``ModelConfig.error_quantile``, to the |error| of the
+  point estimate on the error split.
+
+Checkpoints every ``checkpoint_seconds`` make ``resume`` lose at most that much.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
 import logging
 import math
+import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from .color import gray_to_lightness, lab_to_rgb, luma, rgb_to_lab
 from .errors import ColorcubeError
 from .io import IMAGE_SUFFIXES
-from .model import OUT_STRIDE, ColorNet, ModelConfig, annealed_mean, save_weights, select_device
+from .metrics import colorfulness, psnr
+from .model import (AB_NORM, HINT_CHANNELS, OUT_STRIDE, ColorNet, ModelConfig, annealed_mean, init_from,
+                    save_weights, select_device)
 
-__all__ = ["TrainOptions", "train", "load_bank", "choose_vividness"]
+__all__ = ["TrainOptions", "train", "load_bank", "split_by_source", "random_hints", "choose_vividness"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class TrainOptions:
-    """Options of :func:`train` (all have working defaults)."""
+    """Options of :func:`train` (all have working defaults).
+
+    Attributes
+    ----------
+    minutes : float, wall-clock budget of both phases
+    error_fraction : float in [0, 1), share of the budget (and of ``max_steps``)
+        spent fitting the error head
+    val_fraction, error_split : float, shares of each source held out for
+        validation and for the error head
+    init : path of weights to warm-start from (:func:`colorcube.model.init_from`)
+    precision : {"bfloat16", "float32"}, autocast dtype of the forward pass
+    hint_none : float, probability that a sample gets no hints
+    hint_p : float, parameter of the geometric number of hint points
+    brightness, contrast : float, half-ranges of the photo jitter
+    workers : int, processes decoding the photos
+    """
 
     minutes: float = 60.0
     batch: int = 16
@@ -43,14 +78,22 @@ class TrainOptions:
     weight_decay: float = 0.01
     seed: int = 0
     val_fraction: float = 0.05
-    max_side: int = 320
-    rebalance: float = 0.0
+    error_split: float = 0.08
+    error_fraction: float = 0.12
+    max_side: int = 256
+    rebalance: float = 0.5
     sigma: float = 5.0
-    quantile_weight: float = 20.0
     scale_range: tuple = (0.8, 1.6)
+    brightness: float = 0.1
+    contrast: float = 0.2
+    hint_none: float = 0.5
+    hint_p: float = 0.125
     checkpoint_seconds: float = 120.0
     width: int = 64
     device: str = "auto"
+    precision: str = "bfloat16"
+    init: str | None = None
+    workers: int = 2
     max_images: int | None = None
     max_steps: int | None = None
     val_every: int = 1
@@ -65,28 +108,67 @@ class Bank:
     names: list
 
 
-def _is_val(name: str, fraction: float, seed: int) -> bool:
+def _hash01(name: str, seed: int) -> float:
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def load_bank(paths, *, max_side: int, device) -> Bank:
-    """Read colour photos, shrink to ``max_side``, pad into one uint8 bank."""
-    from PIL import Image
+def source_of(name: str) -> str:
+    """A photo's source tag: the file-name prefix before ``__`` ("" when there is none)."""
+    return name.split("__", 1)[0] if "__" in name else ""
 
-    arrays, names = [], []
+
+def split_by_source(paths, *, val_fraction: float, error_split: float, seed: int):
+    """Deterministic (train, val, error) split of ``paths``, stratified by source.
+
+    Within each source the photos are ordered by a hash of their name; the first
+    ``round(val_fraction * n)`` (at least one) validate, the next
+    ``round(error_split * n)`` train the error head, the rest train the colour
+    network. The split of a photo does not depend on which other sources exist.
+    """
+    by_source: dict = {}
     for p in paths:
-        try:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                scale = max_side / max(im.size)
-                if scale < 1:
-                    im = im.resize((max(16, round(im.width * scale)), max(16, round(im.height * scale))),
-                                   Image.Resampling.LANCZOS)
-                arrays.append(np.array(im))
-                names.append(Path(p).name)
-        except OSError as exc:
-            log.warning("skipping %s: %s", p, exc)
+        by_source.setdefault(source_of(Path(p).name), []).append(p)
+    train, val, err = [], [], []
+    for group in by_source.values():
+        group = sorted(group, key=lambda p: _hash01(Path(p).name, seed))
+        n_val = max(1, round(val_fraction * len(group)))
+        n_err = round(error_split * len(group))
+        val += group[:n_val]
+        err += group[n_val : n_val + n_err]
+        train += group[n_val + n_err :]
+    return sorted(train), sorted(val), sorted(err)
+
+
+def _decode(args):
+    path, max_side = args
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            scale = max_side / max(im.size)
+            if scale < 1:
+                im = im.resize((max(16, round(im.width * scale)), max(16, round(im.height * scale))),
+                               Image.Resampling.LANCZOS)
+            return np.array(im), None
+    except OSError as exc:
+        return None, f"{path}: {exc}"
+
+
+def load_bank(paths, *, max_side: int, device, workers: int = 0) -> Bank:
+    """Read colour photos (in ``workers`` processes), shrink to ``max_side``, pad into one uint8 bank."""
+    jobs = [(str(p), max_side) for p in paths]
+    if workers > 1 and len(jobs) > 64:
+        with multiprocessing.get_context().Pool(workers) as pool:
+            decoded = pool.map(_decode, jobs, chunksize=64)
+    else:
+        decoded = [_decode(j) for j in jobs]
+    arrays, names = [], []
+    for (arr, problem), p in zip(decoded, paths):
+        if problem:
+            log.warning("skipping %s", problem)
+        else:
+            arrays.append(arr)
+            names.append(Path(p).name)
     if not arrays:
         raise ColorcubeError("no readable colour images to train on")
     side = max(max(a.shape[:2]) for a in arrays)
@@ -123,10 +205,50 @@ def sample_crops(bank: Bank, n: int, crop: int, scale_range, gen: torch.Generato
     return F.grid_sample(src, grid, mode="bilinear", align_corners=False).clamp(0, 1)
 
 
+def jitter(rgb: torch.Tensor, gen: torch.Generator, *, brightness: float, contrast: float) -> torch.Tensor:
+    """Per-photo brightness and contrast jitter of (B, 3, H, W) in [0, 1] (a new photo, not an input noise)."""
+    u = torch.rand((rgb.shape[0], 2, 1, 1, 1), generator=gen).to(rgb.device) * 2 - 1
+    c, b = 1 + contrast * u[:, 0], brightness * u[:, 1]
+    mean = rgb.mean(dim=(1, 2, 3), keepdim=True)
+    return ((rgb - mean) * c + mean + b).clamp(0, 1)
+
+
 def gray_lightness(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) truth -> (B, 1, H, W) L of its 8-bit BT.601 gray, as inputs are made."""
     gray = torch.round(luma(rgb) * 255.0) / 255.0
     return gray_to_lightness(gray)[:, None]
+
+
+def random_hints(ab: torch.Tensor, gen: torch.Generator, *, none: float = 0.5, p: float = 0.125,
+                 max_patch: int = 9) -> torch.Tensor:
+    """Random true-colour hints for a batch (Zhang et al. 2017).
+
+    Parameters
+    ----------
+    ab : (B, 2, H, W) float32, the truth's CIE a*, b*
+    none : float, probability that a sample gets no hint at all
+    p : float, each other sample gets a Geometric(p) number (>= 1) of hints
+    max_patch : int, hint patches are squares of 1 to ``max_patch`` pixels a side,
+        each holding the truth's mean (a, b) over the patch
+
+    Returns
+    -------
+    hints : (B, 3, H, W) float32, see :func:`colorcube.model.hint_maps`
+    """
+    b, _, h, w = ab.shape
+    out = torch.zeros((b, HINT_CHANNELS, h, w), device=ab.device)
+    for i in range(b):
+        if float(torch.rand((), generator=gen)) < none:
+            continue
+        count = 1 + int(math.log(max(float(torch.rand((), generator=gen)), 1e-12)) // math.log(1 - p))
+        for _ in range(count):
+            k = int(torch.randint(1, max_patch + 1, (), generator=gen))
+            y = int(torch.randint(0, max(1, h - k + 1), (), generator=gen))
+            x = int(torch.randint(0, max(1, w - k + 1), (), generator=gen))
+            mean = ab[i, :, y : y + k, x : x + k].mean(dim=(1, 2))
+            out[i, :2, y : y + k, x : x + k] = (mean / AB_NORM)[:, None, None]
+            out[i, 2, y : y + k, x : x + k] = 1.0
+    return out
 
 
 def bin_prior(bank: Bank, bins: torch.Tensor, gen: torch.Generator, *, n: int = 256, crop: int = 128):
@@ -149,68 +271,90 @@ def rebalance_weights(prior: torch.Tensor, bins: torch.Tensor, *, strength: floa
     return w**strength
 
 
-def losses(model: ColorNet, rgb: torch.Tensor, class_w: torch.Tensor, opts: TrainOptions):
-    """Chroma cross-entropy and quantile pinball loss of one batch of truth crops."""
-    lightness = gray_lightness(rgb)
-    logits, quant = model(lightness)
-    ab = F.avg_pool2d(rgb_to_lab(rgb)[:, 1:], OUT_STRIDE)  # (B, 2, h, w)
-    ab_flat = ab.permute(0, 2, 3, 1).reshape(-1, 2)
-    d2 = torch.cdist(ab_flat, model.bins) ** 2
-    target = torch.softmax(-d2 / (2 * opts.sigma**2), dim=1)
+def _batch(bank: Bank, gen: torch.Generator, opts: TrainOptions):
+    """One augmented batch: (truth rgb, input L, hints)."""
+    rgb = sample_crops(bank, opts.batch, opts.crop, opts.scale_range, gen)
+    rgb = jitter(rgb, gen, brightness=opts.brightness, contrast=opts.contrast)
+    ab = rgb_to_lab(rgb)[:, 1:]
+    hints = random_hints(ab, gen, none=opts.hint_none, p=opts.hint_p)
+    return rgb, ab, gray_lightness(rgb), hints
+
+
+def colour_loss(model: ColorNet, ab: torch.Tensor, lightness, hints, class_w: torch.Tensor, sigma: float):
+    """Rebalanced cross-entropy of the bin logits against soft-encoded truth (a, b)."""
+    logits, _ = model(lightness, hints)
+    ab4 = F.avg_pool2d(ab, OUT_STRIDE).permute(0, 2, 3, 1).reshape(-1, 2)
+    d2 = torch.cdist(ab4, model.bins) ** 2
+    target = torch.softmax(-d2 / (2 * sigma**2), dim=1)
     logp = torch.log_softmax(logits.float().permute(0, 2, 3, 1).reshape(-1, model.n_bins), dim=1)
-    pix_w = class_w[d2.argmin(dim=1)]
-    ce = (-(target * logp).sum(dim=1) * pix_w).mean()
-    q = torch.sigmoid(F.interpolate(quant.float(), size=rgb.shape[-2:], mode="bilinear", align_corners=False))
-    qlo, qhi = model.config.quantiles
-    r_lo, r_hi = rgb - q[:, :3], rgb - q[:, 3:]
-    pinball = (torch.maximum(qlo * r_lo, (qlo - 1) * r_lo).mean() + torch.maximum(qhi * r_hi, (qhi - 1) * r_hi).mean())
-    return ce, pinball
+    return (-(target * logp).sum(dim=1) * class_w[d2.argmin(dim=1)]).mean()
+
+
+def point_estimate(logits: torch.Tensor, lightness: torch.Tensor, bins: torch.Tensor, vividness: float):
+    """(B, 3, H, W) sRGB of the annealed mean, chroma upsampled bilinearly to ``lightness``'s grid."""
+    ab = annealed_mean(logits, bins, vividness)
+    ab = F.interpolate(ab, size=lightness.shape[-2:], mode="bilinear", align_corners=False)
+    return lab_to_rgb(torch.cat([lightness.float(), ab], dim=1))
+
+
+def error_loss(model: ColorNet, rgb, lightness, hints) -> torch.Tensor:
+    """Pinball loss of the error head against the point estimate's per-channel |error|."""
+    logits, err = model(lightness, hints)
+    with torch.no_grad():
+        target = (point_estimate(logits.float(), lightness, model.bins, model.config.vividness) - rgb).abs()
+    pred = F.interpolate(err.float(), size=rgb.shape[-2:], mode="bilinear", align_corners=False)
+    r = target - pred
+    q = model.config.error_quantile
+    return torch.maximum(q * r, (q - 1) * r).mean()
 
 
 @torch.no_grad()
-def evaluate_bank(model: ColorNet, bank: Bank, *, vividness_grid=(None,)) -> dict:
-    """PSNR, colourfulness and quantile coverage on whole validation images.
+def evaluate_bank(model: ColorNet, bank: Bank, *, vividness_grid=(None,), hints: int = 0) -> dict:
+    """PSNR and colourfulness on whole validation images, and the error head's coverage.
 
-    Returns a dict keyed by vividness with mean PSNR, PSNR of the gray baseline,
-    colourfulness ratio (prediction / truth) and the heuristic band coverage.
+    Returns a dict keyed by vividness (None: the model's own) with mean PSNR, the
+    gray baseline's PSNR, colourfulness ratio (prediction / truth) and the share
+    of channel values whose |error| is within the error head's scale.
     """
-    from .metrics import colorfulness, psnr
-
+    was_training = model.training
     model.eval()
     rows = {t: {"psnr": [], "cf_pred": [], "cover": []} for t in vividness_grid}
     gray_psnr, cf_truth = [], []
+    gen = torch.Generator().manual_seed(1)
     for i in range(len(bank.names)):
         h, w = (int(v) for v in bank.sizes[i])
         rgb = bank.pixels[i : i + 1, :, :h, :w].float() / 255.0
         lightness = gray_lightness(rgb)
         ph, pw = (-h) % 16, (-w) % 16
-        logits, quant = model(F.pad(lightness, (0, pw, 0, ph), mode="replicate"))
+        lin = F.pad(lightness, (0, pw, 0, ph), mode="replicate")
+        hint = random_hints(F.pad(rgb_to_lab(rgb)[:, 1:], (0, pw, 0, ph)), gen, none=0.0, p=1.0,
+                            max_patch=1) if hints else None
+        logits, err = model(lin, hint)
         truth = rgb[0].permute(1, 2, 0).cpu().numpy()
         gray_psnr.append(psnr(np.repeat(luma(rgb)[0, ..., None].cpu().numpy(), 3, axis=2), truth))
         cf_truth.append(colorfulness(truth))
-        q = F.interpolate(torch.sigmoid(quant.float()), scale_factor=OUT_STRIDE, mode="bilinear")[..., :h, :w]
-        inside = ((rgb >= q[:, :3]) & (rgb <= q[:, 3:])).float().mean().item()
+        scale = F.interpolate(err.float(), size=lin.shape[-2:], mode="bilinear")[..., :h, :w]
         for t in vividness_grid:
-            ab = annealed_mean(logits, model.bins, model.config.vividness if t is None else t)
-            ab = F.interpolate(ab, scale_factor=OUT_STRIDE, mode="bilinear")[..., :h, :w]
-            pred = lab_to_rgb(torch.cat([lightness, ab], dim=1))[0].permute(1, 2, 0).cpu().numpy()
+            pred = point_estimate(logits.float(), lin, model.bins, model.config.vividness if t is None else t)
+            pred = pred[..., :h, :w]
+            rows[t]["cover"].append(float(((pred - rgb).abs() <= scale).float().mean()))
+            pred = pred[0].permute(1, 2, 0).cpu().numpy()
             rows[t]["psnr"].append(psnr(pred, truth))
             rows[t]["cf_pred"].append(colorfulness(pred))
-            rows[t]["cover"].append(inside)
     out = {}
     for t, r in rows.items():
         out[t] = {
             "psnr": float(np.mean(r["psnr"])),
             "psnr_gray": float(np.mean(gray_psnr)),
             "colorfulness_ratio": float(np.mean(r["cf_pred"]) / max(np.mean(cf_truth), 1e-9)),
-            "band_coverage": float(np.mean(r["cover"])),
+            "error_head_coverage": float(np.mean(r["cover"])),
         }
-    model.train()
+    model.train(was_training)
     return out
 
 
-def choose_vividness(model: ColorNet, bank: Bank, *, grid=(0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0),
-                     min_colorfulness: float = 0.65) -> tuple[float, dict]:
+def choose_vividness(model: ColorNet, bank: Bank, *, grid=(0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6),
+                     min_colorfulness: float = 0.62) -> tuple[float, dict]:
     """Pick the annealed-mean temperature on validation images.
 
     The highest-PSNR temperature whose colourfulness is at least
@@ -218,7 +362,10 @@ def choose_vividness(model: ColorNet, bank: Bank, *, grid=(0.3, 0.4, 0.5, 0.6, 0
     """
     table = evaluate_bank(model, bank, vividness_grid=grid)
     ok = [t for t in grid if table[t]["colorfulness_ratio"] >= min_colorfulness]
-    best = max(ok, key=lambda t: table[t]["psnr"]) if ok else min(grid)
+    if ok:
+        best = max(ok, key=lambda t: table[t]["psnr"])
+    else:
+        best = max(grid, key=lambda t: table[t]["colorfulness_ratio"])
     return best, table
 
 
@@ -227,110 +374,170 @@ def _lr_at(frac: float, base: float) -> float:
     return base * warm * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
 
 
+def _autocast(device: torch.device, precision: str):
+    if precision not in ("bfloat16", "float32"):
+        raise ColorcubeError(f"precision={precision!r}: use 'bfloat16' or 'float32'")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def train(folder, out_dir, *, options: TrainOptions = TrainOptions(), resume: bool = False, progress: bool = True):
     """Train a :class:`ColorNet` on the colour photos under ``folder``.
 
     Parameters
     ----------
     folder : path of a folder of colour photos (searched recursively)
-    out_dir : path; receives ``checkpoint.pt``, ``best.safetensors``,
-        ``last.safetensors`` and ``history.jsonl``
+    out_dir : path; receives ``checkpoint.pt``, ``best.safetensors`` (best
+        validation colour checkpoint), ``final.safetensors`` (that checkpoint with
+        the chosen vividness and the fitted error head: the weights to ship),
+        ``split.json`` and ``history.jsonl``
     options : TrainOptions
     resume : bool
-        Continue from ``out_dir/checkpoint.pt`` (model, optimiser, clock, RNG).
+        Continue from ``out_dir/checkpoint.pt`` (model, optimiser, phase, clock, RNG).
     progress : bool
         Show a tqdm bar.
 
     Returns
     -------
-    history : list of dict, one per epoch (step, train loss, validation metrics)
+    history : list of dict, one per validation (step, phase, losses, samples/s,
+        validation metrics)
     """
-    from tqdm.auto import tqdm
-
     folder, out_dir = Path(folder), Path(out_dir)
     if not folder.is_dir():
         raise ColorcubeError(f"{folder}: training folder not found; pass a folder of colour photos")
+    if not 0 <= options.error_fraction < 1:
+        raise ColorcubeError(f"error_fraction={options.error_fraction!r} must be in [0, 1)")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if options.max_images:
         paths = paths[: options.max_images]
     if len(paths) < 3:
         raise ColorcubeError(f"{folder}: need at least 3 images (got {len(paths)}) for a train/validation split")
-    val_paths = [p for p in paths if _is_val(p.name, options.val_fraction, options.seed)] or paths[-1:]
-    train_paths = [p for p in paths if p not in set(val_paths)]
+    train_paths, val_paths, err_paths = split_by_source(paths, val_fraction=options.val_fraction,
+                                                        error_split=options.error_split, seed=options.seed)
+    if not train_paths:
+        raise ColorcubeError(f"{folder}: every photo went to the held-out splits; give more photos")
     ckpt_path = out_dir / "checkpoint.pt"
     if resume and not ckpt_path.is_file():
         raise ColorcubeError(f"{ckpt_path}: no checkpoint to resume from; run without resume")
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "split.json").write_text(json.dumps(
+        {"train": [p.name for p in train_paths], "val": [p.name for p in val_paths],
+         "error": [p.name for p in err_paths]}, indent=0))
     device = select_device(options.device)
     torch.manual_seed(options.seed)
     gen = torch.Generator().manual_seed(options.seed)
-    bank = load_bank(train_paths, max_side=options.max_side, device=device)
-    val_bank = load_bank(val_paths, max_side=options.max_side, device=device)
-    log.info("training on %d images, validating on %d, device %s", len(train_paths), len(val_paths), device)
+    bank = load_bank(train_paths, max_side=options.max_side, device=device, workers=options.workers)
+    val_bank = load_bank(val_paths, max_side=options.max_side, device=device, workers=options.workers)
+    # without an error split (tiny folders) the error head is fitted on the validation photos
+    err_bank = load_bank(err_paths, max_side=options.max_side, device=device,
+                         workers=options.workers) if err_paths else val_bank
+    log.info("training on %d images, validating on %d, error head on %d, device %s", len(train_paths),
+             len(val_paths), len(err_paths), device)
 
-    model = ColorNet(ModelConfig(width=options.width)).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    model = ColorNet(ModelConfig(width=options.width)).to(device).to(memory_format=torch.channels_last)
+    if options.init and not resume:
+        fresh = init_from(model, options.init)
+        log.info("warm start from %s; new: %s", options.init, ", ".join(fresh))
+    colour_params = [p for n, p in model.named_parameters() if not n.startswith("error.")]
+    opt = torch.optim.AdamW(colour_params, lr=options.lr, weight_decay=options.weight_decay)
+    err_opt = torch.optim.AdamW(model.error.parameters(), lr=1e-3, weight_decay=0.0)
     prior = bin_prior(bank, model.bins, gen)
     class_w = rebalance_weights(prior, model.bins, strength=options.rebalance, sigma=options.sigma)
-    step, elapsed, history, best = 0, 0.0, [], float("inf")
+    step, elapsed, history, best, phase, best_state = 0, 0.0, [], float("inf"), 1, None
     if resume:
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        step, elapsed, best = int(state["step"]), float(state["elapsed"]), float(state["best"])
+        err_opt.load_state_dict(state["err_optimizer"])
+        step, elapsed, best, phase = int(state["step"]), float(state["elapsed"]), float(state["best"]), state["phase"]
+        best_state = state["best_state"]
+        model.config = ModelConfig.from_json(state["config"])
         gen.set_state(state["generator"])
         history = json.loads(state["history"])
 
     budget = options.minutes * 60.0
+    split_time = budget * (1 - options.error_fraction)
+    split_step = round(options.max_steps * (1 - options.error_fraction)) if options.max_steps else None
     steps_per_epoch = max(1, len(train_paths) // options.batch)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = _autocast(device, options.precision)
     bar = tqdm(total=round(budget), initial=round(elapsed), unit="s", disable=not progress, desc="train")
-    t0, last_ckpt, running = time.monotonic() - elapsed, time.monotonic(), []
+    t0, last_ckpt, running, samples_t0, samples = time.monotonic() - elapsed, time.monotonic(), [], time.monotonic(), 0
 
     def save_checkpoint():
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "elapsed": time.monotonic() - t0, "best": best, "generator": gen.get_state(),
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "err_optimizer": err_opt.state_dict(),
+                    "step": step, "elapsed": time.monotonic() - t0, "best": best, "phase": phase,
+                    "best_state": best_state, "config": model.config.to_json(), "generator": gen.get_state(),
                     "history": json.dumps(history)}, ckpt_path)
 
+    def record(extra):
+        nonlocal running, samples, samples_t0
+        now = time.monotonic()
+        rec = {"step": step, "phase": phase, "seconds": round(now - t0, 1),
+               "samples_per_s": round(samples / max(now - samples_t0, 1e-9), 2),
+               "train_loss": float(np.mean(running)) if running else None, **extra}
+        running, samples, samples_t0 = [], 0, now
+        history.append(rec)
+        with open(out_dir / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        return rec
+
+    def freeze_colour():
+        for p in colour_params:
+            p.requires_grad_(False)
+
+    def start_error_phase():
+        nonlocal phase, best_state
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        vividness, table = choose_vividness(model, val_bank)
+        model.config = dataclasses.replace(model.config, vividness=vividness)
+        freeze_colour()
+        record({"vividness": vividness, "vividness_table": {str(k): v for k, v in table.items()}})
+        phase = 2
+
+    if phase == 2:
+        freeze_colour()
     model.train()
     while elapsed < budget and (options.max_steps is None or step < options.max_steps):
-        # the schedule follows whichever budget, time or steps, runs out first
-        frac = max(elapsed / budget, step / options.max_steps if options.max_steps else 0.0)
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(frac, options.lr)
-        rgb = sample_crops(bank, options.batch, options.crop, options.scale_range, gen)
-        if device.type == "cuda":
-            rgb = rgb.contiguous(memory_format=torch.channels_last)
-        with amp:
-            ce, pinball = losses(model, rgb, class_w, options)
-            loss = ce + options.quantile_weight * pinball
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        if phase == 1 and (elapsed >= split_time or (split_step is not None and step >= split_step)):
+            start_error_phase()
+        if phase == 1:
+            frac = max(elapsed / split_time, step / split_step if split_step else 0.0)
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(frac, options.lr)
+            rgb, ab, lightness, hints = _batch(bank, gen, options)
+            with amp:
+                loss = colour_loss(model, ab, lightness, hints, class_w, options.sigma)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        else:
+            model.eval()  # frozen batch statistics; only the error head learns
+            rgb, ab, lightness, hints = _batch(err_bank, gen, options)
+            with amp:
+                loss = error_loss(model, rgb, lightness, hints)
+            err_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            err_opt.step()
         step += 1
-        running.append((ce.item(), pinball.item()))
+        samples += options.batch
+        running.append(loss.item())
         elapsed = time.monotonic() - t0
         bar.n = min(round(elapsed), bar.total)
         if step % (steps_per_epoch * options.val_every) == 0 or elapsed >= budget:
             metrics = evaluate_bank(model, val_bank)[None]
-            ce_m, pin_m = np.mean(running, axis=0)
-            running = []
-            record = {"step": step, "seconds": round(elapsed, 1), "train_ce": float(ce_m),
-                      "train_pinball": float(pin_m), **{f"val_{k}": v for k, v in metrics.items()}}
-            history.append(record)
-            with open(out_dir / "history.jsonl", "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            bar.set_postfix(ce=f"{ce_m:.3f}", psnr=f"{metrics['psnr']:.2f}")
+            rec = record({f"val_{k}": v for k, v in metrics.items()})
+            bar.set_postfix(phase=phase, loss=f"{rec['train_loss']:.3f}", psnr=f"{metrics['psnr']:.2f}")
             score = -(metrics["psnr"] - metrics["psnr_gray"]) - metrics["colorfulness_ratio"]
-            if score < best:
+            if phase == 1 and score < best:
                 best = score
+                best_state = copy.deepcopy(model.state_dict())
                 save_weights(model, out_dir / "best.safetensors")
         if time.monotonic() - last_ckpt > options.checkpoint_seconds:
             save_checkpoint()
             last_ckpt = time.monotonic()
     bar.close()
+    if phase == 1:  # a budget too small for the error phase still ships a chosen vividness
+        start_error_phase()
     save_checkpoint()
-    save_weights(model, out_dir / "last.safetensors")
+    save_weights(model, out_dir / "final.safetensors")
     return history

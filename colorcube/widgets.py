@@ -1,18 +1,29 @@
-"""Jupyter explorer: colour, bands, band width, misses, per-pixel intervals, coverage.
+"""Jupyter explorer: colour, bands, band width, misses, per-pixel intervals, coverage, hints.
 
-ipywidgets and matplotlib are imported only here, when an explorer is made.
-Only the image on show is read, strided down to ``max_side`` pixels, so
-archives larger than memory open instantly.
+ipywidgets, ipyevents and matplotlib are imported only here, when an explorer
+is made. Only the image on show is read, strided down to ``max_side`` pixels,
+so archives larger than memory open instantly.
+
+Hints: a click on the image picks a pixel (ipyevents); "place hint" puts the
+colour picker's colour there and recolorizes: the gray already read is reused
+and only the working stage (the network, with and without the hints) and the
+full-resolution stage on the displayed pixels run again. "undo" takes the last
+hint back, "export hints" writes them as a ``.json`` hint file
+(``colorcube colorize --hints FILE``), and :meth:`Explorer.cube` colorizes the
+whole image with them.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import time
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ColorcubeError
+from .hints import Hints, as_hints, pin
 
 __all__ = ["explore", "Explorer"]
 
@@ -51,22 +62,30 @@ class Explorer:
     calibration : Calibration or None, serves lambda for any alpha
     truth : dict name -> (y, x, 3) float array in [0, 1], optional
     max_side : int, longest displayed side in pixels
+    model : ColorNet, optional, for recolorizing with hints (default: the shipped model,
+        loaded on the first hint); it must be the model that made the cubes
     """
 
-    def __init__(self, images: dict, *, calibration=None, truth=None, max_side: int = 512):
+    def __init__(self, images: dict, *, calibration=None, truth=None, max_side: int = 512, model=None):
         import ipywidgets as w
+        from ipyevents import Event
 
         if not images:
             raise ColorcubeError("nothing to explore: no complete images")
         self.images, self.calibration, self.truth = images, calibration, truth or {}
         self.max_side = max_side
+        self.model = model
         self._cache = {}
+        self._actions = {}  # image name -> list of hint lists, one per placement (undo pops one)
+        self._gray = {}  # image name -> full-resolution gray, read on the first recolorize
         names = list(images)
         self.picker = w.Dropdown(options=names, value=names[0], description="image",
                                  layout=w.Layout(display="flex" if len(names) > 1 else "none"))
         self.view = w.ToggleButtons(options=list(VIEWS), value="colour", description="view")
         self.channel = w.ToggleButtons(options=["R", "G", "B"], value="R", description="channel")
-        self.alpha = w.FloatSlider(value=0.1, min=0.02, max=0.5, step=0.01, description="alpha",
+        # the slider starts at the smallest alpha the calibration serves (1/(n+1) for CRC), on its 0.01 steps
+        lo = 0.02 if calibration is None else min(0.5, max(0.02, float(np.ceil(calibration.min_alpha() * 100) / 100)))
+        self.alpha = w.FloatSlider(value=max(0.1, lo), min=lo, max=0.5, step=0.01, description="alpha",
                                    continuous_update=True, readout_format=".2f")
         self.px = w.IntSlider(description="x", min=0, max=1)
         self.py = w.IntSlider(description="y", min=0, max=1)
@@ -74,6 +93,21 @@ class Explorer:
         self.pixel_chart = w.Image(format="png")
         self.coverage_panel = w.Image(format="png")
         self.status = w.HTML()
+        self.colour = w.ColorPicker(value="#c03020", description="hint colour", concise=False)
+        self.place = w.Button(description="place hint", tooltip="put the colour at the picked pixel and recolorize")
+        self.undo = w.Button(description="undo", tooltip="take the last hint back")
+        self.export = w.Button(description="export hints", tooltip="write the hints as a .json hint file")
+        self.export_path = w.Text(value="hints.json", description="to file")
+        self.click_places = w.Checkbox(value=False, description="a click places a hint", indent=False)
+        self.hint_status = w.HTML()
+        self.place.on_click(lambda _: self.place_hint())
+        self.undo.on_click(lambda _: self.undo_hint())
+        self.export.on_click(lambda _: self.export_hints())
+        self.place.add_class("colorcube-place")
+        self.undo.add_class("colorcube-undo")
+        self.colour.add_class("colorcube-colour")
+        self._events = Event(source=self.image, watched_events=["click"])
+        self._events.on_dom_event(self._on_click)
         self.picker.observe(lambda _: self._load(), "value")
         for control in (self.view, self.channel, self.alpha):
             control.observe(lambda _: self._render(), "value")
@@ -81,8 +115,11 @@ class Explorer:
             control.observe(lambda _: self._render_pixel(), "value")
         self.alpha.observe(lambda _: self._render_coverage(), "value")
         controls = w.VBox([self.picker, self.view, self.channel, self.alpha, self.status])
-        pixel = w.VBox([w.HTML("<b>pixel</b> (display coordinates)"), self.px, self.py, self.pixel_chart])
-        self.widget = w.VBox([controls, w.HBox([self.image, pixel]), self.coverage_panel])
+        pixel = w.VBox([w.HTML("<b>pixel</b> (display coordinates; click the image)"), self.px, self.py,
+                        self.pixel_chart])
+        hints = w.VBox([w.HTML("<b>hints</b>"), self.colour, self.click_places,
+                        w.HBox([self.place, self.undo]), w.HBox([self.export, self.export_path]), self.hint_status])
+        self.widget = w.VBox([controls, w.HBox([self.image, w.VBox([pixel, hints])]), self.coverage_panel])
         self.widget.add_class("colorcube-explorer")
         self._load()
 
@@ -105,6 +142,14 @@ class Explorer:
             lam = np.array([float(v) for v in ds.attrs["lambda"]])
             half = np.maximum(d["rgb"] - d["interval"][..., 0], d["interval"][..., 1] - d["rgb"])
             d["scale"] = np.where(np.isfinite(lam) & (lam > 0), half / np.where(lam > 0, lam, 1), 0.0)
+        d["shape"] = (ds.sizes["y"], ds.sizes["x"])
+        d["hints"] = None
+        if "hints" in ds:  # the cube's own hints: its colour and bands are pinned there
+            d["hints"] = Hints.from_array(ds["hints"].values, d["shape"], source=name)
+            if d["hints"] is not None and "coefficients" in ds:  # the coefficients do not know the pins
+                pin(d["hints"], d["gray"], d["f"], None, None, step=step)
+        if name not in self._actions:
+            self._actions[name] = [d["hints"].points()] if d["hints"] is not None else []
         truth = self.truth.get(name)
         d["truth"] = None if truth is None else np.asarray(truth, np.float32)[::step, ::step]
         d["attrs"], d["step"] = dict(ds.attrs), step
@@ -112,10 +157,15 @@ class Explorer:
         # the slider may only rescale bands with the calibration of the model that made them
         d["cal"] = cal if cal is not None and cal.provenance.get("model_hash") == d["attrs"].get("model_hash") else None
         self.data = d
+        self._stored = dict(d)  # the cube as loaded, restored when every hint is undone
         h, w = d["gray"].shape
         self.px.max, self.py.max = w - 1, h - 1
         self.px.value, self.py.value = w // 2, h // 2
+        self._hint_status()
         self.view.options = list(VIEWS) if d["truth"] is not None else list(VIEWS[:-1])
+        if self._actions[name] != ([d["hints"].points()] if d["hints"] is not None else []):
+            self._recolorize()  # back on an image whose hints were changed here: show them again
+            return
         self._render()
         self._render_pixel()
         self._render_coverage()
@@ -127,17 +177,149 @@ class Explorer:
         rebuilt from the cube's gray and guided coefficients, as colorizing again at
         that alpha would store them (to float rounding).
         """
-        from .conformal import nested_interval
-        from .fullres import round_outward
-
         d = self.data
         alpha = self.alpha.value if alpha is None else alpha
         if d["cal"] is None or np.isclose(alpha, float(d["attrs"]["alpha"])):
             return d["interval"]
         lam = d["cal"].lambda_for(alpha)
+        return self._bands_for(lam)
+
+    def _bands_for(self, lam) -> np.ndarray:
+        """Bands at ``lam`` from the displayed colour and scale, rounded outward, widened at the hints."""
+        from .conformal import nested_interval
+        from .fullres import round_outward
+
+        d = self.data
         f, s = d["f"], d["scale"]
         lo, hi = round_outward(*nested_interval(f, f - s, f + s, lam))
+        if d["hints"] is not None:
+            pin(d["hints"], d["gray"], f.copy(), lo, hi, step=d["step"])
         return np.stack([lo, hi], axis=-1)
+
+    # -- hints -----------------------------------------------------------
+    def _on_click(self, event: dict) -> None:
+        """ipyevents click on the image: pick that pixel (and place a hint when the box is ticked)."""
+        x, y = event.get("dataX"), event.get("dataY")
+        if x is None or y is None:
+            return
+        h, w = self.data["gray"].shape
+        self.px.value = int(min(max(int(x), 0), w - 1))
+        self.py.value = int(min(max(int(y), 0), h - 1))
+        if self.click_places.value:
+            self.place_hint()
+
+    def hints(self, name: str | None = None) -> "Hints | None":
+        """The hints placed on image ``name`` (default: the one on show), in input pixels."""
+        name = self.picker.value if name is None else name
+        points = [pt for action in self._actions.get(name, []) for pt in action]
+        return as_hints(points, self._shape(name), name=name) if points else None
+
+    def _shape(self, name: str) -> tuple:
+        if name == self.picker.value:
+            return self.data["shape"]
+        ds = self.images[name]()
+        return ds.sizes["y"], ds.sizes["x"]
+
+    def place_hint(self, y: int | None = None, x: int | None = None, colour: str | None = None) -> None:
+        """Put ``colour`` ("#rrggbb"; default the picker's) at input pixel (y, x) (default: the
+        picked display pixel) and recolorize."""
+        d = self.data
+        step, (h, w) = d["step"], d["shape"]
+        y = min(self.py.value * step, h - 1) if y is None else int(y)
+        x = min(self.px.value * step, w - 1) if x is None else int(x)
+        colour = self.colour.value if colour is None else colour
+        point = as_hints([(y, x, colour)], (h, w), name="hint").points()  # validated before it is kept
+        self._actions.setdefault(self.picker.value, []).append(point)
+        self._recolorize()
+
+    def undo_hint(self) -> None:
+        """Take the last placement back and recolorize."""
+        actions = self._actions.get(self.picker.value, [])
+        if actions:
+            actions.pop()
+            self._recolorize()
+
+    def export_hints(self, path=None) -> Path | None:
+        """Write the image's hints as a ``.json`` hint file (default: the "to file" box); None if there are none."""
+        hints = self.hints()
+        if hints is None:
+            self.hint_status.value = "<small>no hints to export</small>"
+            return None
+        out = hints.save(self.export_path.value if path is None else path)
+        self.hint_status.value = f"<small>wrote {len(hints)} hints to {out}</small>"
+        return out
+
+    def _recolorizer(self):
+        """(model, settings) that made the cube on show; ColorcubeError when they cannot be had."""
+        from .model import load_pretrained
+        from .pipeline import PipelineSettings
+
+        attrs = self.data["attrs"]
+        if self.model is None:
+            self.model = load_pretrained(device="cpu")
+        have = getattr(self.model, "weights_hash", "")
+        if attrs.get("model_hash") and have != attrs["model_hash"]:
+            raise ColorcubeError(f"recolorizing needs the model that made this cube ({attrs['model_hash'][:12]}), "
+                                 f"not {have[:12]}: pass model= to explore()")
+        return self.model, PipelineSettings(**json.loads(attrs.get("settings") or "{}"))
+
+    def _recolorize(self) -> None:
+        """Recompute the displayed colour and bands with the current hints (reusing the gray)."""
+        from .fullres import bands_at
+        from .pipeline import working_stage
+
+        name, t0 = self.picker.value, time.perf_counter()
+        hints = self.hints(name)
+        stored = self._stored
+        if hints is None and stored["hints"] is None:
+            self.data = dict(stored)  # back to the cube as loaded, exactly
+        else:
+            try:
+                model, settings = self._recolorizer()
+            except ColorcubeError as exc:
+                self._actions[name].pop()
+                self.hint_status.value = f"<small style='color:#b00'>{exc}</small>"
+                return
+            if name not in self._gray:
+                self._gray[name] = np.asarray(self.images[name]()["gray"].values, np.float32)
+            gray = self._gray[name]
+            coeffs = working_stage(gray, model, settings, hints=hints)
+            d = dict(stored)
+            step = d["step"]
+            f, s = bands_at(d["gray"], coeffs.coef, coeffs.extent, shape=d["shape"], step=step)
+            if hints is not None:
+                pin(hints, d["gray"], f, None, None, step=step)
+            d.update(f=f, scale=s, hints=hints, rgb=(np.round(f * 255) / np.float32(255)).astype(np.float32))
+            self.data = d
+            lam = [float(v) for v in d["attrs"]["lambda"]]
+            d["interval"] = self._bands_for(np.array(lam))
+        self.seconds = time.perf_counter() - t0
+        self._render()
+        self._render_pixel()
+        self._render_coverage()
+        self._hint_status()
+
+    def _hint_status(self) -> None:
+        hints = self.hints()
+        n = 0 if hints is None else len(hints)
+        took = f"; recolorized in {self.seconds:.2f} s" if getattr(self, "seconds", None) is not None else ""
+        self.hint_status.value = f"<small>{n} hint pixels{took}</small>"
+
+    def cube(self, *, alpha: float | None = None):
+        """The image on show colorized at full resolution with its hints (a cube Dataset).
+
+        Bands come from the explorer's calibration when it matches the cube's model, else
+        they are uncalibrated (lambda = 1).
+        """
+        from .pipeline import colorize
+
+        model, settings = self._recolorizer()
+        name = self.picker.value
+        gray = self._gray.get(name)
+        if gray is None:
+            gray = self._gray[name] = np.asarray(self.images[name]()["gray"].values, np.float32)
+        return colorize(gray, alpha=self.alpha.value if alpha is None else alpha, model=model,
+                        calibration=self.data["cal"], settings=settings, hints=self.hints(name))
 
     # -- rendering -------------------------------------------------------
     def current_view(self) -> np.ndarray:
@@ -237,7 +419,7 @@ def _images_from(obj) -> dict:
     raise ColorcubeError(f"{obj}: not a cube, an archive, a zarr store or an image file")
 
 
-def explore(obj, *, calibration="default", truth=None, max_side: int = 512):
+def explore(obj, *, calibration="default", truth=None, max_side: int = 512, model=None):
     """Build the explorer for a cube, an archive (DataTree or path) or an image path.
 
     Parameters
@@ -248,6 +430,8 @@ def explore(obj, *, calibration="default", truth=None, max_side: int = 512):
     truth : (y, x, 3) array or colour-photo path (one image), or dict name -> either;
         enables the miss map and the coverage panel
     max_side : int, longest displayed side
+    model : ColorNet, optional, the model that made the cubes, for recolorizing with hints
+        (default: the shipped model, loaded when the first hint is placed)
 
     Returns
     -------
@@ -266,6 +450,6 @@ def explore(obj, *, calibration="default", truth=None, max_side: int = 512):
     if truth is not None and not isinstance(truth, dict):
         truth = {next(iter(images)): truth}
     truth = {k: (read_rgb(v) if isinstance(v, (str, Path)) else np.asarray(v)) for k, v in (truth or {}).items()}
-    app = Explorer(images, calibration=calibration, truth=truth, max_side=max_side)
+    app = Explorer(images, calibration=calibration, truth=truth, max_side=max_side, model=model)
     app.widget.explorer = app
     return app.widget

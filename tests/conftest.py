@@ -51,3 +51,13 @@ def tiny_model():
 def gray_of(rgb_uint8: np.ndarray) -> np.ndarray:
     """PIL convert("L") of an RGB uint8 array as float32 in [0, 1]."""
     return np.asarray(Image.fromarray(rgb_uint8).convert("L"), dtype=np.float32) / 255.0
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory, tiny_model):
+    """``tiny_model`` saved as a weights file, for commands that load weights by path."""
+    from colorcube.model import save_weights
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(tiny_model, path)
+    return path

@@ -234,3 +234,187 @@ def test_second_writer_is_refused_stale_lock_taken_over(folder, tmp_path):
         sleeper.wait()
     res = colorize_archive([str(folder / "chelsea.png")], out, progress=False)  # its writer is gone
     assert len(res.done) == 1 and not (out / ".colorcube.lock").exists()
+
+
+def _odd_files(d):
+    """Odd but valid files: extreme shapes, bit depths, modes, orientation, names."""
+    import tifffile
+
+    from skimage import data
+
+    d.mkdir(parents=True, exist_ok=True)
+    rgb = np.ascontiguousarray(data.chelsea()[::6, ::6])
+    g8 = np.asarray(Image.fromarray(rgb).convert("L"))
+    noise = np.random.default_rng(0).integers(0, 256, (2000, 5), dtype=np.uint8)
+    Image.new("L", (1, 1), 77).save(d / "one.png")
+    Image.fromarray(np.ascontiguousarray(noise.T[:3])).save(d / "thin_3x2000.png")
+    Image.fromarray(noise).save(d / "tall_2000x5.png")
+    Image.fromarray(g8.astype(np.uint16) * 257).save(d / "g16.png")
+    tifffile.imwrite(d / "g16.tif", g8.astype(np.uint16) * 257)
+    tifffile.imwrite(d / "f32.tif", g8.astype(np.float32) / 255)
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(d / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(d / "cmyk.jpg")
+    Image.fromarray(rgb).convert("RGBA").save(d / "rgba.png")
+    Image.new("L", (60, 40), 0).save(d / "black.png")
+    Image.new("L", (60, 40), 255).save(d / "white.png")
+    im = Image.fromarray(g8)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(d / "rotated.jpg", exif=exif)
+    Image.fromarray(g8).save(d / "Fotografía de la plaza 1921 (copia).png")
+    return sorted(d.iterdir())
+
+
+def _bad_files(d):
+    """Broken files, the bad-checksum PNG among them."""
+    import io
+
+    import tifffile
+
+    d.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.new("L", (30, 20), 90).save(buf, "PNG")
+    png = buf.getvalue()
+    crc_at = png.index(b"IDAT") + 4 + int.from_bytes(png[png.index(b"IDAT") - 4:png.index(b"IDAT")], "big")
+    (d / "bad_crc.png").write_bytes(png[:crc_at] + bytes([png[crc_at] ^ 1]) + png[crc_at + 1:])
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.png").write_text("not an image")
+    (d / "cut.png").write_bytes(png[: len(png) // 2])
+    tifffile.imwrite(d / "nan.tif", np.full((4, 4), np.nan, np.float32))
+    return sorted(d.iterdir())
+
+
+@pytest.mark.parametrize("where", ["working stage", "chunk kernel", "non-finite network output"])
+def test_any_exception_in_one_image_is_its_failure_record(tmp_path, tiny_weights, monkeypatch, where):
+    import colorcube.fullres
+    import colorcube.pipeline
+
+    files = [f for f in _odd_files(tmp_path / "in") if f.name in ("one.png", "g16.png", "rgba.png", "white.png")]
+    victim = files[1]
+    shape = np.asarray(Image.open(victim)).shape
+    if where == "working stage":
+        real = colorcube.pipeline.working_stage
+
+        def failing(gray, *args, **kwargs):
+            if gray.shape == shape:
+                raise RuntimeError("simulated\nfailure")
+            return real(gray, *args, **kwargs)
+
+        monkeypatch.setattr(colorcube.pipeline, "working_stage", failing)
+    elif where == "non-finite network output":  # what made the kernels read outside their tables
+        real = colorcube.pipeline.working_stage
+
+        def failing(gray, *args, **kwargs):
+            coeffs = real(gray, *args, **kwargs)
+            if gray.shape == shape:
+                coeffs.coef[...] = np.nan
+            return coeffs
+
+        monkeypatch.setattr(colorcube.pipeline, "working_stage", failing)
+    else:
+        real = colorcube.fullres.stage_codes
+
+        def failing(gray, coeffs, *args, **kwargs):
+            if tuple(coeffs.shape) == shape:
+                raise IndexError("index is out of bounds")
+            return real(gray, coeffs, *args, **kwargs)
+
+        monkeypatch.setattr(colorcube.fullres, "stage_codes", failing)
+    out = tmp_path / "a.zarr"
+    res = colorize_archive(files, out, chunk=16, weights=tiny_weights, calibration=None, progress=False, workers=2)
+    assert len(res.done) == 3 and len(res.failed) == 1
+    reason = res.failures[str(victim)]
+    expected = {"working stage": "RuntimeError: simulated failure", "chunk kernel": "IndexError: index is out of bounds",
+                "non-finite network output": "the guided coefficients hold"}[where]
+    assert reason.startswith(f"{victim}: {expected}") and "\n" not in reason
+    idx = archive_index(out)
+    assert set(idx.status) == {"complete", "failed"} and idx[idx.status == "failed"].error.tolist() == [reason]
+
+
+def test_damaged_file_refused_or_allowed_and_marked(tmp_path, tiny_weights, capsys):
+    src = tmp_path / "in"
+    _bad_files(src)
+    for f in src.iterdir():
+        if f.name != "bad_crc.png":
+            f.unlink()
+    Image.new("L", (30, 20), 90).save(src / "good.png")
+    args = ["--weights", str(tiny_weights), "--uncalibrated", "--chunk", "16"]
+    assert main(["archive", str(src), str(tmp_path / "refused.zarr"), *args]) == 1
+    err = capsys.readouterr().err
+    assert [ln for ln in err.splitlines() if ln.startswith("failed: ")] == [
+        ln for ln in err.splitlines() if "bad_crc.png" in ln and "CRC" in ln and "--allow-damaged" in ln]
+    assert main(["archive", str(src), str(tmp_path / "allowed.zarr"), *args, "--allow-damaged"]) == 0
+    err = capsys.readouterr().err
+    assert f"colorcube: warning: {src / 'bad_crc.png'}: damaged file (PNG chunk IDAT" in err
+    idx = archive_index(tmp_path / "allowed.zarr").set_index("source")
+    assert (idx.status == "complete").all()
+    assert "CRC" in idx.loc[str(src / "bad_crc.png"), "damaged"] and idx.loc[str(src / "good.png"), "damaged"] == ""
+
+
+_STRESS = """
+import sys
+from colorcube.cli import main
+odd, mixed, out, weights, runs = sys.argv[1:]
+common = ["--weights", weights, "--uncalibrated", "--chunk", "64", "--workers", "4"]
+for k in range(int(runs)):
+    print("odd", main(["archive", odd, f"{out}/odd{k}.zarr", *common]), flush=True)
+print("mixed", main(["archive", mixed, f"{out}/mixed.zarr", *common]), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_stress_odd_corpus_threaded_never_crashes(tmp_path, tiny_weights):
+    """Several threaded archive runs over odd files in one process, then a folder mixing
+    them with broken ones; a crash (a segfault in a kernel) fails the test with its place."""
+    import shutil
+
+    odd = _odd_files(tmp_path / "odd")
+    mixed = tmp_path / "mixed"
+    bad = _bad_files(mixed / "bad")
+    shutil.copytree(tmp_path / "odd", mixed / "odd")
+    runs = 4
+    proc = subprocess.run([sys.executable, "-c", _STRESS, str(tmp_path / "odd"), str(mixed), str(tmp_path),
+                           str(tiny_weights), str(runs)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]  # -11 for a segfault
+    codes = [ln for ln in proc.stdout.splitlines() if ln.startswith(("odd ", "mixed "))]
+    assert codes == ["odd 0"] * runs + ["mixed 1"], proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr
+    for k in range(runs):
+        idx = archive_index(tmp_path / f"odd{k}.zarr")
+        assert len(idx) == len(odd) and (idx.status == "complete").all()
+    idx = archive_index(tmp_path / "mixed.zarr").set_index("source")
+    assert len(idx) == len(odd) + len(bad) and (idx.error.str.count("\n") == 0).all()
+    assert (idx.loc[[str(mixed / "bad" / f.name) for f in bad], "status"] == "failed").all()
+    assert (idx.loc[[str(mixed / "odd" / f.name) for f in odd], "status"] == "complete").all()
+
+
+def test_per_image_hint_folder(tmp_path, photos, capsys):
+    """A folder of per-image hint files: the hinted image is what colorize makes with that file,
+    its cube keeps the hints, the other image gets none, and a changed hint file redoes only its image."""
+    import json
+
+    scans, hint_dir = tmp_path / "scans", tmp_path / "hints"
+    scans.mkdir()
+    hint_dir.mkdir()
+    for name in ("chelsea", "coffee"):
+        g = (gray_of(photos[name][::4, ::4]) * 255).round().astype(np.uint8)
+        Image.fromarray(g).save(scans / f"{name}.png")
+    hint_file = hint_dir / "chelsea.json"
+    hint_file.write_text(json.dumps([{"x": 20, "y": 30, "rgb": [20, 60, 220]}]))
+    out = tmp_path / "a.zarr"
+    assert main(["archive", str(scans), str(out), "--chunk", "32", "--hints", str(hint_dir)]) == 0
+    tree = open_archive(out)
+    by_source = {os.path.basename(tree[n].attrs["source"]): tree[n].to_dataset() for n in tree.children}
+    cube, plain = by_source["chelsea.png"], by_source["coffee.png"]
+    assert cube.attrs["hints"] == 1 and cube.hints.values.tolist() == [[30, 20, 20, 60, 220]]
+    assert "hints" not in plain and "hints" not in plain.attrs
+    again = colorcube.colorize(scans / "chelsea.png", hints=hint_file)
+    for v in ("rgb", "interval"):  # one torch thread here, all in colorize: a code may move by one step
+        diff = np.abs(cube[v].values - again[v].values)
+        assert diff.max() <= 1 / 255 + 1e-7 and (diff > 0).mean() < 1e-3
+    assert cube.interval.values[30, 20, 2, 1] * 255 >= 220 - 1e-3  # the band holds the hint's blue
+    hint_file.write_text(json.dumps([{"x": 21, "y": 30, "rgb": [20, 60, 220]}]))
+    res = colorize_archive(scans, out, chunk=32, hints=hint_dir, progress=False)
+    assert len(res.done) == 1 and len(res.skipped) == 1
+    with pytest.raises(ColorcubeError, match="not a folder of per-image hint files"):
+        colorize_archive(scans, out, hints=hint_file, progress=False)

@@ -2,16 +2,32 @@ import numpy as np
 import pytest
 
 import colorcube
-from colorcube.calibrate import calibrate, list_images
-from colorcube.errors import ColorcubeError
+from colorcube.calibrate import (
+    calibrate,
+    feature_names,
+    image_features,
+    likelihood_ratio_weights,
+    list_images,
+    photo_records,
+    reweight,
+    source_of,
+)
+from colorcube.errors import CalibrationError, ColorcubeError
 from colorcube.pipeline import PipelineSettings
 
 SETTINGS = PipelineSettings(working_size=96)
 
 
 @pytest.fixture(scope="module")
-def cal(tiny_model, photo_dir):
-    return calibrate(list_images(photo_dir), model=tiny_model, settings=SETTINGS, source="skimage", progress=False)
+def cache(tmp_path_factory):
+    """Records cache shared by this module's calibrations (each photo runs through the network once)."""
+    return tmp_path_factory.mktemp("records-cache")
+
+
+@pytest.fixture(scope="module")
+def cal(tiny_model, photo_dir, cache):
+    return calibrate(list_images(photo_dir), model=tiny_model, settings=SETTINGS, source="skimage", progress=False,
+                     cache=cache)
 
 
 def test_provenance(cal):
@@ -55,3 +71,146 @@ def test_list_images_errors(tmp_path):
         list_images(tmp_path / "missing")
     with pytest.raises(ColorcubeError, match="no image files"):
         list_images(tmp_path)
+
+
+# -- provenance, sources, features, cache ------------------------------------------------------------
+
+
+def test_provenance_lists_files_hashes_sources_and_features(cal, photo_dir, tiny_model):
+    import hashlib
+
+    files = list_images(photo_dir)
+    p = cal.provenance
+    assert p["files"] == [str(f) for f in files]
+    assert p["sha256"][5] == hashlib.sha256(files[5].read_bytes()).hexdigest()
+    assert p["sources"] == [photo_dir.name] * 12 and p["source_counts"] == {photo_dir.name: 12}
+    assert p["hint_points"] == 0
+    assert cal.features.shape == (12, len(feature_names(tiny_model))) and np.isfinite(cal.features).all()
+
+
+def test_source_of_prefers_the_index_then_the_prefix(tmp_path):
+    (tmp_path / "INDEX.tsv").write_text("file\tsource\twidth\nodd__1.png\tsrc-a\t3\n")
+    assert source_of(tmp_path / "odd__1.png") == "src-a"
+    assert source_of(tmp_path / "kodak24__kodim01.png") == "kodak24"
+    assert source_of(tmp_path / "plain.png") == tmp_path.name
+
+
+def test_image_features_are_deterministic_and_carry_the_gray_statistics(tiny_model, photos):
+    from .conftest import gray_of
+
+    g = gray_of(photos["coffee"][::3, ::3])
+    f = image_features(tiny_model, g, SETTINGS)
+    names = feature_names(tiny_model)
+    assert f.shape == (len(names),) and f.dtype == np.float32 and np.isfinite(f).all()
+    np.testing.assert_array_equal(f, image_features(tiny_model, g, SETTINGS))
+    assert f[names.index("L_mean")] == pytest.approx(g.mean(), abs=1e-6)
+    assert f[names.index("log10_pixels")] == pytest.approx(np.log10(g.size), abs=1e-6)
+    other = image_features(tiny_model, gray_of(photos["rocket"][::3, ::3]), SETTINGS)
+    emb = [i for i, n in enumerate(names) if n.startswith("embed_")]
+    assert np.abs(f[emb] - other[emb]).max() > 0.1 * np.abs(f[emb]).max()  # the embedding differs between photos
+
+
+def test_records_cache_is_reused_and_keyed_by_settings(cal, cache, tiny_model, photo_dir, monkeypatch):
+    import colorcube.calibrate as calibrate_module
+
+    paths = list_images(photo_dir)[:3]
+    first = photo_records(paths, model=tiny_model, settings=SETTINGS, progress=False)  # no cache: computed
+    monkeypatch.setattr(calibrate_module, "image_record", lambda *a, **k: pytest.fail("the network ran again"))
+    again = photo_records(paths, model=tiny_model, settings=SETTINGS, cache=cache, progress=False)
+    np.testing.assert_array_equal(first.curves, again.curves)
+    np.testing.assert_array_equal(first.features, again.features)
+    assert again.sha256 == first.sha256
+    with pytest.raises(pytest.fail.Exception, match="ran again"):  # other settings: another cache folder
+        photo_records(paths, model=tiny_model, settings=PipelineSettings(working_size=64), cache=cache,
+                      progress=False)
+
+
+def test_module_is_callable_as_colorcube_calibrate(tiny_model, photo_dir, cache):
+    import colorcube.calibrate as calibrate_module
+
+    assert callable(calibrate_module) and calibrate_module.calibrate is calibrate
+    cal = calibrate_module(list_images(photo_dir)[:2], model=tiny_model, settings=SETTINGS, progress=False,
+                           cache=cache)
+    assert cal.n == 2
+
+
+# -- archive weights -------------------------------------------------------------------------------
+
+
+def test_likelihood_ratio_weights_recover_a_known_shift():
+    """Calibration x ~ N(0, I_5), target x ~ N(e_1, I_5): log w(x) = x_1 - 1/2, the classifier's
+    AUC is Phi(1 / sqrt 2) = 0.760 (standard error about 0.02 for 600 vs 300 images: 3 of them),
+    and the effective sample size of the exact weights is n / E[w^2] = n / e = 221."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    xc, xt = rng.standard_normal((600, 5)), rng.standard_normal((300, 5))
+    xt[:, 0] += 1.0
+    w, w_test, info = likelihood_ratio_weights(xc, xt, components=5, clip_quantile=1.0)
+    assert np.corrcoef(np.log(w), xc[:, 0])[0, 1] > 0.9
+    assert abs(info["auc"] - norm.cdf(1 / np.sqrt(2))) < 0.06
+    assert 221 / 1.5 < info["ess"] < 221 * 1.5
+    # clip_quantile 1: w_test is the largest archive weight, and no calibration weight exceeds it
+    assert w_test >= w.max() and w_test > np.median(w)
+    # no shift: the classifier cannot tell them apart, the weights stay near 1
+    w0, _, info0 = likelihood_ratio_weights(xc, rng.standard_normal((300, 5)), components=5)
+    assert abs(info0["auc"] - 0.5) < 0.06 and info0["ess"] > 0.8 * 600
+
+
+def test_weighted_calibration_end_to_end_warns_and_refuses(tmp_path, tiny_model, photo_dir, photos, cache):
+    from PIL import Image
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for k in range(4):  # gray crops of one photo: an archive unlike the 12 mixed calibration photos
+        Image.fromarray(photos["coffee"][k * 40 : k * 40 + 200, ::2]).convert("L").save(archive / f"scan{k}.png")
+    with pytest.warns(UserWarning, match="looks unlike the calibration photos"):
+        wc = calibrate(list_images(photo_dir), model=tiny_model, settings=SETTINGS, target=archive,
+                       target_description="coffee scans", progress=False, cache=cache)
+    t = wc.provenance["target"]
+    assert wc.weighted and t["n_images"] == 4 and t["description"] == "coffee scans" and 0 < wc.ess <= 12
+    assert "coffee scans" in wc.guarantee(0.5) and wc.guarantee(0.5).startswith("Approximately")
+    with pytest.raises(CalibrationError, match="effective sample size"):
+        wc.lambda_for(wc.min_alpha() * 0.9)
+    lam = wc.lambda_for(min(0.99, wc.min_alpha() + 0.05))
+    assert lam.shape == (3,)
+    # the stored features let the weighting be redone without the network
+    again = reweight(wc.subset(np.arange(12)), wc.features[:3], description="again", warn=False)
+    assert again.weighted and again.provenance["target"]["description"] == "again"
+
+
+def test_calibrate_command_per_image_target_and_cache(tmp_path, tiny_weights, photo_dir, capsys):
+    from colorcube.cli import main
+    from colorcube.conformal import Calibration
+
+    out, cache = tmp_path / "p.cal", tmp_path / "cache"
+    common = ["--weights", str(tiny_weights), "--working-size", "96", "--cache", str(cache)]
+    assert main(["calibrate", str(photo_dir), "-o", str(out), "--per-image", "0.3", "--alpha", "0.3", *common]) == 0
+    text = capsys.readouterr().out
+    assert "calibrated on 12 images (1 sources" in text and "smallest alpha served: 0.0769" in text
+    assert "at least 0.7 of its pixels" in text
+    cal = Calibration.from_file(out)
+    assert cal.beta == 0.3 and len(cal.provenance["sha256"]) == 12
+    assert len(list(cache.glob("records-*/*.npz"))) == 12
+    # too small an alpha for 12 photos: refused, nothing written
+    assert main(["calibrate", str(photo_dir), "-o", str(tmp_path / "no.cal"), "--alpha", "0.05", *common]) == 2
+    assert "at least 19" in capsys.readouterr().err and not (tmp_path / "no.cal").exists()
+    # weighted for an archive (the same photos, read as gray): effective sample size printed
+    rc = main(["calibrate", str(photo_dir), "-o", str(tmp_path / "w.cal"), "--target", str(photo_dir),
+               "--alpha", "0.4", *common])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "effective sample size" in captured.out and "Approximately" in captured.out
+
+
+def test_calibration_with_random_hints(cal, tiny_model, photo_dir, cache):
+    paths = list_images(photo_dir)[:3]
+    hinted = calibrate(paths, model=tiny_model, settings=SETTINGS, hints=5, progress=False, cache=cache)
+    assert hinted.hint_points == 5 and hinted.provenance["hint_points"] == 5
+    assert "5 random true-colour hint points" in hinted.guarantee(0.3)
+    # the hint process has its own cache entries; the photos' features are those of the gray alone
+    assert len(list(cache.glob("records-*"))) >= 2
+    np.testing.assert_array_equal(hinted.features, cal.features[:3])
+    assert not np.array_equal(hinted.curves, cal.curves[:3])  # pinned hint pixels are covered
+    with pytest.raises(CalibrationError, match="hinted photos"):
+        hinted.check_compatible(hints=0)

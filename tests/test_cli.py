@@ -129,3 +129,63 @@ def _psnrs(text):
 
     m = re.search(r"PSNR ([\d.]+) dB \(gray input ([\d.]+)\)", text)
     return float(m.group(1)), float(m.group(2))
+
+
+def test_a_hard_crash_names_its_place():
+    # a segfault inside a command (as a kernel reading outside its tables would give) is not catchable;
+    # the CLI's faulthandler prints where it happened before the process dies
+    code = ("import ctypes, sys; import colorcube.cli as cli; "
+            "cli._cmd_export = lambda args: ctypes.string_at(0); sys.exit(cli.main(['export', 'a.zarr', 'out']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "Segmentation fault" in proc.stderr and "cli.py" in proc.stderr and "in main" in proc.stderr
+
+
+def test_hints_and_reference_on_the_command_line(tmp_path, gray_png, photos, capsys):
+    import json
+
+    import colorcube
+
+    (tmp_path / "h").mkdir()
+    hint_file = tmp_path / "h" / "my photo.json"
+    hint_file.write_text(json.dumps([{"x": 150, "y": 100, "rgb": [200, 30, 30]},
+                                     {"x": 10, "y": 5, "rgb": [0, 90, 200]}]))
+    ref = tmp_path / "ref.png"
+    Image.fromarray(photos["coffee"][::4, ::4]).save(ref)
+    proc = subprocess.run([sys.executable, str(ROOT / "test.py"), str(gray_png.resolve()), "--zarr", "--hints",
+                           str(hint_file), "--reference", str(ref), "--reference-strength", "0.5"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 hint pixels" in proc.stdout and "reference" in proc.stdout
+    ds = colorcube.open_cube(tmp_path / "my photo.zarr")
+    assert ds.attrs["hints"] == 2 and ds.attrs["reference_strength"] == 0.5
+    assert sorted(ds.hints.values[:, :2].tolist()) == [[5, 10], [100, 150]]
+    color = np.asarray(Image.open(tmp_path / "my photo_color.png"))
+    with np.load(tmp_path / "my photo_intervals.npz") as z:
+        for c, ch in enumerate("RGB"):  # the band at the hint pixel holds the hint's colour
+            assert z[ch][100, 150, 0] * 255 <= [200, 30, 30][c] + 1e-3 <= z[ch][100, 150, 1] * 255 + 2e-3
+    assert color[100, 150, 0] > color[100, 150, 2]
+    # a folder of per-image hint files: images without one get none
+    rc = main(["colorize", str(gray_png), "-o", str(tmp_path / "o"), "--hints", str(tmp_path / "h")])
+    assert rc == 0 and "2 hint pixels" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, match", [
+    ('[{"x": 300, "y": 0, "rgb": [1, 2, 3]}]', "outside the 300 x 200 image"),
+    ('[{"x": 1, "y": 1, "rgb": [1, 2, 3]', "not valid JSON"),
+])
+def test_bad_hint_files_one_line(tmp_path, gray_png, capsys, content, match):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    rc = main(["colorize", str(gray_png), "-o", str(tmp_path / "o"), "--hints", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and err[0].startswith(f"colorcube: error: {bad}: ") and match in err[0]
+
+
+def test_bad_hint_png_and_one_file_for_many_images(tmp_path, gray_png, capsys):
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((10, 10, 4), np.uint8)).save(small)
+    rc = main(["colorize", str(gray_png), "-o", str(tmp_path / "o"), "--hints", str(small)])
+    assert rc != 0 and "small.png: hint image is 10 x 10 but the photo is 300 x 200" in capsys.readouterr().err
+    rc = main(["colorize", str(gray_png), str(gray_png), "-o", str(tmp_path / "o"), "--hints", str(small)])
+    assert rc == 2 and "one hint file is for one image" in capsys.readouterr().err

@@ -9,12 +9,16 @@ from colorcube.conformal import (
     LAMBDA_GRID,
     Calibration,
     crc_lambda,
+    effective_sample_size,
     hb_p_value,
+    image_level_curves,
     lambda_star,
     loss_curve,
     min_images,
     nested_interval,
+    per_image_scores,
     rcps_lambda,
+    weighted_crc_lambda,
 )
 from colorcube.errors import CalibrationError
 
@@ -212,3 +216,257 @@ def test_hb_p_value_behaviour():
     # far below alpha with many samples: strong evidence (tiny p); at alpha: no evidence
     assert hb_p_value(np.array([0.01]), 1000, 0.1)[0] < 1e-10
     assert hb_p_value(np.array([0.1]), 1000, 0.1)[0] > 0.5
+
+
+# -- the +1/(n+1) term, ties at lambda = 0 ----------------------------------------------------------
+
+
+def test_crc_hand_computed_lambda_needs_the_plus_one_term():
+    """n = 9 images on the grid (0, 1, 2, inf), mean losses 0.5, 0.15, 0.05, 0, alpha = 0.2.
+
+    CRC: 9/10 * 0.15 + 1/10 = 0.235 > 0.2 at lambda 1, 9/10 * 0.05 + 1/10 = 0.145 <= 0.2 at lambda 2,
+    so lambda = 2. Without the +1/(n+1) term (0.135 <= 0.2) or with mean <= alpha alone (0.15 <= 0.2)
+    it would be 1.
+    """
+    grid = np.array([0.0, 1.0, 2.0, np.inf])
+    curves = np.zeros((9, 4))
+    curves[:, 0] = 0.5
+    curves[[0, 1, 2], 1] = [0.45, 0.45, 0.45]  # mean 0.15
+    curves[0, 2] = 0.45  # mean 0.05
+    np.testing.assert_allclose(curves.mean(axis=0), [0.5, 0.15, 0.05, 0.0])
+    assert crc_lambda(curves, 0.2, grid) == 2.0
+    # at alpha = 0.24 the bound 0.235 passes at lambda 1
+    assert crc_lambda(curves, 0.24, grid) == 1.0
+    # the weighted form with unit weights is the same formula
+    assert weighted_crc_lambda(curves, 0.2, np.ones(9), 1.0, grid) == 2.0
+
+
+def test_weighted_crc_hand_computed():
+    """Weights (1, 1, 2) and w_test = 1: p = (1, 1, 2, 1) / 5; losses at lambda 1 are (0, 0, 0.2):
+    0.4 * 0.2 + 0.2 * B = 0.28. alpha 0.3 -> lambda 1; alpha 0.25 -> lambda 2 (losses 0: 0.2 <= 0.25)."""
+    grid = np.array([0.0, 1.0, 2.0, np.inf])
+    curves = np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [1.0, 0.2, 0.0, 0.0]])
+    w = np.array([1.0, 1.0, 2.0])
+    assert weighted_crc_lambda(curves, 0.3, w, 1.0, grid) == 1.0
+    assert weighted_crc_lambda(curves, 0.25, w, 1.0, grid) == 2.0
+    # the test weight alone: p_test = 1/5 = 0.2 > alpha = 0.15 -> refused, naming the effective sample size
+    with pytest.raises(CalibrationError, match="effective sample size is 2.7 of 3"):
+        weighted_crc_lambda(curves, 0.15, w, 1.0, grid)
+    # scale invariance: weights and w_test times 7 give the same lambda
+    assert weighted_crc_lambda(curves, 0.3, 7 * w, 7.0, grid) == 1.0
+
+
+def test_weighted_with_unit_weights_is_crc_and_grows_with_w_test():
+    rng = np.random.default_rng(21)
+    curves = synthetic_curves(rng, 80)
+    for alpha in (0.05, 0.1, 0.2, 0.3):
+        assert weighted_crc_lambda(curves, alpha, np.ones(80), 1.0) == crc_lambda(curves, alpha)
+    w = rng.lognormal(0, 1, 80)
+    lams = [weighted_crc_lambda(curves, 0.2, w, wt) for wt in (0.1, 1.0, 5.0, 10.0)]
+    assert lams == sorted(lams)  # a larger bound on the test weight is conservative
+
+
+def test_effective_sample_size():
+    assert effective_sample_size(np.ones(50)) == pytest.approx(50)
+    assert effective_sample_size([0, 0, 3.0, 0]) == pytest.approx(1)
+    assert effective_sample_size([1, 1, 2]) == pytest.approx(16 / 6)
+
+
+def test_ties_at_lambda_zero_are_missed_as_stored():
+    """A centre on the storage grid (clipped to 0 or 1) gives lambda* = 0 but the stored band [f, f]
+    misses the neighbouring code: the loss at lambda = 0 must count exactly what the stored band misses."""
+    from colorcube.fullres import round_outward
+
+    rng = np.random.default_rng(11)
+    n = 5000
+    f = rng.choice([0.0, 1.0], size=(n, 3)).astype(np.float32)
+    s = (rng.random((n, 3)) * 0.2).astype(np.float32)
+    y = np.clip(f + rng.integers(-2, 3, (n, 3)) / 255, 0, 1).astype(np.float32)
+    ls = lambda_star(f, f - s, f + s, y, levels=255)
+    lo, hi = round_outward(*nested_interval(f, f - s, f + s, 0.0))
+    stored_miss = 1 - ((y >= lo) & (y <= hi)).mean(axis=0)
+    assert (stored_miss > 0.3).all()  # the case happens: about 3/5 of the pixels
+    np.testing.assert_allclose(loss_curve(ls)[:, 0], stored_miss, atol=0)
+    # from the next grid value on, the ties are covered, as the stored band covers them
+    lo, hi = round_outward(*nested_interval(f, f - s, f + s, LAMBDA_GRID[1]))
+    covered = (y >= lo) & (y <= hi)
+    ties = (ls > 0) & (ls < 1e-30)
+    assert ties.any() and covered[ties].all()
+    # interior centres near a code: the curve never claims more coverage at lambda = 0 than stored
+    f = (rng.integers(1, 255, (n, 3)) / 255).astype(np.float32)
+    y = np.clip(f + rng.integers(-1, 2, (n, 3)) / 255, 0, 1).astype(np.float32)
+    ls = lambda_star(f, f - s, f + s, y, levels=255)
+    lo, hi = round_outward(*nested_interval(f, f - s, f + s, 0.0))
+    assert (loss_curve(ls)[:, 0] >= 1 - ((y >= lo) & (y <= hi)).mean(axis=0)).all()
+
+
+# -- per-image guarantee --------------------------------------------------------------------------
+
+
+def test_per_image_lambda_is_the_conformal_order_statistic():
+    rng = np.random.default_rng(13)
+    curves = synthetic_curves(rng, 57)
+    for alpha, beta in ((0.1, 0.2), (0.2, 0.1), (0.05, 0.3)):
+        s = np.sort(per_image_scores(curves, beta))
+        k = int(np.ceil((57 + 1) * (1 - alpha)))
+        assert crc_lambda(image_level_curves(curves, beta), alpha) == s[k - 1]
+        # the image-level event at that lambda: at most (n+1) alpha - 1 images miss
+        lam = s[k - 1]
+        assert (curves[:, np.searchsorted(LAMBDA_GRID, lam)] > beta).sum() <= (57 + 1) * alpha - 1
+
+
+def test_image_level_event_compares_in_float32():
+    curves = np.array([[0.5, np.float32(0.2), 0.19, 0.0]], np.float32)
+    np.testing.assert_array_equal(image_level_curves(curves, 0.2), [[1, 0, 0, 0]])
+    with pytest.raises(CalibrationError, match="beta"):
+        image_level_curves(curves, 1.0)
+
+
+COARSE_GRID = np.concatenate([[0.0], np.geomspace(0.01, 50.0, 150), [np.inf]])
+
+
+def _population_curves(scale, grid=COARSE_GRID):
+    """Exact per-image loss curves P(s |Z| > lambda) = 2 sf(lambda / s): a bounded monotone loss per image."""
+    with np.errstate(divide="ignore"):
+        return 2 * norm.sf(grid[None, :] / np.asarray(scale)[:, None])
+
+
+@pytest.mark.slow
+def test_per_image_guarantee_holds_on_exchangeable_images():
+    """P(L_new(lambda) > beta) <= alpha over draws of (calibration set, new image).
+
+    Images have pixel lambda* = s_i |Z|, s_i ~ LogNormal(0, 0.5), with their exact loss curves;
+    the per-image miss of each repeat is Bernoulli(p <= alpha), so the mean over R repeats
+    exceeds alpha by more than 3 binomial standard deviations with probability below 0.002. And
+    split conformal is nearly tight: p >= alpha - 1/(n+1) - P(tie), where a tie is the new score
+    s = inf{lambda : L(lambda) <= beta} = s_new * z_(1 - beta/2) falling in the grid cell of the chosen
+    lambda: log s is N(., 0.5^2), so a cell of log-width c holds at most c / (0.5 sqrt(2 pi)).
+    """
+    rng = np.random.default_rng(2024)
+    alpha, beta, n, repeats = 0.1, 0.2, 99, 3000
+    misses = 0
+    for _ in range(repeats):
+        curves = _population_curves(rng.lognormal(0.0, 0.5, n + 1))
+        lam = crc_lambda(image_level_curves(curves[:n], beta), alpha, COARSE_GRID)
+        misses += curves[n, np.searchsorted(COARSE_GRID, lam)] > np.float32(beta)
+    sd = np.sqrt(alpha * (1 - alpha) / repeats)
+    assert misses / repeats <= alpha + 3 * sd
+    tie = np.log(COARSE_GRID[2] / COARSE_GRID[1]) / (0.5 * np.sqrt(2 * np.pi))
+    assert misses / repeats >= alpha - 1 / (n + 1) - tie - 3 * sd
+
+
+@pytest.mark.slow
+def test_weighted_crc_controls_risk_under_covariate_shift():
+    """Calibration images have x ~ N(0, 1), the archive x ~ N(1, 1); the image's difficulty is
+    s = exp(0.6 x) and its loss curve 2 sf(lambda / s). With the exact likelihood ratio
+    w(x) = exp(x - 1/2) and the new image's own weight, weighted CRC keeps the archive risk <= alpha
+    (mean over R iid repeats; 4 standard errors of the mean, false alarm < 1e-4), while plain CRC
+    on the same calibration images exceeds alpha by far (the archive's images are harder).
+    """
+    rng = np.random.default_rng(99)
+    alpha, n, repeats, mu = 0.1, 100, 1500, 1.0
+    risk_w, risk_plain = [], []
+    for _ in range(repeats):
+        x = rng.standard_normal(n)
+        x_new = mu + rng.standard_normal()
+        curves = _population_curves(np.exp(0.6 * x))
+        w = np.exp(mu * x - mu * mu / 2)
+        s_new = np.exp(0.6 * x_new)
+        try:
+            lam = weighted_crc_lambda(curves, alpha, w, np.exp(mu * x_new - mu * mu / 2), COARSE_GRID)
+        except CalibrationError:  # the new image's weight alone exceeds alpha: the all-[0, 1] band
+            lam = np.inf
+        risk_w.append(2 * norm.sf(lam / s_new))
+        risk_plain.append(2 * norm.sf(crc_lambda(curves, alpha, COARSE_GRID) / s_new))
+    risk_w, risk_plain = np.array(risk_w), np.array(risk_plain)
+    assert risk_w.mean() <= alpha + 4 * risk_w.std(ddof=1) / np.sqrt(repeats)
+    assert risk_plain.mean() > alpha + 4 * risk_plain.std(ddof=1) / np.sqrt(repeats)
+
+
+# -- the Calibration object ------------------------------------------------------------------------
+
+
+def test_modes_sentences_and_min_alpha():
+    rng = np.random.default_rng(14)
+    cal = _cal(rng, n=60)
+    assert cal.min_alpha() == pytest.approx(1 / 61)
+    cal.lambda_for(1 / 61 + 1e-9)
+    with pytest.raises(CalibrationError, match="at least"):
+        cal.lambda_for(1 / 61 - 1e-4)
+    assert "each channel (R, G, B)" in cal.guarantee(0.1) and "not all three" in cal.guarantee(0.1)
+    assert "all three" in cal.guarantee(0.1, joint=True)
+    per = cal.guarantee(0.1, beta=0.2)
+    assert "With probability at least 0.9" in per and "at least 0.8 of its pixels" in per
+    # per-image lambdas are at least as wide as expected-coverage ones at the same alpha and beta >= alpha
+    assert (cal.lambda_for(0.1, beta=0.1) >= cal.lambda_for(0.1)).all()
+    per_cal = Calibration(curves=cal.curves, joint_curves=cal.joint_curves, beta=0.2)
+    np.testing.assert_array_equal(per_cal.lambda_for(0.1), cal.lambda_for(0.1, beta=0.2))
+    np.testing.assert_array_equal(per_cal.lambda_for(0.1, beta=None), cal.lambda_for(0.1))
+    assert cal.min_alpha(method="rcps", delta=0.1) == pytest.approx(1 - 0.1 ** (1 / 60))
+
+
+def test_weighted_calibration_object():
+    rng = np.random.default_rng(15)
+    cal = _cal(rng, n=60)
+    w = rng.lognormal(0, 1, 60)
+    wc = Calibration(curves=cal.curves, joint_curves=cal.joint_curves, weights=w, w_test=float(w.max()),
+                     provenance={"target": {"description": "scans", "n_images": 30}})
+    assert wc.weighted and wc.ess == pytest.approx(effective_sample_size(w))
+    assert wc.min_alpha() == pytest.approx(w.max() / (w.sum() + w.max()))
+    text = wc.guarantee(0.2)
+    assert text.startswith("Approximately") and "effective sample size" in text and "scans" in text
+    assert "Approximately" in wc.guarantee(0.2, beta=0.2)
+    assert wc.summary()["weighted"] and wc.summary()["ess"] > 0
+    with pytest.raises(CalibrationError, match="CRC only"):
+        wc.lambda_for(0.2, method="rcps")
+    with pytest.raises(CalibrationError, match="w_test"):
+        Calibration(curves=cal.curves, joint_curves=cal.joint_curves, weights=w)
+    # a smaller weight for a given photo gives it a narrower (or equal) lambda
+    assert (wc.lambda_for(0.2, w_test=0.01) <= wc.lambda_for(0.2)).all()
+
+
+def test_file_round_trip_of_features_weights_and_beta(tmp_path):
+    rng = np.random.default_rng(16)
+    cal = _cal(rng, n=40)
+    full = Calibration(curves=cal.curves, joint_curves=cal.joint_curves, beta=0.25,
+                       features=rng.standard_normal((40, 7)), weights=rng.random(40) + 0.1, w_test=1.5,
+                       provenance={"model_hash": "a" * 64, "files": [f"p{i}.png" for i in range(40)]})
+    back = Calibration.from_file(full.to_file(tmp_path / "w.cal"))
+    assert back.beta == 0.25 and back.w_test == 1.5 and back.provenance["files"][3] == "p3.png"
+    np.testing.assert_array_equal(back.features, full.features)
+    np.testing.assert_array_equal(back.weights, full.weights)
+    np.testing.assert_array_equal(back.lambda_for(0.2), full.lambda_for(0.2))
+    sub = full.subset(np.arange(40) < 10)
+    assert sub.n == 10 and not sub.weighted and sub.provenance["files"] == [f"p{i}.png" for i in range(10)]
+
+
+def test_reads_format_1_files(tmp_path):
+    """Calibrations written before features and weights (format 1) still load."""
+    import io
+    import json
+
+    from colorcube.conformal import _digest
+
+    cal = _cal(np.random.default_rng(17), n=30)
+    meta = {"format": "colorcube-calibration-1", "method": "crc", "delta": 0.1, "joint": False,
+            "provenance": cal.provenance}
+    arrays = {"curves": cal.curves, "joint_curves": cal.joint_curves, "grid": cal.grid}
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                        sha256=np.frombuffer(_digest(arrays, meta).encode(), np.uint8))
+    (tmp_path / "old.cal").write_bytes(buf.getvalue())
+    old = Calibration.from_file(tmp_path / "old.cal")
+    assert old.beta is None and old.features is None and not old.weighted
+    np.testing.assert_array_equal(old.lambda_for(0.1), cal.lambda_for(0.1))
+
+
+def test_hinted_calibration_refused_without_hints():
+    cal = _cal(np.random.default_rng(18))
+    cal.provenance["hint_points"] = 5
+    with pytest.raises(CalibrationError, match="5 random hint points"):
+        cal.check_compatible(hints=0)
+    cal.check_compatible(hints=3)
+    cal.check_compatible()  # not checked when the caller does not say
+    assert "5 random true-colour hint points" in cal.guarantee(0.1) and "not for photos without hints" in \
+        cal.guarantee(0.1)
+    assert cal.summary()["hint_points"] == 5

@@ -71,3 +71,134 @@ def test_gray_code_is_exact_for_8_and_16_bit():
     k16 = np.arange(0, 65536, 7, dtype=np.uint16)
     g16 = k16.astype(np.float32) / np.float32(65535)
     np.testing.assert_array_equal(fullres.decode(fullres.encode_gray(g16)), g16)
+
+
+def _fuzz_kernels(seed: int, cases: int) -> None:
+    """Every kernel entry point over random image and tile shapes, coefficient grids and
+    non-finite inputs; :func:`test_kernels_under_bounds_checking` runs it with
+    ``NUMBA_BOUNDSCHECK=1`` in a fresh process, where an index out of range raises."""
+    from colorcube.errors import ColorcubeError
+    from colorcube.fullres import _bands_rows, _codes_rows, gamma_table, lightness_table
+
+    luts = (lightness_table(), gamma_table())
+    # Control: with bounds checking off this reads past the grid silently, and the test would prove nothing.
+    one = (np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.float32))
+    past = (np.ones(1, np.int64), np.ones(1, np.int64), np.zeros(1, np.float32))
+    try:
+        _bands_rows(np.zeros((1, 1), np.float32), np.zeros((1, 1, 10), np.float32), *past, *one, *luts,
+                    np.empty((1, 1, 3), np.float32), np.empty((1, 1, 3), np.float32), 0, 1)
+    except IndexError:
+        pass
+    else:
+        raise AssertionError("bounds checking is off: run with NUMBA_BOUNDSCHECK=1 and a fresh NUMBA_CACHE_DIR")
+
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 1), (1, 2), (2, 1), (1, 97), (97, 1), (3, 2000), (2000, 5), (2, 3)]
+    shapes += [tuple(int(v) for v in rng.integers(1, 300, 2)) for _ in range(cases - len(shapes))]
+    for n, (h, w) in enumerate(shapes):
+        gy, gx = (int(v) for v in rng.integers(1, 13, 2))
+        # extents as the pipeline makes them (<= the grid), at the grid's size, and tiny
+        extent = tuple(float(rng.choice([g * rng.uniform(0.5, 1.0), g, rng.uniform(1e-3, 1.0)])) for g in (gy, gx))
+        coef = rng.normal(0, 30, (gy, gx, 10)).astype(np.float32)
+        if n % 5 == 4:  # absurd but finite: Lab -> RGB overflows to inf - inf = NaN inside the kernel
+            coef *= np.float32(1e36)
+        coeffs = Coefficients(coef, (h, w), extent)
+        gray = rng.random((h, w), dtype=np.float32)
+        gray.flat[rng.integers(0, gray.size, 3)] = [0.0, 1.0, 0.5]
+        lam = rng.choice([0.0, 0.7, 3.0, np.inf], 3)
+        threads = int(rng.integers(1, 5))
+        whole = fullres.stage_codes(gray, coeffs, lam, threads=threads)
+        rgb, spread = fullres.full_stage(gray, coeffs, threads=threads)
+        assert rgb.min() >= 0 and rgb.max() <= 1 and not np.isnan(spread).any() and spread.min() >= 0
+        for _ in range(3):  # tiles anywhere, ending at the image's last row / column half the time
+            ty, tx = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
+            y0 = h - ty if rng.random() < 0.5 else int(rng.integers(0, h - ty + 1))
+            x0 = w - tx if rng.random() < 0.5 else int(rng.integers(0, w - tx + 1))
+            tile = fullres.stage_codes(gray[y0:y0 + ty, x0:x0 + tx], coeffs, lam, y0=y0, x0=x0,
+                                       threads=int(rng.integers(1, 5)))
+            for k in whole:
+                np.testing.assert_array_equal(tile[k], whole[k][y0:y0 + ty, x0:x0 + tx])
+        step = int(rng.integers(1, 5))
+        sub = fullres.bands_at(gray[::step, ::step], coef, extent, shape=(h, w), step=step, threads=threads)
+        np.testing.assert_array_equal(sub[0], rgb[::step, ::step])
+
+        # NaN / inf straight into the kernels, past the Python-side checks: never an index
+        bad_gray = gray.copy()
+        bad_gray.flat[rng.integers(0, gray.size)] = rng.choice([np.inf, -np.inf])
+        bad_gray.flat[rng.integers(0, gray.size)] = np.nan
+        rows, cols = fullres._tile_axes(coeffs, 0, h, 0, w)
+        for value in (np.nan, np.inf, -np.inf):
+            bad_coef = coef.copy()
+            # all ten maps of a grid cell that some pixel interpolates from
+            bad_coef[rows[0][rng.integers(0, h)], cols[1][rng.integers(0, w)]] = value
+            for g, c in ((bad_gray, coef), (gray, bad_coef)):
+                out = np.empty((h, w, 3), np.float32), np.empty((h, w, 3), np.float32)
+                _bands_rows(g, c, *rows, *cols, *luts, *out, 0, h)
+                assert out[0].min() >= 0 and out[0].max() <= 1 and not np.isnan(out[1]).any()
+                codes = np.empty((h, w, 3), np.uint8), np.empty((h, w, 3, 2), np.uint8)
+                _codes_rows(g, c, *rows, *cols, *luts, np.array([0, np.nan, np.inf], np.float32),
+                            np.float32(EPS), *codes, 0, h)
+        # ... and the public functions refuse them with a reason
+        for g, c, e, lm in [(bad_gray, coef, extent, lam), (gray, bad_coef, extent, lam),
+                            (gray, coef, (np.nan, extent[1]), lam), (gray, coef, extent, [1.0, np.nan, 1.0])]:
+            try:
+                fullres.stage_codes(g, Coefficients(c, (h, w), e), lm)
+            except ColorcubeError:
+                pass
+            else:
+                raise AssertionError("non-finite input accepted")
+
+
+@pytest.mark.slow
+def test_kernels_under_bounds_checking(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    # numba's cache does not key on NUMBA_BOUNDSCHECK: a cached unchecked build would be reused
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    code = f"import sys; sys.path.insert(0, {str(root)!r}); from tests.test_fullres import _fuzz_kernels; " \
+           "_fuzz_kernels(0, 40)"
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("damage", ["nan_coef", "inf_gray", "nan_extent", "zero_extent", "negative_lambda",
+                                    "rows_past_grid", "short_cols", "tile_past_image", "empty_grid"])
+def test_inputs_are_checked_before_the_kernels_run(damage):
+    from colorcube.errors import ColorcubeError
+
+    coeffs, gray = _coefficients(3)
+    coef, extent, lam, y0 = coeffs.coef.copy(), coeffs.extent, np.ones(3), 0
+    if damage == "nan_coef":
+        coef[4, 5, 2] = np.nan
+    elif damage == "inf_gray":
+        gray = gray.copy()
+        gray[7, 8] = np.inf
+    elif damage == "nan_extent":
+        extent = (np.nan, extent[1])
+    elif damage == "zero_extent":
+        extent = (extent[0], 0.0)
+    elif damage == "negative_lambda":
+        lam = np.array([1.0, -0.5, 1.0])
+    elif damage == "tile_past_image":
+        y0 = 5  # 40 rows from row 5 of a 40-row image
+    elif damage == "empty_grid":
+        coef = coef[:0]
+    with pytest.raises(ColorcubeError):
+        if damage in ("rows_past_grid", "short_cols"):
+            (i0, i1, wy), (j0, j1, wx) = _tile_axes(coeffs, 0, 40, 0, 57)
+            rows = (i0, i1 + 1, wy) if damage == "rows_past_grid" else (i0, i1, wy)
+            cols = (j0[:-1], j1[:-1], wx[:-1]) if damage == "short_cols" else (j0, j1, wx)
+            fullres.codes(gray, coef, rows, cols, lam, EPS)
+        else:
+            fullres.stage_codes(gray, Coefficients(coef, coeffs.shape, extent), lam, y0=y0)
+
+
+def test_empty_tiles_give_empty_outputs():
+    coeffs, gray = _coefficients(4)
+    rgb, spread = fullres.full_stage(gray[:, :0], coeffs)
+    assert rgb.shape == spread.shape == (40, 0, 3)
+    assert fullres.stage_codes(gray[:0], coeffs, np.ones(3))["interval"].shape == (0, 57, 3, 2)

@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 import torch
 
@@ -8,6 +7,8 @@ from colorcube.model import (
     ColorNet,
     ModelConfig,
     ab_bins,
+    hint_maps,
+    init_from,
     load_pretrained,
     load_weights,
     predict,
@@ -32,12 +33,59 @@ def test_bins_are_in_gamut_and_cover_neutral():
 def test_forward_shapes_and_ranges(tiny_model):
     lightness = torch.rand(2, 1, 64, 96) * 100
     with torch.no_grad():
-        logits, quant = tiny_model(lightness)
-        ab, spread = predict(tiny_model, lightness, vividness=0.4)
-    assert logits.shape == (2, tiny_model.n_bins, 16, 24) and quant.shape == (2, 6, 16, 24)
+        logits, err = tiny_model(lightness)
+        ab, spread = predict(tiny_model, lightness, vividness=0.4, scale="spread")
+        _, learned = predict(tiny_model, lightness, vividness=0.4)
+    assert logits.shape == (2, tiny_model.n_bins, 16, 24) and err.shape == (2, 3, 16, 24)
     assert ab.shape == (2, 2, 16, 24) and spread.shape == (2, 3, 16, 24)
     assert float(spread.min()) >= 0 and float(spread.max()) <= 0.5  # std of values in [0, 1]
     assert float(ab.abs().max()) <= 110
+    torch.testing.assert_close(learned, err)
+    assert float(err.min()) >= 0
+    with pytest.raises(ValueError, match="scale"):
+        predict(tiny_model, lightness, scale="nonsense")
+
+
+def test_empty_hints_equal_no_hints_and_hints_change_the_output(tiny_model):
+    lightness = torch.rand(1, 1, 64, 64) * 100
+    empty = hint_maps((64, 64))
+    hinted = hint_maps((64, 64), [(10, 12, 60.0, 40.0), (40, 50, -30.0, 20.0)])
+    assert hinted.shape == (1, 3, 64, 64) and float(hinted[0, 2].sum()) == 2
+    torch.testing.assert_close(hinted[0, :2, 10, 12], torch.tensor([60.0, 40.0]) / 110)
+    with torch.no_grad():
+        none, zero, some = (tiny_model(lightness, h)[0] for h in (None, empty, hinted))
+    torch.testing.assert_close(none, zero, rtol=0, atol=0)
+    assert float((none - some).abs().max()) > 1e-4
+
+
+def test_warm_start_from_an_older_layout_computes_the_same_colours(tmp_path):
+    """A network without hint inputs, attention or error head (with 6 extra head rows) warm-starts
+    the current one: with no hints its logits are the old network's."""
+    torch.manual_seed(0)
+    old = ColorNet(ModelConfig(width=8, attention_heads=0)).eval()
+    with torch.no_grad():
+        for m in old.modules():  # non-trivial BatchNorm statistics
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith("error.")}
+    state["stem.0.0.weight"] = state["stem.0.0.weight"][:, :1].clone()  # lightness only
+    state["head.weight"] = torch.cat([state["head.weight"], torch.randn(6, 8, 1, 1)])
+    state["head.bias"] = torch.cat([state["head.bias"], torch.randn(6)])
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "old.safetensors"))
+    new = ColorNet(ModelConfig(width=8)).eval()
+    fresh = init_from(new, tmp_path / "old.safetensors")
+    assert any(n.startswith("attention.") for n in fresh) and any(n.startswith("error.") for n in fresh)
+    assert not any(n.startswith(("stem.", "head.", "down")) for n in fresh)
+    lightness = torch.rand(1, 1, 64, 64) * 100
+    with torch.no_grad():
+        old_in = old.stem[0][0].weight.clone()
+        old.stem[0][0].weight.zero_()
+        old.stem[0][0].weight[:, :1] = state["stem.0.0.weight"]  # the old net never saw hint channels
+        expected = old(lightness)[0]
+        old.stem[0][0].weight.copy_(old_in)
+        torch.testing.assert_close(new(lightness)[0], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_spread_is_zero_for_a_certain_colour_and_large_for_two_modes():
@@ -50,9 +98,9 @@ def test_spread_is_zero_for_a_certain_colour_and_large_for_two_modes():
         model.head.weight.zero_()
         model.head.bias.fill_(-30.0)
         model.head.bias[red] = 30.0
-        _, certain = predict(model, lightness)
+        _, certain = predict(model, lightness, scale="spread")
         model.head.bias[blue] = 30.0
-        ab, bimodal = predict(model, lightness, vividness=1.0)
+        ab, bimodal = predict(model, lightness, vividness=1.0, scale="spread")
     assert float(certain.max()) < 1e-3
     # two equally likely colours: std of each channel = half the distance between them
     rgb = lab_to_rgb(torch.stack([torch.full((2,), 50.0), model.bins[[red, blue], 0], model.bins[[red, blue], 1]])[:, None])
@@ -65,7 +113,7 @@ def test_vividness_saturates():
     torch.manual_seed(0)
     model = ColorNet(ModelConfig(width=8)).eval()
     with torch.no_grad():
-        model.head.bias[: model.n_bins] = torch.linspace(0, 3, model.n_bins)  # a skewed distribution
+        model.head.bias[:] = torch.linspace(0, 3, model.n_bins)  # a skewed distribution
         lightness = torch.full((1, 1, 32, 32), 50.0)
         cold = predict(model, lightness, vividness=1.0)[0].norm(dim=1).mean()
         hot = predict(model, lightness, vividness=0.3)[0].norm(dim=1).mean()
@@ -120,4 +168,6 @@ def test_select_device():
 def test_config_json_round_trip():
     cfg = ModelConfig(width=16, vividness=0.42)
     assert ModelConfig.from_json(cfg.to_json()) == cfg
-    assert np.isclose(cfg.quantiles, (0.05, 0.95)).all()
+    # keys of older layouts (the quantile heads' levels) are ignored, not an error
+    old = cfg.to_json()[:-1] + ', "quantiles": [0.05, 0.95]}'
+    assert ModelConfig.from_json(old) == cfg

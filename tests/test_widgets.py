@@ -69,3 +69,68 @@ def test_archive_opens_lazily_and_downsamples(tmp_path, photos):
 def test_bad_object():
     with pytest.raises(colorcube.ColorcubeError, match="not a cube"):
         explore(12345)
+
+
+def _decode(png: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float32)
+
+
+def test_click_place_hint_undo_and_export(cube_and_truth, tmp_path):
+    import json
+
+    ds, _ = cube_and_truth
+    e = explore(ds).explorer
+    original = e.image.value
+    h, w = e.data["gray"].shape
+    e._on_click({"type": "click", "dataX": w // 3 + 0.6, "dataY": h // 2 + 0.2})  # what ipyevents sends
+    assert (e.px.value, e.py.value) == (w // 3, h // 2)
+    e.colour.value = "#1060ff"
+    e.place_hint()
+    after = _decode(e.image.value)
+    y, x = h // 2, w // 3
+    before = _decode(original)
+    near = (slice(y - 2, y + 3), slice(x - 2, x + 3))
+    # bluer there than before, and the hint pixel itself is the hint's colour as far as its gray allows
+    def blue_minus_red(img):
+        return (img[near][..., 2] - img[near][..., 0]).mean()
+
+    assert blue_minus_red(after) > blue_minus_red(before) + 20
+    assert e.hints().points() == [(y * e.data["step"], x * e.data["step"], (16, 96, 255))]
+    bands = e.bands()
+    assert (bands[y, x, :, 0] * 255 <= np.array([16, 96, 255]) + 1e-3).all()
+    assert (np.array([16, 96, 255]) <= bands[y, x, :, 1] * 255 + 1e-3).all()
+    assert "1 hint pixels" in e.hint_status.value
+    out = e.export_hints(tmp_path / "h.json")
+    assert json.loads(out.read_text()) == [{"x": x * e.data["step"], "y": y * e.data["step"], "rgb": [16, 96, 255]}]
+    # the full cube with the hint is what colorize makes with the exported file
+    cube = e.cube(alpha=0.1)
+    again = colorcube.colorize(ds.gray.values, alpha=0.1, hints=out)
+    np.testing.assert_array_equal(cube.rgb.values, again.rgb.values)
+    e.undo_hint()
+    assert e.image.value == original and e.hints() is None
+
+
+def test_a_cube_made_with_hints_keeps_them(cube_and_truth):
+    ds, _ = cube_and_truth
+    pts = [(10, 12, (250, 20, 20)), (40, 90, (20, 240, 20))]
+    hinted = colorcube.colorize(ds.gray.values, alpha=0.1, hints=pts)
+    e = explore(hinted).explorer
+    assert e.hints().points() == sorted(pts) or sorted(e.hints().points()) == sorted(pts)
+    # rebuilt bands at another alpha still contain the hints (the coefficients do not know the pins)
+    iv = e.bands(0.3)
+    assert (iv[10, 12, :, 0] * 255 <= np.array([250, 20, 20]) + 1e-3).all()
+    e.undo_hint()  # the stored hints come back off as one placement
+    assert e.hints() is None
+
+
+def test_hints_need_the_cubes_model(cube_and_truth):
+    ds, _ = cube_and_truth
+    e = explore(ds.assign_attrs(model_hash="f" * 64)).explorer
+    before = e.image.value
+    e.place_hint(5, 5, "#ff0000")
+    assert "needs the model that made this cube" in e.hint_status.value
+    assert e.image.value == before and e.hints() is None

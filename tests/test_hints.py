@@ -1,0 +1,234 @@
+"""Colour hints: the four input forms, their validation, rasterisation, pinning, and colorize with hints."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+from PIL import Image
+
+import colorcube
+from colorcube.color import LUMA_WEIGHTS
+from colorcube.errors import HintError
+from colorcube.hints import (
+    Hints,
+    as_hints,
+    find_hint_file,
+    guarantee_note,
+    pin,
+    pin_codes,
+    random_points,
+    read_hints,
+    target_colours,
+    working_hints,
+)
+
+from .conftest import gray_of
+
+SHAPE = (40, 60)
+POINTS = [(3, 5, (255, 0, 0)), (39, 59, (0, 128, 255)), (20, 30, (10, 200, 30))]
+
+
+def _rgba(points, shape=SHAPE):
+    a = np.zeros((*shape, 4), np.uint8)
+    for y, x, c in points:
+        a[y, x] = (*c, 255)
+    return a
+
+
+def _same(a: Hints, b: Hints):
+    order_a, order_b = np.lexsort((a.x, a.y)), np.lexsort((b.x, b.y))
+    np.testing.assert_array_equal(a.y[order_a], b.y[order_b])
+    np.testing.assert_array_equal(a.x[order_a], b.x[order_b])
+    np.testing.assert_array_equal(a.rgb[order_a], b.rgb[order_b])
+
+
+def test_four_forms_give_one_representation(tmp_path):
+    points = as_hints(POINTS, SHAPE)
+    assert len(points) == 3 and points.rgb.dtype == np.uint8
+    js = tmp_path / "h.json"
+    js.write_text(json.dumps([{"x": x, "y": y, "rgb": list(c)} for y, x, c in POINTS]))
+    png = tmp_path / "h.png"
+    Image.fromarray(_rgba(POINTS)).save(png)
+    for other in (as_hints(_rgba(POINTS), SHAPE), read_hints(js, SHAPE), as_hints(str(png), SHAPE),
+                  as_hints([(y, x, "#%02x%02x%02x" % c) for y, x, c in POINTS], SHAPE),
+                  as_hints(points.records(), SHAPE)):
+        _same(points, other)
+    # what export writes reads back as the same hints
+    _same(points, read_hints(points.save(tmp_path / "again.json"), SHAPE))
+    assert Hints.from_array(points.to_array(), SHAPE).points() == points.points()
+
+
+def test_semitransparent_pixels_and_duplicates():
+    a = _rgba(POINTS)
+    a[0, 0] = (1, 2, 3, 127)  # below half opacity: not a stroke
+    assert len(as_hints(a, SHAPE)) == 3
+    h = as_hints([(1, 1, (0, 0, 0)), (1, 1, (9, 9, 9))], SHAPE)  # the later hint on a pixel wins
+    assert len(h) == 1 and h.rgb[0].tolist() == [9, 9, 9]
+
+
+def test_no_hints_is_none():
+    assert as_hints(None, SHAPE) is None and as_hints([], SHAPE) is None
+    assert as_hints(np.zeros((*SHAPE, 4), np.uint8), SHAPE) is None
+
+
+@pytest.mark.parametrize("content, match", [
+    ("[{\"x\": 60, \"y\": 0, \"rgb\": [1, 2, 3]}]", "outside the 60 x 40 image"),
+    ("[{\"x\": 0, \"y\": -1, \"rgb\": [1, 2, 3]}]", "outside"),
+    ("[{\"x\": 1, \"y\": 1, \"rgb\": [1, 2, 300]}]", "0-255 integers"),
+    ("[{\"x\": 1, \"y\": 1, \"rgb\": [1, 2]}]", "3 values"),
+    ("[{\"x\": 1.5, \"y\": 1, \"rgb\": [1, 2, 3]}]", "must be integers"),
+    ("[{\"x\": 1, \"rgb\": [1, 2, 3]}]", "missing y"),
+    ("[{\"x\": 1, \"y\": 1, \"rgb\": [1, 2, 3]},]", "not valid JSON"),
+    ("{\"x\": 1}", "JSON list"),
+    ("\xff\xfe", "not valid JSON|UTF-8"),
+])
+def test_bad_json_files_name_the_file(tmp_path, content, match):
+    p = tmp_path / "bad.json"
+    p.write_text(content, encoding="latin-1")
+    with pytest.raises(HintError, match=match) as info:
+        read_hints(p, SHAPE)
+    msg = str(info.value)
+    assert str(p) in msg and "\n" not in msg
+
+
+def test_bad_png_and_other_files(tmp_path):
+    wrong = tmp_path / "wrong.png"
+    Image.fromarray(_rgba(POINTS, (41, 60))).save(wrong)
+    with pytest.raises(HintError, match=r"wrong.png: hint image is 60 x 41 but the photo is 60 x 40"):
+        as_hints(wrong, SHAPE)
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray(np.zeros((*SHAPE, 3), np.uint8)).save(rgb)
+    with pytest.raises(HintError, match="rgb.png: a hint image must be an RGBA PNG"):
+        as_hints(rgb, SHAPE)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    with pytest.raises(HintError, match="junk.png: cannot read"):
+        as_hints(junk, SHAPE)
+    (tmp_path / "x.txt").write_text("[]")
+    with pytest.raises(HintError, match="hint files are .json"):
+        as_hints(tmp_path / "x.txt", SHAPE)
+    with pytest.raises(HintError, match="not found"):
+        as_hints(tmp_path / "missing.json", SHAPE)
+    with pytest.raises(HintError, match=r"hints\[0\]: .* is not a point"):
+        as_hints([(1, 2)], SHAPE)
+    with pytest.raises(HintError, match="hint image is 60 x 40 but the photo is 61 x 40"):
+        as_hints(_rgba(POINTS), (40, 61))
+
+
+def test_find_hint_file(tmp_path):
+    (tmp_path / "a.json").write_text("[]")
+    (tmp_path / "b.json").write_text("[]")
+    Image.fromarray(_rgba([])).save(tmp_path / "b.png")
+    assert find_hint_file(tmp_path, "a") == tmp_path / "a.json"
+    assert find_hint_file(tmp_path, "c") is None
+    with pytest.raises(HintError, match="both b.json and b.png"):
+        find_hint_file(tmp_path, "b")
+
+
+def test_target_colours_keep_the_gray_and_give_back_the_truth():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (500, 3)).astype(np.uint8)
+    gray = rng.random(500)
+    t = target_colours(rgb, gray).astype(np.float64)
+    luma = t @ np.asarray(LUMA_WEIGHTS)
+    reachable = (t > 1e-6).any(axis=1) & (t < 1 - 1e-6).any(axis=1)  # not every channel pinned at one end
+    assert np.abs(luma - gray)[reachable].max() < 1e-5
+    # channel differences are kept where nothing clips
+    inside = ((t > 1e-6) & (t < 1 - 1e-6)).all(axis=1)
+    assert np.abs(np.diff(t[inside], axis=1) - np.diff(rgb[inside] / 255.0, axis=1)).max() < 1e-5
+    # a true colour and the gray PIL makes of it: the colour back, within the gray's 8-bit rounding
+    own = gray_of(rgb[None])[0]
+    assert np.abs(target_colours(rgb, own) * 255 - rgb).max() <= 1.0
+
+
+def test_working_hints_average_per_working_pixel():
+    h = as_hints([(0, 0, (255, 0, 0)), (1, 1, (0, 0, 255)), (39, 59, (0, 255, 0))], SHAPE)
+    ab, mask = working_hints(h, (20, 30))
+    assert mask.sum() == 2 and mask[0, 0] and mask[19, 29]
+    np.testing.assert_allclose(ab[:, 0, 0], h.ab()[:2].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(ab[:, 19, 29], h.ab()[2], rtol=1e-5)
+
+
+def test_random_points_are_true_colours(photos):
+    truth = photos["chelsea"]
+    pts = random_points(truth, 50, np.random.default_rng(1))
+    assert len({(y, x) for y, x, _ in pts}) == 50
+    assert all(tuple(truth[y, x]) == c for y, x, c in pts)
+    assert random_points(truth / 255.0, 5, 3) == random_points(truth, 5, 3)  # floats round to the same 8 bits
+    assert random_points(truth, 0, 0) == []
+    with pytest.raises(HintError, match="k=-1"):
+        random_points(truth, -1, 0)
+
+
+def test_pin_puts_the_hint_inside_the_band():
+    h = as_hints(POINTS, SHAPE)
+    gray = np.full(SHAPE, 0.5, np.float32)
+    codes = {"rgb": np.full((*SHAPE, 3), 128, np.uint8), "interval": np.full((*SHAPE, 3, 2), 128, np.uint8)}
+    pin_codes(h, gray, codes)
+    iv = codes["interval"][h.y, h.x]
+    assert (iv[..., 0] <= h.rgb).all() and (h.rgb <= iv[..., 1]).all()
+    assert (iv[..., 0] <= codes["rgb"][h.y, h.x]).all() and (codes["rgb"][h.y, h.x] <= iv[..., 1]).all()
+    assert (codes["rgb"][h.y, h.x] != 128).any(axis=1).all()
+    untouched = np.ones(SHAPE, bool)
+    untouched[h.y, h.x] = False
+    assert (codes["interval"][untouched] == 128).all()
+    # the float version on every 2nd pixel of a tile: only the hints on that grid
+    rgb, lo, hi = (np.full((20, 30, 3), 0.5, np.float32) for _ in range(3))
+    pin(h, gray[::2, ::2], rgb, lo, hi, step=2)
+    assert (rgb != 0.5).any(axis=2).sum() == 1  # only (20, 30) lies on the even grid
+
+
+def test_guarantee_note():
+    from colorcube.hints import calibration_hint_points
+
+    class Cal:
+        provenance = {"hint_points": 10}
+
+    assert calibration_hint_points(Cal()) == 10 and calibration_hint_points(None) == 0
+    assert guarantee_note(hint_points=0) == ""
+    assert "calibration's process (10 random true-colour points" in guarantee_note(hint_points=10, n_hints=3)
+    assert "calibration used no hints" in guarantee_note(hint_points=0, n_hints=3)
+    uncalibrated = guarantee_note(hint_points=None, n_hints=3)
+    assert "band contains the hint" in uncalibrated and "calibration" not in uncalibrated
+
+
+@pytest.fixture(scope="module")
+def astronaut(photos):
+    rgb8 = photos["astronaut"][::2, ::2]
+    return rgb8, gray_of(rgb8)
+
+
+def test_no_hints_is_the_automatic_mode(astronaut):
+    _, gray = astronaut
+    auto = colorcube.colorize(gray)
+    xr.testing.assert_identical(auto, colorcube.colorize(gray, hints=None, reference=None))
+    xr.testing.assert_identical(auto, colorcube.colorize(gray, hints=[]))
+    xr.testing.assert_identical(auto, colorcube.colorize(gray, hints=np.zeros((*gray.shape, 4), np.uint8)))
+    assert "hints" not in auto and "hints" not in auto.attrs
+
+
+def test_colorize_with_hints(astronaut, tmp_path):
+    truth, gray = astronaut
+    pts = random_points(truth, 20, 0)
+    auto = colorcube.colorize(gray)
+    ds = colorcube.colorize(gray, hints=pts)
+    ys, xs = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+    hint = truth[ys, xs].astype(np.float32)
+    iv = ds.interval.values[ys, xs] * 255
+    assert (iv[..., 0] <= hint + 1e-3).all() and (hint <= iv[..., 1] + 1e-3).all()
+    assert np.median(np.abs(ds.rgb.values[ys, xs] * 255 - hint)) <= 1.0  # true-colour hints: the truth there
+    assert np.abs(ds.rgb.values - auto.rgb.values).max() > 0.1  # the hints changed more than their pixels
+    assert ds.attrs["hints"] == 20 and "band contains the hint" in ds.attrs["guarantee"]
+    np.testing.assert_array_equal(ds.hints.values, as_hints(pts, gray.shape).to_array())
+    # stored in the zarr cube, so an archive keeps what the user said
+    lazy = colorcube.colorize(gray, hints=pts, out=tmp_path / "c.zarr")
+    assert Hints.from_array(colorcube.open_cube(tmp_path / "c.zarr").hints.values, gray.shape).points() == \
+        as_hints(pts, gray.shape).points()
+    xr.testing.assert_identical(lazy.compute(), ds.compute())
+
+
+def test_bad_hints_fail_before_the_model(astronaut):
+    _, gray = astronaut
+    with pytest.raises(HintError, match="outside"):
+        colorcube.colorize(gray, hints=[(gray.shape[0], 0, (1, 2, 3))], model=object())
