@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from colorcube.calibrate import (CONSTANT_HALF_WIDTH, likelihood_ratios, list_images, photo_records, reweight,
-                                 source_of)
+from colorcube.calibrate import (CONSTANT_HALF_WIDTH, likelihood_ratios, list_images, photo_records, ratio_features,
+                                 reweight, source_of)
 from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
 from colorcube.errors import CalibrationError
 from colorcube.evaluate import coverage_at, group_coverage, share_interval
@@ -202,7 +202,8 @@ def leave_one_source_out(args, model, settings) -> dict:
         held = sources == s
         test = recs.select(held)
         base = recs.select(~held).calibration(model=model, settings=settings)
-        ratios = likelihood_ratios(base.features, test.features, seed=args.seed)  # one classifier per source
+        # one classifier fit per source serves every clip quantile
+        ratios = likelihood_ratios(ratio_features(base.features), ratio_features(test.features), seed=args.seed)
         cals = {"plain": base}
         for q, mode in zip(quantiles, modes[1:]):
             cals[mode] = reweight(base, test.features, description=s, clip_quantile=q, ratios=ratios, warn=False)

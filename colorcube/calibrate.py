@@ -66,6 +66,7 @@ __all__ = [
     "likelihood_ratios",
     "list_images",
     "photo_records",
+    "ratio_features",
     "reweight",
     "simulated_hints",
     "source_of",
@@ -77,7 +78,9 @@ log = logging.getLogger(__name__)
 CONSTANT_HALF_WIDTH = 0.1
 #: bump when a record's content changes, so stale cache entries are not reused
 RECORD_VERSION = 1
-_L_STATS = ("L_mean", "L_std", "L_p05", "L_p50", "L_p95", "gradient", "log10_pixels", "log_aspect")
+#: image size and aspect: stored, but left out of the archive classifier (:func:`ratio_features`)
+_SIZE_STATS = ("log10_pixels", "log_aspect")
+_L_STATS = ("L_mean", "L_std", "L_p05", "L_p50", "L_p95", "gradient") + _SIZE_STATS
 _HEAD_STATS = ("err_R_mean", "err_G_mean", "err_B_mean", "err_R_p90", "err_G_p90", "err_B_p90",
                "chroma_mean", "entropy_mean")
 
@@ -205,6 +208,26 @@ def image_features(model, gray: np.ndarray, settings: PipelineSettings | None = 
              math.log10(g.size), math.log(h / w)]
     out = np.concatenate([emb.cpu().numpy(), head.cpu().numpy(), np.asarray(stats, np.float64)])
     return out.astype(np.float32)
+
+
+def ratio_features(features: np.ndarray) -> np.ndarray:
+    """The columns of :func:`image_features` the archive classifier sees: all but image size and aspect.
+
+    A collection is often scanned or resized to one size, so size and aspect identify
+    it without saying how hard its colours are: with them, leave-one-source-out on
+    ``calib/`` gave cross-fitted AUC 1.00 for imagenette (effective sample size 3 of
+    1,070), 0.79 without; the mean |coverage - 0.9| of the weighted bands (alpha 0.1,
+    median w_test) went from 0.040 to 0.035 (plain 0.039), temporary weights.
+
+    Parameters
+    ----------
+    features : (n, d) or (d,) array from :func:`image_features`
+
+    Returns
+    -------
+    (n, d - 2) or (d - 2,) view
+    """
+    return np.asarray(features)[..., : -len(_SIZE_STATS)]
 
 
 def image_record(truth: np.ndarray, gray: np.ndarray, model, settings: PipelineSettings, *,
@@ -580,7 +603,7 @@ def reweight(calibration: Calibration, target_features: np.ndarray, *, descripti
     folds, seed, components : see :func:`likelihood_ratios`
     clip_quantile : see :func:`clip_weights`
     warn : bool, warn when the effective sample size is small
-    ratios : optional ``likelihood_ratios(...)`` output for these features, reused
+    ratios : optional ``likelihood_ratios(...)`` output for the :func:`ratio_features` of these, reused
         (e.g. to compare clip quantiles without refitting the classifier)
 
     Returns
@@ -591,8 +614,8 @@ def reweight(calibration: Calibration, target_features: np.ndarray, *, descripti
         raise CalibrationError("this calibration keeps no image features (made before colorcube stored them); "
                                "recalibrate with `colorcube calibrate` to weight it for an archive")
     if ratios is None:
-        ratios = likelihood_ratios(calibration.features, target_features, folds=folds, seed=seed,
-                                   components=components)
+        ratios = likelihood_ratios(ratio_features(calibration.features), ratio_features(target_features),
+                                   folds=folds, seed=seed, components=components)
     w_cal, w_tgt, info = ratios
     w, w_test = clip_weights(w_cal, w_tgt, clip_quantile)
     info = {**info, "ess": effective_sample_size(w), "w_test": w_test, "w_target_median": float(np.median(w_tgt)),

@@ -240,7 +240,8 @@ def random_hints(ab: torch.Tensor, gen: torch.Generator, *, none: float = 0.5, p
     for i in range(b):
         if float(torch.rand((), generator=gen)) < none:
             continue
-        count = 1 + int(math.log(max(float(torch.rand((), generator=gen)), 1e-12)) // math.log(1 - p))
+        u = max(float(torch.rand((), generator=gen)), 1e-12)
+        count = 1 if p >= 1 else 1 + int(math.log(u) // math.log(1 - p))
         for _ in range(count):
             k = int(torch.randint(1, max_patch + 1, (), generator=gen))
             y = int(torch.randint(0, max(1, h - k + 1), (), generator=gen))

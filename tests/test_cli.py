@@ -64,7 +64,8 @@ def test_colorize_many_alpha_and_zarr(tmp_path, gray_png, photos):
 
 @pytest.mark.parametrize("make, reason", [
     (lambda p: p.write_bytes(b""), "empty"),
-    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00"), "cannot decode"),
+    # a PNG cut inside its header chunk: refused as damaged (the chunk runs past the end)
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00"), "truncated"),
     (lambda p: p.write_text("just some text"), "not a recognised image"),
     (lambda p: p.mkdir(), "directory"),
 ])
