@@ -23,6 +23,16 @@ def explore(obj, **kwargs):
     return _explore(obj, **kwargs)
 
 
+def __getattr__(name):
+    """``colorcube.calibrate`` (a callable module: ``colorcube.calibrate(photos, target=...)``), imported on
+    first use so that ``import colorcube`` does not load scikit-learn."""
+    if name == "calibrate":
+        import importlib
+
+        return importlib.import_module(".calibrate", __name__)
+    raise AttributeError(f"module 'colorcube' has no attribute {name!r}")
+
+
 try:
     __version__ = version("colorcube")
 except PackageNotFoundError:  # running from a source tree that is not installed

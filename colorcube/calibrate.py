@@ -48,7 +48,7 @@ from .errors import CalibrationError, ColorcubeError
 from .fullres import CODE_MAX
 from .hints import CALIBRATION_KEY, random_points
 from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_truth
-from .model import STRIDE, _in_dtype
+from .model import STRIDE, _in_dtype, load_pretrained
 from .pipeline import PipelineSettings, predict_bands
 
 __all__ = [
@@ -649,7 +649,7 @@ def _photo_paths(photos) -> list[Path]:
     return [Path(p) for p in photos]
 
 
-def calibrate(photos, *, model, settings: PipelineSettings | None = None, method: str = "crc",
+def calibrate(photos, *, model=None, settings: PipelineSettings | None = None, method: str = "crc",
               delta: float = 0.1, joint: bool = False, per_image: float | None = None, target=None,
               target_description: str = "", source: str = "", progress: bool = True,
               max_pixels=DEFAULT_MAX_PIXELS, cache=None, seed: int = 0, clip_quantile: float = 0.95,
@@ -661,7 +661,7 @@ def calibrate(photos, *, model, settings: PipelineSettings | None = None, method
     photos : folder (recursive), glob, text file of paths, or iterable of paths of
         colour photos never seen in training; the more sources, the better the
         default calibration carries over to new archives
-    model : ColorNet
+    model : ColorNet, optional; default the shipped model (:func:`colorcube.model.load_pretrained`)
     settings : PipelineSettings used for prediction (default settings)
     method : {"crc", "rcps"}; delta : RCPS level; joint : all-channel coverage
     per_image : float in [0, 1), optional
@@ -686,6 +686,7 @@ def calibrate(photos, *, model, settings: PipelineSettings | None = None, method
     listed in the provenance.
     """
     settings = settings or PipelineSettings()
+    model = load_pretrained() if model is None else model
     if target is not None and method != "crc":
         raise CalibrationError(f"method={method!r} with a target archive: archive-weighted calibration is CRC only")
     recs = photo_records(_photo_paths(photos), model=model, settings=settings, cache=cache, progress=progress,

@@ -197,13 +197,14 @@ def _check_beta(beta) -> float | None:
     return b
 
 
-def crc_lambda(curves: np.ndarray, alpha: float, grid: np.ndarray = LAMBDA_GRID) -> float:
+def crc_lambda(curves: np.ndarray, alpha: float, grid: np.ndarray = LAMBDA_GRID, *, mean=None) -> float:
     """Conformal risk control: ``inf{lambda : n/(n+1) mean_i L_i(lambda) + 1/(n+1) <= alpha}``.
 
     Parameters
     ----------
     curves : (n, grid) per-image loss curves in [0, 1], non-increasing
     alpha : float in (0, 1)
+    mean : (grid,) float64, optional, ``curves.mean(axis=0)`` computed once (speed)
 
     Returns
     -------
@@ -215,7 +216,8 @@ def crc_lambda(curves: np.ndarray, alpha: float, grid: np.ndarray = LAMBDA_GRID)
         raise CalibrationError(
             f"CRC at alpha={alpha} needs at least {min_images(alpha)} calibration images, got {n}"
         )
-    bound = n / (n + 1) * curves.mean(axis=0, dtype=np.float64) + 1.0 / (n + 1)
+    mean = curves.mean(axis=0, dtype=np.float64) if mean is None else mean
+    bound = n / (n + 1) * mean + 1.0 / (n + 1)
     ok = np.flatnonzero(bound <= alpha + 1e-12)
     return float(grid[ok[0]])
 
@@ -228,7 +230,7 @@ def effective_sample_size(weights) -> float:
 
 
 def weighted_crc_lambda(curves: np.ndarray, alpha: float, weights, w_test: float,
-                        grid: np.ndarray = LAMBDA_GRID, *, bound: float = 1.0) -> float:
+                        grid: np.ndarray = LAMBDA_GRID, *, bound: float = 1.0, weighted_sum=None) -> float:
     """Weighted conformal risk control under covariate shift.
 
     ``lambda_hat = inf{lambda : sum_i p_i L_i(lambda) + p_test * B <= alpha}`` with
@@ -245,6 +247,7 @@ def weighted_crc_lambda(curves: np.ndarray, alpha: float, weights, w_test: float
     w_test : float > 0, the new image's weight on the same scale; a bound that is
         at least the new image's true weight gives a larger, conservative lambda
     bound : float, the largest loss B (1 for the coverage losses)
+    weighted_sum : (grid,) float64, optional, ``weights @ curves`` computed once (speed)
 
     Returns
     -------
@@ -257,7 +260,6 @@ def weighted_crc_lambda(curves: np.ndarray, alpha: float, weights, w_test: float
         whole risk budget (the effective sample size is too small for ``alpha``).
     """
     alpha = _check_alpha(alpha)
-    curves = np.asarray(curves, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.shape[0] != curves.shape[0]:
         raise CalibrationError(f"{w.shape[0]} weights for {curves.shape[0]} loss curves; give one weight per image")
@@ -274,7 +276,8 @@ def weighted_crc_lambda(curves: np.ndarray, alpha: float, weights, w_test: float
             f"{effective_sample_size(w):.1f} of {len(w)} calibration photos, and the new photo's weight alone takes "
             f"{p_test * bound:.3f} of the risk budget. Use alpha >= {math.ceil(p_test * bound * 1000) / 1000:.3f}, "
             "add calibration photos that look like the archive, or calibrate without a target")
-    risk = (w @ curves) / total + p_test * bound
+    wsum = w @ np.asarray(curves, dtype=np.float64) if weighted_sum is None else weighted_sum
+    risk = wsum / total + p_test * bound
     ok = np.flatnonzero(risk <= alpha + 1e-12)
     return float(grid[ok[0]])
 
@@ -328,11 +331,13 @@ def hb_p_value(risk_hat: np.ndarray, n: int, alpha: float) -> np.ndarray:
     return np.minimum(hoeffding, bentkus)
 
 
-def rcps_lambda(curves: np.ndarray, alpha: float, delta: float, grid: np.ndarray = LAMBDA_GRID) -> float:
+def rcps_lambda(curves: np.ndarray, alpha: float, delta: float, grid: np.ndarray = LAMBDA_GRID, *,
+                mean=None) -> float:
     """Risk-controlling prediction set: with probability >= 1 - delta the risk is <= alpha.
 
     The smallest grid lambda from which on every larger lambda rejects
-    ``risk > alpha`` at level ``delta`` with the Hoeffding-Bentkus p-value.
+    ``risk > alpha`` at level ``delta`` with the Hoeffding-Bentkus p-value
+    (``mean``: ``curves.mean(axis=0)`` computed once, optional).
     """
     alpha = _check_alpha(alpha)
     if not 0.0 < float(delta) < 1.0:
@@ -341,7 +346,7 @@ def rcps_lambda(curves: np.ndarray, alpha: float, delta: float, grid: np.ndarray
     need = min_images(alpha, method="rcps", delta=delta)
     if n < need:
         raise CalibrationError(f"RCPS at alpha={alpha}, delta={delta} needs at least {need} images, got {n}")
-    p = hb_p_value(curves.mean(axis=0, dtype=np.float64), n, alpha)
+    p = hb_p_value(curves.mean(axis=0, dtype=np.float64) if mean is None else mean, n, alpha)
     bad = np.flatnonzero(p >= delta)
     return float(grid[0] if bad.size == 0 else grid[min(bad[-1] + 1, len(grid) - 1)])
 
@@ -386,6 +391,8 @@ class Calibration:
     features: np.ndarray | None = None
     weights: np.ndarray | None = None
     w_test: float | None = None
+    #: per-(joint, beta) mean (or weighted sum) of the curves over images, made on first use
+    _sums: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.method not in ("crc", "rcps"):
@@ -475,15 +482,21 @@ class Calibration:
         """
         method, delta, joint, beta = self._resolve(method, delta, joint, beta)
         cur = self.joint_curves[:, None] if joint else self.curves  # (n, k, grid)
-        if beta is not None:
-            cur = image_level_curves(cur, beta)
+        key = (bool(joint), beta, self.weighted)
+        if key not in self._sums:  # the (weighted) mean over images is all any alpha needs: made once
+            if beta is not None:
+                cur = image_level_curves(cur, beta)
+            self._sums[key] = (np.einsum("n,nkg->kg", self.weights, cur.astype(np.float64)) if self.weighted
+                               else cur.mean(axis=0, dtype=np.float64))
+        sums = self._sums[key]
+        k = range(sums.shape[0])  # cur[:, c] below only gives n: the sums stand for the curves
         if self.weighted:
             wt = self.w_test if w_test is None else w_test
-            lams = [weighted_crc_lambda(cur[:, c], alpha, self.weights, wt, self.grid) for c in range(cur.shape[1])]
+            lams = [weighted_crc_lambda(cur[:, c], alpha, self.weights, wt, self.grid, weighted_sum=sums[c]) for c in k]
         elif method == "crc":
-            lams = [crc_lambda(cur[:, c], alpha, self.grid) for c in range(cur.shape[1])]
+            lams = [crc_lambda(cur[:, c], alpha, self.grid, mean=sums[c]) for c in k]
         else:
-            lams = [rcps_lambda(cur[:, c], alpha, delta, self.grid) for c in range(cur.shape[1])]
+            lams = [rcps_lambda(cur[:, c], alpha, delta, self.grid, mean=sums[c]) for c in k]
         return np.full(3, lams[0]) if joint else np.array(lams)
 
     def min_alpha(self, *, method: str | None = None, delta: float | None = None) -> float:
@@ -514,19 +527,19 @@ class Calibration:
         who = (f"a new photograph exchangeable with the {self.n} calibration images" if not self.weighted else
                f"a photograph from the target archive ({self._target_words()})")
         if beta is None:
-            where = ("all three of its true R, G, B values lie inside their bands together" if joint else
-                     "its true value of each channel (R, G, B) lies inside that channel's band (each channel "
-                     "separately, not all three at once)")
+            where = ("a uniformly chosen pixel's true R, G and B values lie inside their bands, all three at once,"
+                     if joint else "a uniformly chosen pixel's true value of each channel (R, G, B) lies inside that "
+                     "channel's band (each channel separately, not all three at once)")
             if self.weighted:
-                return (f"Approximately: for {who}, a uniformly chosen pixel has {where} with probability at least "
-                        f"{a}, averaged over photos (archive-weighted conformal risk control; it assumes the colours "
-                        "given the gray image are as in the calibration photos and that the estimated weights are "
-                        "right).")
+                return (f"Approximately: for {who}, {where} with probability at least {a}, averaged over photos "
+                        "(archive-weighted conformal risk control; it assumes the colours given the gray image are as "
+                        "in the calibration photos and that the estimated weights are right).")
             if method == "crc":
-                return (f"For {who}, a uniformly chosen pixel has {where} with probability at least {a} "
-                        "(conformal risk control, expected over images: one photograph may fall short).")
-            return (f"For {who}, a uniformly chosen pixel has {where} for at least a fraction {a} of pixels in "
-                    f"expectation, with probability at least {1 - delta:.3g} over the calibration set (RCPS, "
+                return (f"For {who}, {where} with probability at least {a} (conformal risk control, expected over "
+                        "images: one photograph may fall short).")
+            each = "for all three of R, G, B at once" if joint else "in each channel (R, G, B) separately"
+            return (f"With probability at least {1 - delta:.3g} over the calibration set, for {who} the expected "
+                    f"share of pixels whose true value lies inside the band is at least {a}, {each} (RCPS, "
                     "Hoeffding-Bentkus).")
         share = f"{1 - beta:.3g}"
         where = ("all three of their true R, G, B values inside their bands" if joint else

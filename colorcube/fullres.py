@@ -78,7 +78,7 @@ def gamma_table() -> np.ndarray:
 
 _F = np.float32
 # Only fused multiply-adds and signed-zero freedom: no "no-NaN/no-inf" assumptions (lambda may be large),
-# and the NaN-proof clamps below rely on comparisons with NaN being false, which "nnan"/"fast" would break.
+# and the NaN-proof clamps below (fmin/fmax, comparisons) rely on NaN semantics that "nnan"/"fast" would drop.
 _FAST = {"contract", "nsz"}
 
 
@@ -102,10 +102,9 @@ def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, 
         for k in range(10):
             row[jj, k] = coef[i0[i], jj, k] * a0 + coef[i1[i], jj, k] * a1
     for j in range(tx):
-        g = gray[i, j]
-        # NaN fails both tests and lands on 0: the index is in [0, 65535] for every float32 g
-        g = g if g > _F(0.0) else _F(0.0)
-        g = g if g < _F(1.0) else _F(1.0)
+        # fmax/fmin return the non-NaN operand (IEEE maxNum/minNum), so g is in [0, 1] even for
+        # NaN and +-inf, and the index in [0, 65535]
+        g = np.fmin(np.fmax(gray[i, j], _F(0.0)), _F(1.0))
         light[j] = lut_l[np.int32(g * _F(65535.0) + _F(0.5))]
     for k in range(5):  # q = A * L / 100 + B with A, B interpolated along x
         for j in range(tx):
@@ -125,12 +124,10 @@ def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, 
         f[2, j] = _F(0.0556466391351772) * x - _F(0.2040413383665112) * y + _F(1.0573110696453443) * z
     for c in range(3):  # sRGB encoding by table interpolation; spread clamped at 0
         for j in range(tx):
-            # Finite coefficients can still give NaN here (inf - inf in Lab -> RGB when they are
-            # absurdly large); int32(NaN) is INT_MIN on x86, an index ~8 GB before the table. NaN
-            # fails both tests and lands on 0, so k is in [0, _GAMMA_STEPS - 1] and k + 1 in range.
-            v = f[c, j]
-            v = v if v > _F(0.0) else _F(0.0)
-            v = (v if v < _F(1.0) else _F(1.0)) * _F(_GAMMA_STEPS)
+            # f is NaN when the coefficients are (or overflow: inf - inf in Lab -> RGB), and min/max
+            # pass NaN on: int32(NaN) is INT_MIN on x86, an index ~8 GB before the table. fmax/fmin
+            # send NaN to 0, so v is in [0, _GAMMA_STEPS], k in [0, _GAMMA_STEPS - 1] and k + 1 in range.
+            v = np.fmin(np.fmax(f[c, j], _F(0.0)), _F(1.0)) * _F(_GAMMA_STEPS)
             k = min(np.int32(v), np.int32(_GAMMA_STEPS - 1))
             t = v - _F(k)
             f[c, j] = lut_g[k] * (_F(1.0) - t) + lut_g[k + 1] * t
@@ -169,12 +166,8 @@ def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps, rgb_
             for j in range(tx):
                 half = lc * (s[c, j] + eps)  # NaN when lam = 0 meets an infinite spread
                 # clamps that send NaN outward (lo to 0, hi to 1), so the codes are in [0, 255]
-                lo = f[c, j] - half
-                lo = lo if lo > _F(0.0) else _F(0.0)
-                lo = lo if lo < _F(1.0) else _F(1.0)
-                hi = f[c, j] + half
-                hi = hi if hi < _F(1.0) else _F(1.0)
-                hi = hi if hi > _F(0.0) else _F(0.0)
+                lo = np.fmin(np.fmax(f[c, j] - half, _F(0.0)), _F(1.0))
+                hi = np.fmax(np.fmin(f[c, j] + half, _F(1.0)), _F(0.0))
                 rgb_code[i, j, c] = np.uint8(f[c, j] * _F(255.0) + _F(0.5))  # f in [0, 1] after the table
                 interval_code[i, j, c, 0] = np.uint8(np.floor(lo * _F(255.0)))
                 interval_code[i, j, c, 1] = np.uint8(np.ceil(hi * _F(255.0)))

@@ -9,6 +9,7 @@ from colorcube.calibrate import (
     likelihood_ratio_weights,
     list_images,
     photo_records,
+    ratio_features,
     reweight,
     source_of,
 )
@@ -105,6 +106,8 @@ def test_image_features_are_deterministic_and_carry_the_gray_statistics(tiny_mod
     np.testing.assert_array_equal(f, image_features(tiny_model, g, SETTINGS))
     assert f[names.index("L_mean")] == pytest.approx(g.mean(), abs=1e-6)
     assert f[names.index("log10_pixels")] == pytest.approx(np.log10(g.size), abs=1e-6)
+    kept = ratio_features(f)  # the archive classifier leaves out image size and aspect
+    assert kept.shape == (len(names) - 2,) and names[len(kept):] == ["log10_pixels", "log_aspect"]
     other = image_features(tiny_model, gray_of(photos["rocket"][::3, ::3]), SETTINGS)
     emb = [i for i, n in enumerate(names) if n.startswith("embed_")]
     assert np.abs(f[emb] - other[emb]).max() > 0.1 * np.abs(f[emb]).max()  # the embedding differs between photos
@@ -129,6 +132,7 @@ def test_module_is_callable_as_colorcube_calibrate(tiny_model, photo_dir, cache)
     import colorcube.calibrate as calibrate_module
 
     assert callable(calibrate_module) and calibrate_module.calibrate is calibrate
+    assert colorcube.calibrate is calibrate_module  # colorcube.calibrate(photos, target=...) as the issue writes it
     cal = calibrate_module(list_images(photo_dir)[:2], model=tiny_model, settings=SETTINGS, progress=False,
                            cache=cache)
     assert cal.n == 2

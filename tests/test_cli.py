@@ -142,6 +142,7 @@ def test_a_hard_crash_names_its_place():
     assert "Segmentation fault" in proc.stderr and "cli.py" in proc.stderr and "in main" in proc.stderr
 
 
+@pytest.mark.slow
 def test_hints_and_reference_on_the_command_line(tmp_path, gray_png, photos, capsys):
     import json
 

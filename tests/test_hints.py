@@ -199,20 +199,26 @@ def astronaut(photos):
     return rgb8, gray_of(rgb8)
 
 
-def test_no_hints_is_the_automatic_mode(astronaut):
+@pytest.fixture(scope="module")
+def shipped():
+    return colorcube.load_pretrained(device="cpu")
+
+
+def test_no_hints_is_the_automatic_mode(astronaut, shipped):
     _, gray = astronaut
-    auto = colorcube.colorize(gray)
-    xr.testing.assert_identical(auto, colorcube.colorize(gray, hints=None, reference=None))
-    xr.testing.assert_identical(auto, colorcube.colorize(gray, hints=[]))
-    xr.testing.assert_identical(auto, colorcube.colorize(gray, hints=np.zeros((*gray.shape, 4), np.uint8)))
+    auto = colorcube.colorize(gray, model=shipped)
+    xr.testing.assert_identical(auto, colorcube.colorize(gray, model=shipped, hints=None, reference=None))
+    xr.testing.assert_identical(auto, colorcube.colorize(gray, model=shipped, hints=[]))
+    xr.testing.assert_identical(auto, colorcube.colorize(gray, model=shipped,
+                                                         hints=np.zeros((*gray.shape, 4), np.uint8)))
     assert "hints" not in auto and "hints" not in auto.attrs
 
 
-def test_colorize_with_hints(astronaut, tmp_path):
+def test_colorize_with_hints(astronaut, shipped, tmp_path):
     truth, gray = astronaut
     pts = random_points(truth, 20, 0)
-    auto = colorcube.colorize(gray)
-    ds = colorcube.colorize(gray, hints=pts)
+    auto = colorcube.colorize(gray, model=shipped)
+    ds = colorcube.colorize(gray, model=shipped, hints=pts)
     ys, xs = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
     hint = truth[ys, xs].astype(np.float32)
     iv = ds.interval.values[ys, xs] * 255
@@ -222,7 +228,7 @@ def test_colorize_with_hints(astronaut, tmp_path):
     assert ds.attrs["hints"] == 20 and "band contains the hint" in ds.attrs["guarantee"]
     np.testing.assert_array_equal(ds.hints.values, as_hints(pts, gray.shape).to_array())
     # stored in the zarr cube, so an archive keeps what the user said
-    lazy = colorcube.colorize(gray, hints=pts, out=tmp_path / "c.zarr")
+    lazy = colorcube.colorize(gray, model=shipped, hints=pts, out=tmp_path / "c.zarr")
     assert Hints.from_array(colorcube.open_cube(tmp_path / "c.zarr").hints.values, gray.shape).points() == \
         as_hints(pts, gray.shape).points()
     xr.testing.assert_identical(lazy.compute(), ds.compute())
