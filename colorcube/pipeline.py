@@ -188,8 +188,11 @@ def _working_stage(gray, model: ColorNet, settings: PipelineSettings, hints=None
     gw = _working_gray(g, int(settings.working_size))
     lw = gray_to_lightness(gw)
     hw, ww = lw.shape
-    ph, pw = (-hw) % STRIDE, (-ww) % STRIDE
-    # Replicate-pad tiny images up to one stride and odd sizes to a multiple of it.
+    # Replicate-pad odd sizes to a multiple of the stride and every side to at least two strides:
+    # at one stride the 1/8-resolution features are 2 wide, and oneDNN's bfloat16 stride-2 convolution
+    # (down16) then reads memory it never wrote (torch 2.13, AVX-512/AMX CPUs), giving wrong and at
+    # times NaN colours for any image whose working side is <= 16 px (a 2000 x 5 scan).
+    ph, pw = max((-hw) % STRIDE, 2 * STRIDE - hw), max((-ww) % STRIDE, 2 * STRIDE - ww)
     lin = F.pad(lw[None, None], (0, pw, 0, ph), mode="replicate").contiguous(memory_format=torch.channels_last)
     options = dict(vividness=settings.vividness, dtype=_PRECISIONS[settings.precision], scale=settings.scale,
                    reweight=reweight)
