@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -61,3 +66,22 @@ def tiny_weights(tmp_path_factory, tiny_model):
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_weights(tiny_model, path)
     return path
+
+
+@pytest.fixture
+def run_bounds_checked(tmp_path):
+    """Run ``module.function(0, 40)`` of the test suite in a subprocess with numba bounds checking on.
+
+    Returns nothing; fails the calling test with the subprocess's stderr if it exits non-zero.
+    """
+    root = Path(__file__).resolve().parents[1]
+
+    def run(module: str, function: str) -> None:
+        # numba's cache does not key on NUMBA_BOUNDSCHECK: a cached unchecked build would be reused
+        env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+        code = f"import sys; sys.path.insert(0, {str(root)!r}); from {module} import {function}; {function}(0, 40)"
+        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    return run

@@ -150,19 +150,8 @@ def _fuzz_kernels(seed: int, cases: int) -> None:
 
 
 @pytest.mark.slow
-def test_kernels_under_bounds_checking(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    # numba's cache does not key on NUMBA_BOUNDSCHECK: a cached unchecked build would be reused
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    code = f"import sys; sys.path.insert(0, {str(root)!r}); from tests.test_fullres import _fuzz_kernels; " \
-           "_fuzz_kernels(0, 40)"
-    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
+def test_kernels_under_bounds_checking(run_bounds_checked):
+    run_bounds_checked("tests.test_fullres", "_fuzz_kernels")
 
 
 @pytest.mark.parametrize("damage", ["nan_coef", "inf_gray", "nan_extent", "zero_extent", "negative_lambda",

@@ -81,16 +81,5 @@ def _fuzz_kernel(seed: int, cases: int) -> None:
 
 
 @pytest.mark.slow
-def test_kernel_under_bounds_checking(tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    # numba's cache does not key on NUMBA_BOUNDSCHECK: a cached unchecked build would be reused
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    code = f"import sys; sys.path.insert(0, {str(root)!r}); from tests.test_guided import _fuzz_kernel; " \
-           "_fuzz_kernel(0, 40)"
-    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
+def test_kernel_under_bounds_checking(run_bounds_checked):
+    run_bounds_checked("tests.test_guided", "_fuzz_kernel")
