@@ -37,15 +37,15 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from colorcube.calibrate import (CONSTANT_HALF_WIDTH, likelihood_ratios, list_images, photo_records, ratio_features,
-                                 reweight, source_of)
+from colorcube.calibrate import CONSTANT_HALF_WIDTH, list_images, photo_records, source_of
 from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
 from colorcube.errors import CalibrationError
 from colorcube.evaluate import coverage_at, group_coverage, share_interval
 from colorcube.fullres import round_outward
 from colorcube.io import read_truth
-from colorcube.model import load_pretrained
 from colorcube.pipeline import PipelineSettings, predict_bands, resolve_calibration
+from colorcube.shift import likelihood_ratios, ratio_features, reweight
+from colorcube.weights import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ALPHAS = (0.05, 0.1, 0.2)

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from colorcube.calibrate import list_images
-from colorcube.hints import random_points
+from colorcube.hinting import random_points
 from colorcube.io import read_truth
 from colorcube.metrics import ciede2000, psnr
-from colorcube.model import load_pretrained
 from colorcube.pipeline import PipelineSettings, predict_bands
+from colorcube.weights import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / ".." / "shared" / "data" / "bench"

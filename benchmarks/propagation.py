@@ -28,13 +28,15 @@ from colorcube.calibrate import list_images
 from colorcube.color import gray_to_lightness
 from colorcube.fullres import full_stage
 from colorcube.guided import guided_coefficients
-from colorcube.hints import as_hints, network_input, random_points, working_hints
+from colorcube.hinting import network_input, random_points, working_hints
+from colorcube.hints import as_hints
 from colorcube.io import read_truth
 from colorcube.metrics import ciede2000, psnr
-from colorcube.model import OUT_STRIDE, STRIDE, load_pretrained, load_weights, predict
+from colorcube.model import OUT_STRIDE, STRIDE, predict
 from colorcube.pipeline import _PRECISIONS, Coefficients, PipelineSettings, _grid, _working_gray
 from colorcube.propagate import blend_hints
 from colorcube.train import TrainOptions, split_by_source
+from colorcube.weights import load_pretrained, load_weights
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train"
 

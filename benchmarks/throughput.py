@@ -76,6 +76,21 @@ def flops(module, x) -> int:
     return fc.get_total_flops()
 
 
+def attainable(dev, dtype, repeats: int) -> float:
+    """GFLOP/s of a 3x3, 256 -> 256 convolution on 64 x 64 maps, batch 4: what this machine's
+    convolutions reach in ``dtype``, in the layout the pipeline runs the network in (a bf16
+    copy in channels-last; fp32 as is)."""
+    low = dtype != torch.float32
+    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(dev).eval()
+    xc = torch.randn(4, 256, 64, 64, device=dev)
+    if low:
+        conv = copy.deepcopy(conv).to(dtype).to(memory_format=torch.channels_last)
+        xc = xc.to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        seconds = timeit(lambda: conv(xc), repeats, dev)
+    return 2 * 256 * 256 * 9 * 64 * 64 * 4 / seconds / 1e9
+
+
 def codecs(ds, tmp: Path, cube_to_zarr) -> None:
     """Write time and size of the 1-MP cube (storage codes) with each compression choice."""
     from colorcube.store import COMPRESSIONS
@@ -101,9 +116,9 @@ def main() -> None:
     from colorcube.cube import code_dataset, cube_attrs
     from colorcube.fullres import encode_gray, stage_codes
     from colorcube.io import read_gray
-    from colorcube.model import load_pretrained
     from colorcube.pipeline import PipelineSettings, resolve_calibration, working_stage
     from colorcube.store import cube_to_zarr
+    from colorcube.weights import load_pretrained
 
     dev = torch.device(args.device)
     model = load_pretrained(device=dev)
@@ -117,28 +132,22 @@ def main() -> None:
     x = torch.full((1, 1, side, side), 50.0, device=dev).contiguous(memory_format=torch.channels_last)
     per_px = flops(model, x) / side**2
     print(f"model: {per_px / 1e3:.1f} kFLOP per working pixel; {per_px * side**2 / 1e9:.2f} GFLOP at {side} x {side}")
-    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(dev).eval()
-    xc = torch.randn(4, 256, 64, 64, device=dev)
-    conv_flop = 2 * 256 * 256 * 9 * 64 * 64 * 4
     from colorcube.model import _in_dtype
 
     for dtype in (torch.bfloat16, torch.float32):
         low = dtype != torch.float32
-        # both in the dtype and layout the pipeline runs the network in (a bf16 copy, channels-last)
-        cv = copy.deepcopy(conv).to(dtype).to(memory_format=torch.channels_last) if low else conv
-        xi = xc.to(dtype).contiguous(memory_format=torch.channels_last) if low else xc
         net = _in_dtype(model, dtype)
         with torch.inference_mode():
-            t_conv = timeit(lambda: cv(xi), args.repeats, dev)
             t_model = timeit(lambda: net(x), args.repeats, dev)
-        peak, achieved = conv_flop / t_conv / 1e9, per_px * side**2 / t_model / 1e9
+        peak, achieved = attainable(dev, dtype, args.repeats), per_px * side**2 / t_model / 1e9
         layout = "bf16 channels-last (shipped)" if low else "fp32"
         print(f"{layout:29s} attainable conv (3x3, 256->256, 64x64, batch 4) {peak:5.0f} GFLOP/s; model stage "
               f"{t_model * 1e3:4.0f} ms, {achieved:5.0f} GFLOP/s = {achieved / peak:.0%} of attainable")
 
     from safetensors.torch import load_file
 
-    from colorcube.model import ColorNet, default_weights_path
+    from colorcube.model import ColorNet
+    from colorcube.weights import default_weights_path
 
     unfolded = ColorNet(model.config).to(dev).eval().to(memory_format=torch.channels_last)
     unfolded.load_state_dict({k: v.float() for k, v in load_file(str(default_weights_path())).items()})

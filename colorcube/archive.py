@@ -23,28 +23,57 @@ import dataclasses
 import errno
 import functools
 import logging
+import os
 import time
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+import zarr
+from tqdm.auto import tqdm
 
+from .batch import StageTimes, run_overlapped
+from .conformal import _check_alpha
+from .cube import code_dataset, cube_attrs
 from .errors import ColorcubeError, HintError
-from .hints import as_hints, calibration_hint_points, guarantee_note
-from .sources import Source, group_name, list_sources, read_source, source_data, source_hash
+from .fullres import encode_gray, stage_codes
+from .hinting import calibration_hint_points, guarantee_note, pin_codes
+from .hints import as_hints, find_hint_file
+from .io import DEFAULT_MAX_PIXELS, file_hash
+from .pipeline import (
+    Coefficients,
+    PipelineSettings,
+    WorkingInput,
+    coefficients_of,
+    default_batch,
+    network_maps,
+    resolve_calibration,
+    working_input,
+    working_stage,
+)
+from .sources import Source, group_name, list_sources, read_source, source_data, source_hash, source_pixels
+from .store import group_attrs, open_cube, update_group_attrs, write_cube, zarr_compressors
+from .weights import default_weights_path, load_weights, select_device
 
 __all__ = [
+    "ArchiveResult",
     "Source",
-    "list_sources",
-    "group_name",
+    "archive_index",
     "colorize_archive",
+    "group_name",
+    "list_sources",
     "open_archive",
     "open_image",
-    "archive_index",
-    "ArchiveResult",
 ]
 
 log = logging.getLogger(__name__)
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
+#: images up to this many chunks are colorized in memory, in batches; larger ones chunk by chunk
+_SMALL_CHUNKS = 4
 
 
 @dataclasses.dataclass
@@ -65,6 +94,7 @@ class ArchiveResult:
     megapixels: float
     seconds: float
     damaged: dict = dataclasses.field(default_factory=dict)
+    stage_times: StageTimes = dataclasses.field(default_factory=StageTimes)
 
     def summary(self) -> str:
         rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
@@ -89,35 +119,20 @@ class _Job:
     allow_damaged: bool = False
     hints: str | None = None  # folder of per-image hint files
     hint_points: int | None = None  # the calibration's simulated hint points (None: uncalibrated)
+    scheduler: str = "threads"  # dask's, for a large image's chunks ("synchronous" inside a dask worker)
 
 
 @functools.lru_cache(maxsize=2)
 def _model(weights: str, device: str):
     """One model per process (per dask worker), loaded on first use and reused."""
-    from .model import load_weights
-
     return load_weights(weights, device=device)
-
-
-def _status(out: str, name: str) -> dict:
-    import zarr
-
-    try:
-        return dict(zarr.open_group(out, path=f"images/{name}", mode="r").attrs)
-    except (FileNotFoundError, KeyError, ValueError, zarr.errors.GroupNotFoundError):
-        return {}
 
 
 def _block(gray_block, coef, shape, extent, lam, hints=None, block_info=None):
     """Full-resolution codes of one chunk -> (ty, tx, 9) uint8: rgb, lower, upper."""
-    from .fullres import stage_codes
-    from .pipeline import Coefficients
-
     (y0, _), (x0, _) = block_info[0]["array-location"]
     c = stage_codes(gray_block, Coefficients(coef, tuple(shape), tuple(extent)), lam, y0=y0, x0=x0, threads=1)
     if hints is not None:
-        from .hints import pin_codes
-
         pin_codes(hints, gray_block, c, y0=y0, x0=x0)
     return np.concatenate([c["rgb"], c["interval"][..., 0], c["interval"][..., 1]], axis=-1)
 
@@ -130,94 +145,169 @@ def _one_line(label: str, exc: BaseException) -> str:
     return text if label in text else f"{label}: {text}"
 
 
+@dataclasses.dataclass
+class _Work:
+    """One image between the stages: its row, gray pixels and hints."""
+
+    source: Source
+    name: str
+    row: dict
+    gray: np.ndarray | None = None
+    hints: object = None
+    hint_hash: str = ""
+    inp: WorkingInput | None = None  # the network input, made while reading (images without hints)
+
+
+def _guarded(work: _Work, job: _Job, fn, *args, **kwargs):
+    """``fn(*args)``; any exception that concerns this image alone becomes its failure record.
+
+    Only a full, read-only or forbidden output (which would fail every image alike)
+    raises, as ColorcubeError. Returns ``fn``'s value, or None after a failure.
+    """
+    label = work.source.label
+    try:
+        return fn(*args, **kwargs)
+    except OSError as exc:
+        if exc.errno in _FATAL_ERRNOS:
+            raise ColorcubeError(f"{job.out}: cannot write the archive ({exc.strerror}); free space or fix "
+                                 "permissions, then re-run the same command to resume") from exc
+        work.row["error"] = _one_line(label, exc)
+    except MemoryError:
+        work.row["error"] = f"{label}: not enough memory for this image; lower --chunk or use a bigger machine"
+    except Exception as exc:
+        log.debug("%s failed", label, exc_info=True)
+        work.row["error"] = _one_line(label, exc)
+    work.row["status"] = "failed"
+    _record_failure(job.out, work.name, work.source, work.row["error"])
+    return None
+
+
+def _prepare(source: Source, name: str, job: _Job) -> tuple:
+    """(row, work): the image read for the network, or work None when it is skipped or failed."""
+    work = _Work(source, name, {"name": name, "source": source.label, "status": "failed", "error": "", "height": 0,
+                                "width": 0, "hash": "", "megapixels": 0.0, "damaged": ""})
+
+    def read():
+        data = source_data(source)  # a zarr source is read once for both its hash and its pixels
+        work.row["hash"] = digest = source_hash(source, data)
+        have = group_attrs(job.out, f"images/{name}")
+        hint_file, work.hint_hash = _hint_file(job.hints, source)
+        if (have.get("colorcube_status") == "complete" and have.get("source_hash") == digest
+                and have.get("hint_hash", "") == work.hint_hash):
+            work.row.update(status="skipped", height=have.get("height", 0), width=have.get("width", 0))
+            return False
+        work.gray, work.row["damaged"] = read_source(source, job.max_pixels, data, allow_damaged=job.allow_damaged)
+        work.hints = as_hints(hint_file, work.gray.shape) if hint_file else None
+        if work.hints is None:
+            work.inp = working_input(work.gray, PipelineSettings(**job.settings), device=job.device)
+        return True
+
+    return work.row, (work if _guarded(work, job, read) else None)
+
+
+def _network(works: list, job: _Job) -> list:
+    """The network's part of each work, None where it failed: the maps (:func:`network_maps`)
+    of those without hints, in one batched call (if it fails, each alone), and the
+    Coefficients of those with hints, one :func:`working_stage` each."""
+    model = _model(job.weights, job.device)
+    settings = PipelineSettings(**job.settings)
+    out = [None] * len(works)
+    plain = [i for i, w in enumerate(works) if w.inp is not None]
+    if len(plain) > 1:
+        try:
+            for i, maps in zip(plain, network_maps([works[i].inp for i in plain], model, settings)):
+                out[i] = maps
+        except Exception:
+            log.debug("a network batch failed; running its images one at a time", exc_info=True)
+    for i, w in enumerate(works):
+        if out[i] is not None:
+            continue
+        if w.inp is not None:
+            maps = _guarded(w, job, network_maps, [w.inp], model, settings)
+            out[i] = None if maps is None else maps[0]
+        else:
+            out[i] = _guarded(w, job, working_stage, w.gray, model, settings, hints=w.hints)
+    return out
+
+
+def _finish(work: _Work, result, job: _Job, times=None) -> dict:
+    """Coefficients (from the network's maps), full-resolution stage and writes of one image; its row."""
+    if result is None:
+        return work.row
+    if _guarded(work, job, _write, work, result, job, times):
+        h, w = work.gray.shape
+        work.row.update(status="done", height=h, width=w, megapixels=h * w / 1e6)
+    return work.row
+
+
+def _write(work: _Work, result, job: _Job, times=None) -> bool:
+    t0 = time.perf_counter()
+    coeffs = result if isinstance(result, Coefficients) else coefficients_of(result, work.inp,
+                                                                           PipelineSettings(**job.settings))
+    gray, hints, name = work.gray, work.hints, work.name
+    h, w = gray.shape
+    attrs = {**job.attrs, "source": work.source.label, "source_hash": work.row["hash"], "height": h, "width": w,
+             "colorcube_status": "incomplete"}
+    if work.row["damaged"]:
+        attrs["damaged"] = work.row["damaged"]
+    if hints is not None:
+        note = guarantee_note(hint_points=job.hint_points, n_hints=len(hints))
+        attrs.update(hints=len(hints), hint_source=hints.source, hint_hash=work.hint_hash,
+                     guarantee=f"{attrs['guarantee']} {note}")
+    lam = np.asarray(job.lam)
+    if h * w <= _SMALL_CHUNKS * job.chunk**2:  # in memory at once, no dask graph to build
+        codes = stage_codes(gray, coeffs, lam, threads=1)
+        if hints is not None:
+            pin_codes(hints, gray, codes)
+        codes["gray"] = encode_gray(gray)
+    else:  # chunk by chunk, streamed to zarr
+        g = da.from_array(gray, chunks=(job.chunk, job.chunk))
+        stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, lam, hints,
+                                dtype=np.uint8, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (9,)))
+        interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
+        # the gray code is decided on the whole image (uint8 for 8-bit sources), as colorize does
+        codes = {"gray": da.from_array(encode_gray(gray), chunks=g.chunks), "rgb": stacked[..., :3],
+                 "interval": interval}
+    ds = code_dataset(codes, attrs, (coeffs.coef, coeffs.extent), None if hints is None else hints.to_array())
+    t1 = time.perf_counter()
+    with dask.config.set(scheduler=job.scheduler):
+        write_cube(ds, job.out, chunk=job.chunk, group=f"images/{name}", compression=job.compression)
+    update_group_attrs(job.out, f"images/{name}", {"colorcube_status": "complete"})
+    if times is not None:
+        times.add("full resolution", t1 - t0)
+        times.add("write", time.perf_counter() - t1)
+    return True
+
+
 def _process(source: Source, name: str, job: _Job, *, in_worker: bool = False) -> dict:
-    """Colorize one source into ``images/<name>``.
+    """Colorize one source into ``images/<name>``, every stage in turn (a dask worker's task,
+    and a large image's path in a local run).
 
     Never raises for anything that concerns this image alone: every exception
     becomes the image's failure record. Only a full, read-only or forbidden
     output (which would fail every image alike) raises, as ColorcubeError.
     """
-    import dask
-    import dask.array as da
-    import torch
-    import zarr
-
-    from .cube import code_dataset
-    from .fullres import encode_gray
-    from .pipeline import PipelineSettings, working_stage
-    from .store import cube_to_zarr
-
     if in_worker:
         # One torch thread per task, as in the local run, so the full-resolution
         # chunks do not oversubscribe the worker's cores.
         torch.set_num_threads(1)
-
-    row = {"name": name, "source": source.label, "status": "failed", "error": "", "height": 0, "width": 0,
-           "hash": "", "megapixels": 0.0, "damaged": ""}
-    try:
-        data = source_data(source)  # a zarr source is read once for both its hash and its pixels
-        row["hash"] = digest = source_hash(source, data)
-        have = _status(job.out, name)
-        hint_file, hint_hash = _hint_file(job.hints, source)
-        if (have.get("colorcube_status") == "complete" and have.get("source_hash") == digest
-                and have.get("hint_hash", "") == hint_hash):
-            row.update(status="skipped", height=have.get("height", 0), width=have.get("width", 0))
-            return row
-        gray, row["damaged"] = read_source(source, job.max_pixels, data, allow_damaged=job.allow_damaged)
-        model = _model(job.weights, job.device)
-        hints = as_hints(hint_file, gray.shape) if hint_file else None
-        coeffs = working_stage(gray, model, PipelineSettings(**job.settings), hints=hints)
-        h, w = gray.shape
-        g = da.from_array(gray, chunks=(job.chunk, job.chunk))
-        stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, job.lam, hints,
-                                dtype=np.uint8, new_axis=2, chunks=(g.chunks[0], g.chunks[1], (9,)))
-        interval = da.stack([stacked[..., 3:6], stacked[..., 6:9]], axis=-1).rechunk({3: 2})
-        attrs = {**job.attrs, "source": source.label, "source_hash": digest, "height": h, "width": w,
-                 "colorcube_status": "incomplete"}
-        if row["damaged"]:
-            attrs["damaged"] = row["damaged"]
-        if hints is not None:
-            note = guarantee_note(hint_points=job.hint_points, n_hints=len(hints))
-            attrs.update(hints=len(hints), hint_source=hints.source, hint_hash=hint_hash,
-                         guarantee=f"{attrs['guarantee']} {note}")
-        # the gray code is decided on the whole image (uint8 for 8-bit sources), as colorize does
-        codes = {"gray": da.from_array(encode_gray(gray), chunks=g.chunks), "rgb": stacked[..., :3],
-                 "interval": interval}
-        ds = code_dataset(codes, attrs, (coeffs.coef, coeffs.extent), None if hints is None else hints.to_array())
-        with dask.config.set(scheduler="synchronous" if in_worker else "threads"):
-            cube_to_zarr(ds, job.out, chunk=job.chunk, group=f"images/{name}", compression=job.compression)
-        zarr.open_group(job.out, path=f"images/{name}", mode="r+").attrs.update({"colorcube_status": "complete"})
-        row.update(status="done", height=h, width=w, megapixels=h * w / 1e6)
-    except OSError as exc:
-        if exc.errno in _FATAL_ERRNOS:
-            raise ColorcubeError(f"{job.out}: cannot write the archive ({exc.strerror}); free space or fix "
-                                 "permissions, then re-run the same command to resume") from exc
-        row["error"] = _one_line(source.label, exc)
-    except MemoryError:
-        row["error"] = f"{source.label}: not enough memory for this image; lower --chunk or use a bigger machine"
-    except Exception as exc:  # noqa: BLE001 - one image's failure, whatever it is, must not end the run
-        log.debug("%s failed", source.label, exc_info=True)
-        row["error"] = _one_line(source.label, exc)
-    if row["status"] == "failed":
-        _record_failure(job.out, name, source, row["error"])
-    return row
+        job = dataclasses.replace(job, scheduler="synchronous")
+    row, work = _prepare(source, name, job)
+    if work is None:
+        return row
+    return _finish(work, _network([work], job)[0], job)
 
 
 def _hint_file(folder: str | None, source: Source) -> tuple:
     """(path, SHA-256) of the source's hint file in ``folder`` (``<stem>.json`` / ``.png``); (None, "")."""
     if not folder:
         return None, ""
-    from .hints import find_hint_file
-    from .model import file_hash
-
     stem = Path(source.array).name if source.array is not None else Path(source.path).stem
     found = find_hint_file(folder, stem)
     return (found, file_hash(found)) if found else (None, "")
 
 
 def _record_failure(out: str, name: str, source: Source, error: str) -> None:
-    import zarr
-
     # mode "w" drops whatever a failure midway left in the group
     zarr.open_group(out, path=f"images/{name}", mode="w",
                     attributes={"colorcube_status": "failed", "source": source.label, "error": error})
@@ -230,8 +320,6 @@ def _acquire_lock(out: str):
     runs; a lock left by a killed run (its pid is gone) is taken over. Remote
     (fsspec URL) archives are not locked: run one writer per URL.
     """
-    import os
-
     if "://" in out:
         return None
     lock = Path(out) / ".colorcube.lock"
@@ -255,8 +343,6 @@ def _acquire_lock(out: str):
 
 
 def _pid_alive(pid: int) -> bool:
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -266,32 +352,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _run_local(sources, names, job, collect, workers) -> None:
-    """Images in a small thread pool, torch at one thread each (restored afterwards).
+def _run_local(sources, names, job, collect, *, workers, batch, times) -> None:
+    """Small images through the overlapped stages (:func:`colorcube.batch.run_overlapped`), the
+    network batched; large ones after them, one at a time, chunk by chunk.
 
-    Parallelism comes from images and dask chunks; more torch threads per task
-    would only oversubscribe the cores.
+    torch gets every core for the network; the other stages run one thread each.
     """
-    import os
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            futures = [pool.submit(_process, s, n, job) for s, n in zip(sources, names)]
-            for fut in as_completed(futures):
-                collect(fut.result())
-    finally:
-        torch.set_num_threads(previous)
+    small, large = [], []
+    for item in zip(sources, names):
+        (small if source_pixels(item[0]) <= _SMALL_CHUNKS * job.chunk**2 else large).append(item)
+    run_overlapped(small, prepare=lambda item: _prepare(*item, job),
+                   key=lambda w: "hints" if w.inp is None else tuple(w.inp.padded.shape),
+                   network=lambda works: _network(works, job), finish=lambda w, c: _finish(w, c, job, times),
+                   collect=collect, batch=batch, workers=workers, times=times)
+    for source, name in large:
+        collect(times.timed("large images", _process, source, name, job))
 
 
 def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device: str = "auto",
                      calibration="default", weights=None, settings=None, client=None,
                      max_pixels="default", workers: int | None = None, progress: bool = True,
-                     compression: str = "none", allow_damaged: bool = False, hints=None) -> ArchiveResult:
+                     compression: str = "none", allow_damaged: bool = False, hints=None,
+                     batch: int | None = None) -> ArchiveResult:
     """Colorize many images into one zarr archive.
 
     Parameters
@@ -307,7 +389,8 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     client : dask.distributed.Client, optional; images then run as tasks on its
         workers, each worker loading the model once
     max_pixels : pixel ceiling per image ("default": 200 MP; None: none)
-    workers : images processed at once on this machine (default: CPU count)
+    workers : threads for reading and for the full-resolution stage and writes on this
+        machine (default: CPU count); the network runs on torch's own threads
     progress : bool, tqdm bar with images and MP/s
     compression : "none" (default, fastest), "lz4" or "zstd" (smaller archives); see
         :func:`colorcube.store.zarr_compressors`
@@ -317,26 +400,23 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     hints : optional folder of per-image hint files, ``<image stem>.json`` or ``<image stem>.png``
         (see :mod:`colorcube.hints`); images without one are colorized without hints. The
         hints are stored in each cube; a changed hint file makes a re-run redo that image
+    batch : int, images per network call (default :func:`colorcube.pipeline.default_batch`: 8 on
+        a CPU, 32 on a GPU); images up to four chunks are read, batched and written overlapped
+        (:func:`colorcube.batch.run_overlapped`), larger ones follow one at a time, chunk by chunk
 
     Returns
     -------
-    ArchiveResult
+    ArchiveResult, with per-stage busy times in ``stage_times``
     """
-    import zarr
-    from tqdm.auto import tqdm
-
-    from .conformal import _check_alpha
-    from .cube import cube_attrs
-    from .io import DEFAULT_MAX_PIXELS
-    from .model import default_weights_path, select_device
-    from .pipeline import PipelineSettings, resolve_calibration
-    from .store import zarr_compressors
-
     alpha = _check_alpha(alpha)
     if hints is not None and not Path(hints).is_dir():
         raise HintError(f"{hints}: not a folder of per-image hint files (<image stem>.json or .png)")
     if int(chunk) < 16:
         raise ColorcubeError(f"chunk={chunk!r} is too small; use at least 16 (default 1024)")
+    if batch is not None and int(batch) < 1:
+        raise ColorcubeError(f"batch={batch!r}: use at least 1 image per network call")
+    if workers is not None and int(workers) < 1:
+        raise ColorcubeError(f"workers={workers!r}: use at least 1")
     zarr_compressors(compression)  # a bad name fails before any work
     sources = list_sources(src)
     weights = str(weights or default_weights_path())
@@ -380,7 +460,8 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
 
     try:
         if client is None:
-            _run_local(sources, names, job, collect, workers)
+            _run_local(sources, names, job, collect, workers=int(workers or os.cpu_count() or 1),
+                       batch=int(batch or default_batch(dev)), times=result.stage_times)
         else:
             from distributed import as_completed
 
@@ -393,6 +474,8 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
         if lock is not None:
             lock.unlink(missing_ok=True)
     result.seconds = time.perf_counter() - t0
+    if result.stage_times.seconds:
+        log.info("archive stages: %s", result.stage_times.summary())
     return result
 
 
@@ -418,9 +501,6 @@ def archive_index(out):
     -------
     pandas.DataFrame, sorted by name
     """
-    import pandas as pd
-    import zarr
-
     try:
         images = zarr.open_group(str(out), path="images", mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
@@ -437,8 +517,6 @@ def archive_index(out):
 
 def open_image(out, name: str, *, chunks: dict | None = None):
     """One archived cube, lazily (dask chunks = zarr chunks unless ``chunks`` is given)."""
-    from .store import open_cube
-
     return open_cube(out, group=f"images/{name}", chunks={} if chunks is None else chunks)
 
 
@@ -448,8 +526,6 @@ def open_archive(out, *, chunks: dict | None = None):
     Incomplete and failed images are left out (see :func:`archive_index`).
     Nothing is computed until the caller asks for values.
     """
-    import xarray as xr
-
     index = archive_index(out)
     done = index[index.status == "complete"]
     dt = xr.DataTree.from_dict({f"/{name}": open_image(out, name, chunks=chunks) for name in done.name})

@@ -1,9 +1,9 @@
-"""Run the pipeline over colour photos and build a :class:`~colorcube.conformal.Calibration`.
+"""Run the pipeline over colour photos and build a :class:`~colorcube.calibration.Calibration`.
 
 One pass of the network per photo gives its *record*: per-channel and joint
 loss curves of the bands as stored, the curves of a constant-width reference
 band (for benchmarks), and image-level features of the gray input alone
-(:func:`image_features`). Records can be cached per photo (``cache=``), so
+(:func:`colorcube.shift.image_features`). Records can be cached per photo (``cache=``), so
 re-calibrating, re-weighting for another archive and the leave-one-source-out
 benchmark never run the network twice on the same photo.
 
@@ -12,10 +12,10 @@ Modes (the sentence each one gives is :meth:`Calibration.guarantee`):
 * plain CRC on all photos (the default; source-diverse when the photos are);
 * ``per_image=BETA``: with probability >= 1 - alpha a new photo has at least
   1 - BETA of its pixels covered;
-* ``target=ARCHIVE``: archive-weighted CRC (covariate shift). A cross-fitted
-  probabilistic classifier (scikit-learn) tells the archive's gray images from
-  the calibration photos by their features; its odds estimate the likelihood
-  ratio ``w(x) = dP_archive / dP_calibration`` of each calibration photo.
+* ``target=ARCHIVE``: archive-weighted CRC (covariate shift, :mod:`colorcube.shift`).
+  A cross-fitted probabilistic classifier (scikit-learn) tells the archive's gray
+  images from the calibration photos by their features; its odds estimate the
+  likelihood ratio ``w(x) = dP_archive / dP_calibration`` of each calibration photo.
 """
 
 from __future__ import annotations
@@ -24,50 +24,31 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
-import sys
-import types
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .color import gray_to_lightness
-from .conformal import LAMBDA_GRID, WARN_ESS, Calibration, effective_sample_size, lambda_star, loss_curve, today
+from .calibration import Calibration, today
+from .conformal import LAMBDA_GRID, lambda_star, loss_curve
 from .errors import CalibrationError, ColorcubeError
 from .fullres import CODE_MAX
-from .hints import CALIBRATION_KEY, random_points
-from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, read_truth
-from .model import STRIDE, _in_dtype, load_pretrained
+from .hinting import CALIBRATION_KEY, random_points
+from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, file_hash, read_truth
 from .pipeline import PipelineSettings, predict_bands
+from .shift import image_features, reweight
+from .sources import list_sources, read_source, source_data, source_hash
+from .weights import load_model
 
 __all__ = [
     "CONSTANT_HALF_WIDTH",
     "Records",
     "calibrate",
-    "feature_names",
-    "file_sha256",
     "gray_features",
     "image_curves",
-    "image_features",
     "image_record",
-    "clip_weights",
-    "likelihood_ratio_weights",
-    "likelihood_ratios",
     "list_images",
     "photo_records",
-    "ratio_features",
-    "reweight",
     "simulated_hints",
     "source_of",
 ]
@@ -78,11 +59,6 @@ log = logging.getLogger(__name__)
 CONSTANT_HALF_WIDTH = 0.1
 #: bump when a record's content changes, so stale cache entries are not reused
 RECORD_VERSION = 1
-#: image size and aspect: stored, but left out of the archive classifier (:func:`ratio_features`)
-_SIZE_STATS = ("log10_pixels", "log_aspect")
-_L_STATS = ("L_mean", "L_std", "L_p05", "L_p50", "L_p95", "gradient") + _SIZE_STATS
-_HEAD_STATS = ("err_R_mean", "err_G_mean", "err_B_mean", "err_R_p90", "err_G_p90", "err_B_p90",
-               "chroma_mean", "entropy_mean")
 
 
 def list_images(folder) -> list[Path]:
@@ -140,96 +116,6 @@ def image_curves(truth: np.ndarray, gray: np.ndarray, model, settings: PipelineS
     return loss_curve(ls, grid), loss_curve(ls.max(axis=1), grid), (rgb, lower, upper)
 
 
-def feature_names(model) -> list[str]:
-    """Names of the entries of :func:`image_features` for ``model``."""
-    dim = model.attention.proj.out_channels if hasattr(model.attention, "proj") else 4 * model.config.width
-    return [f"embed_{k}" for k in range(dim)] + list(_HEAD_STATS) + list(_L_STATS)
-
-
-def image_features(model, gray: np.ndarray, settings: PipelineSettings | None = None) -> np.ndarray:
-    """Image-level features of a gray input that carry content, for archive weighting.
-
-    The network runs once on the working-resolution lightness, in the settings'
-    precision, as the pipeline feeds it; a forward hook keeps its bottleneck (the
-    1/16-resolution features after self-attention, which the network's own
-    scene-context branch pools), so the features follow any change of the
-    network's forward. Calibration photos and archive images must use the same
-    model and settings (the cache key and :func:`reweight` see to that).
-
-    Parameters
-    ----------
-    model : ColorNet
-    gray : (y, x) float32 in [0, 1]
-    settings : PipelineSettings (its ``working_size`` is used)
-
-    Returns
-    -------
-    (4 * width + 16,) float32, named by :func:`feature_names`: the mean-pooled
-    bottleneck embedding; the error head's mean and 90 % quantile per channel, the
-    mean chroma |ab| / 110 and mean entropy (nats) of the colour distribution;
-    the lightness statistics mean, std, 5/50/95 % quantiles (gray in [0, 1]),
-    mean gradient magnitude, log10 pixel count and log aspect ratio.
-    """
-    settings = settings or PipelineSettings()
-    g = np.asarray(gray, dtype=np.float32)
-    if g.ndim != 2 or g.size == 0:
-        raise ColorcubeError(f"image_features: expected a (y, x) gray array, got shape {g.shape}")
-    h, w = g.shape
-    scale = min(1.0, int(settings.working_size) / max(h, w))
-    hw, ww = max(1, round(h * scale)), max(1, round(w * scale))
-    device = next(model.parameters()).device
-    net = _in_dtype(model, getattr(torch, settings.precision))  # the pipeline's cached bf16 copy, if bf16
-    kept = {}
-    hook_at = net.attention if hasattr(net, "attention") else net.down16
-    handle = hook_at.register_forward_hook(lambda _m, _i, out: kept.__setitem__("f16", out))
-    try:
-        with torch.inference_mode():
-            t = torch.as_tensor(g, device=device)
-            if (hw, ww) != (h, w):
-                t = F.interpolate(t[None, None], size=(hw, ww), mode="bilinear", antialias=True,
-                                  align_corners=False)[0, 0]
-            work = t
-            lin = F.pad(gray_to_lightness(t)[None, None], (0, (-ww) % STRIDE, 0, (-hw) % STRIDE), mode="replicate")
-            logits, err = net(lin)
-    finally:
-        handle.remove()
-    f16 = kept["f16"].float()[0, :, : -(-hw // 16), : -(-ww // 16)]
-    emb = f16.mean(dim=(1, 2))
-    h4, w4 = -(-hw // 4), -(-ww // 4)
-    e = err.float()[0, :, :h4, :w4].reshape(3, -1)
-    z = logits.float()[0, :, :h4, :w4].reshape(logits.shape[1], -1)
-    p = torch.softmax(z, dim=0)
-    chroma = (model.bins.float().T @ p).norm(dim=0).mean() / 110.0
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=0).mean()
-    head = torch.cat([e.mean(dim=1), torch.quantile(e, 0.9, dim=1), chroma[None], entropy[None]])
-    wk = work.float().cpu().numpy()
-    gradient = np.hypot(*np.gradient(wk)).mean() if min(wk.shape) > 1 else 0.0
-    stats = [g.mean(), g.std(), *np.quantile(g, [0.05, 0.5, 0.95]), gradient,
-             math.log10(g.size), math.log(h / w)]
-    out = np.concatenate([emb.cpu().numpy(), head.cpu().numpy(), np.asarray(stats, np.float64)])
-    return out.astype(np.float32)
-
-
-def ratio_features(features: np.ndarray) -> np.ndarray:
-    """The columns of :func:`image_features` the archive classifier sees: all but image size and aspect.
-
-    A collection is often scanned or resized to one size, so size and aspect identify
-    it without saying how hard its colours are: with them, leave-one-source-out on
-    ``calib/`` gave cross-fitted AUC 1.00 for imagenette (effective sample size 3 of
-    1,070), 0.79 without; the mean |coverage - 0.9| of the weighted bands (alpha 0.1,
-    median w_test) went from 0.040 to 0.035 (plain 0.039), temporary weights.
-
-    Parameters
-    ----------
-    features : (n, d) or (d,) array from :func:`image_features`
-
-    Returns
-    -------
-    (n, d - 2) or (d - 2,) view
-    """
-    return np.asarray(features)[..., : -len(_SIZE_STATS)]
-
-
 def image_record(truth: np.ndarray, gray: np.ndarray, model, settings: PipelineSettings, *,
                  grid=LAMBDA_GRID, hints=None) -> dict:
     """Everything calibration and its benchmarks need from one photo, from one pipeline pass.
@@ -241,7 +127,7 @@ def image_record(truth: np.ndarray, gray: np.ndarray, model, settings: PipelineS
     -------
     dict of ``curves`` (3, grid) and ``joint`` (grid,) loss curves of the bands as
     stored, ``constant`` (3, grid) curves of the constant band ``f +/- lambda * 0.1``
-    (rounded the same way), ``features`` (d,) from :func:`image_features`, all float32.
+    (rounded the same way), ``features`` (d,) from :func:`colorcube.shift.image_features`, all float32.
     """
     curves, joint, (rgb, _, _) = image_curves(truth, gray, model, settings, grid=grid, hints=hints)
     half = np.float32(CONSTANT_HALF_WIDTH)
@@ -259,7 +145,7 @@ class Records:
     curves : (n, 3, grid) float32, per-channel loss curves of the bands as stored
     joint_curves : (n, grid) float32, all-channel loss curves
     constant_curves : (n, 3, grid) float32, curves of the constant reference band
-    features : (n, d) float32, :func:`image_features` of each photo's gray input
+    features : (n, d) float32, :func:`colorcube.shift.image_features` of each photo's gray input
     files, sha256, sources : list of str, one per photo
     skipped : list of str, unreadable photos
     """
@@ -277,7 +163,7 @@ class Records:
     def n(self) -> int:
         return len(self.files)
 
-    def select(self, index) -> "Records":
+    def select(self, index) -> Records:
         """The records of some photos (index array or boolean mask)."""
         idx = np.arange(self.n)[index]
         return Records(self.curves[idx], self.joint_curves[idx], self.constant_curves[idx], self.features[idx],
@@ -321,20 +207,11 @@ def simulated_hints(truth: np.ndarray, k: int, *, key: str, seed: int = 0) -> li
 
     Returns
     -------
-    list of ``(y, x, (r, g, b))`` points (:func:`colorcube.hints.random_points`)
+    list of ``(y, x, (r, g, b))`` points (:func:`colorcube.hinting.random_points`)
     """
     rng = np.random.default_rng([int(seed), int(key[:16], 16)])
     truth8 = np.round(np.asarray(truth) * 255).astype(np.uint8)
     return random_points(truth8, min(int(k), truth8.shape[0] * truth8.shape[1]), rng)
-
-
-def file_sha256(path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _cache_folder(cache, model, settings: PipelineSettings, kind: str, **extra) -> Path | None:
@@ -376,7 +253,7 @@ def photo_records(paths, *, model, settings: PipelineSettings | None = None, cac
         model's hash, the settings, the record version and the hint process), and reuse it.
     progress : bool, a tqdm progress bar (on stderr)
     hints : int >= 0, the hint process: ``hints`` random true-colour points per photo
-        (:func:`colorcube.hints.random_points`), drawn from a generator seeded by
+        (:func:`colorcube.hinting.random_points`), drawn from a generator seeded by
         ``seed`` and the photo's SHA-256, so a photo always gets the same points
 
     Returns
@@ -395,7 +272,7 @@ def photo_records(paths, *, model, settings: PipelineSettings | None = None, cac
     bar = tqdm(list(paths), desc=desc, unit="img", disable=not progress)
     for p in bar:
         try:
-            digest = file_sha256(p)
+            digest = file_hash(p)
         except OSError as exc:
             log.warning("%s: cannot be read (%s)", p, exc.strerror or exc)
             skipped.append(str(p))
@@ -431,7 +308,7 @@ def photo_records(paths, *, model, settings: PipelineSettings | None = None, cac
 
 def gray_features(target, *, model, settings: PipelineSettings | None = None, cache=None, progress: bool = True,
                   max_pixels=DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
-    """:func:`image_features` of an archive of gray images (no truth needed).
+    """:func:`colorcube.shift.image_features` of an archive of gray images (no truth needed).
 
     Parameters
     ----------
@@ -445,8 +322,6 @@ def gray_features(target, *, model, settings: PipelineSettings | None = None, ca
     features : (m, d) float32
     labels : list of m source labels (unreadable images are skipped with a warning)
     """
-    from .sources import list_sources, read_source, source_data, source_hash
-
     settings = settings or PipelineSettings()
     folder = _cache_folder(cache, model, settings, "features")
     feats, labels = [], []
@@ -478,169 +353,10 @@ def gray_features(target, *, model, settings: PipelineSettings | None = None, ca
     return np.stack(feats), labels
 
 
-def _classifier(n_train: int, dim: int, components: int, seed: int, inner: int):
-    """Standardise, PCA to ``components`` dimensions, class-balanced logistic regression with
-    its L2 strength chosen by inner cross-validated log-loss (warm-started along the path)."""
-    k = max(1, min(components, dim, n_train - 2))
-    if inner < 2:  # a single target image in the fold: no inner split, a fixed moderate strength
-        lr = LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000)
-    else:
-        lr = LogisticRegressionCV(Cs=np.logspace(-3, 0, 7), cv=StratifiedKFold(inner, shuffle=True, random_state=seed),
-                                  scoring="neg_log_loss", class_weight="balanced", max_iter=1000)
-    return make_pipeline(StandardScaler(), PCA(n_components=k, random_state=seed), lr)
-
-
-def likelihood_ratios(calib_features: np.ndarray, target_features: np.ndarray, *, folds: int = 5, seed: int = 0,
-                      components: int = 32):
-    """Cross-fitted likelihood ratios ``w(x) = dP_target(x) / dP_calibration(x)``, unclipped.
-
-    A class-balanced probabilistic classifier ``c(x) = P(target | x)`` (standardise,
-    PCA, logistic regression with cross-validated L2 strength) is fitted ``folds``
-    times; each image's ``c(x)`` comes from the fit that did not see it, and its
-    odds ``c / (1 - c)`` estimate the density ratio (balanced classes: no prior
-    correction), scaled to mean 1 over the calibration photos.
-
-    Parameters
-    ----------
-    calib_features : (n, d) float array; target_features : (m, d) float array
-    folds : cross-fitting folds (at most the smaller class size)
-    seed : fold and PCA randomness
-    components : PCA dimensions kept before the logistic regression
-
-    Returns
-    -------
-    w_calib : (n,) float64 > 0, the calibration photos' ratios
-    w_target : (m,) float64 > 0, the archive images' own ratios
-    info : dict (JSON-able): ``auc`` (cross-fitted ROC AUC; 0.5: the archive looks like
-        the calibration photos), the L2 strengths chosen and the settings used
-    """
-    xc = np.asarray(calib_features, np.float64)
-    xt = np.asarray(target_features, np.float64)
-    if xc.ndim != 2 or xt.ndim != 2 or xc.shape[1] != xt.shape[1]:
-        raise CalibrationError(f"features of shapes {xc.shape} and {xt.shape}: expected (n, d) and (m, d), same d "
-                               "(made by the same model and settings)")
-    n, m = len(xc), len(xt)
-    k = min(int(folds), n, m)
-    if k < 2:
-        raise CalibrationError(f"archive weighting needs at least 2 target images and 2 calibration photos, got "
-                               f"{m} and {n}; give a larger archive (20 or more images) or calibrate without a target")
-    x = np.concatenate([xc, xt])
-    y = np.concatenate([np.zeros(n, int), np.ones(m, int)])
-    prob = np.empty(n + m)
-    chosen = []
-    # one BLAS thread: these fits are small, and threaded BLAS made them 35x slower in CPU time on a
-    # busy 2-core machine (19.5 s against 0.55 s for 100 photos x 272 features)
-    with warnings.catch_warnings(), threadpool_limits(1):
-        warnings.simplefilter("ignore")  # sklearn's convergence chatter on tiny folds
-        for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
-            inner = int(min(3, np.bincount(y[train]).min()))
-            clf = _classifier(len(train), x.shape[1], components, seed, inner).fit(x[train], y[train])
-            prob[test] = clf.predict_proba(x[test])[:, 1]
-            lr = clf[-1]
-            chosen.append(float(lr.C_[0] if hasattr(lr, "C_") else lr.C))
-    prob = prob.clip(1e-6, 1 - 1e-6)
-    odds = prob / (1 - prob)
-    scale = odds[:n].mean()
-    info = {"auc": float(roc_auc_score(y, prob)), "folds": k, "components": int(components), "C": chosen,
-            "seed": int(seed),
-            "classifier": "standardise + PCA + class-balanced logistic regression (L2 strength by inner "
-                          f"3-fold log-loss), {k}-fold cross-fitted"}
-    return odds[:n] / scale, odds[n:] / scale, info
-
-
-def clip_weights(w_calib: np.ndarray, w_target: np.ndarray, clip_quantile: float = 0.95):
-    """``w_test`` = the ``clip_quantile`` quantile of the archive's own ratios, and the
-    calibration ratios clipped at it.
-
-    ``w_test`` is the bound used for a new archive photo's weight: every archive photo
-    whose ratio is at most ``w_test`` (a share ``clip_quantile`` of them) gets a lambda
-    at least as large as its own weighted-conformal one; 1.0 takes the largest ratio.
-
-    Returns
-    -------
-    w_calib : (n,) float64, clipped; w_test : float
-    """
-    if not 0.0 < clip_quantile <= 1.0:
-        raise CalibrationError(f"clip_quantile={clip_quantile!r}: give a quantile in (0, 1], e.g. 0.95")
-    w_test = float(np.quantile(np.asarray(w_target, np.float64), clip_quantile))
-    return np.minimum(np.asarray(w_calib, np.float64), w_test), w_test
-
-
-def likelihood_ratio_weights(calib_features: np.ndarray, target_features: np.ndarray, *, folds: int = 5,
-                             seed: int = 0, components: int = 32, clip_quantile: float = 0.95):
-    """:func:`likelihood_ratios` then :func:`clip_weights`.
-
-    Returns
-    -------
-    w_calib : (n,) float64 > 0, clipped at ``w_test``
-    w_test : float, the bound for a new archive photo's weight
-    info : dict (JSON-able): ``ess``, ``auc``, ``w_test``, ``w_target_median``,
-        ``clip_quantile`` and the classifier's settings
-    """
-    w_cal, w_tgt, info = likelihood_ratios(calib_features, target_features, folds=folds, seed=seed,
-                                           components=components)
-    w_cal, w_test = clip_weights(w_cal, w_tgt, clip_quantile)
-    info.update(ess=effective_sample_size(w_cal), w_test=w_test, w_target_median=float(np.median(w_tgt)),
-                clip_quantile=float(clip_quantile))
-    return w_cal, w_test, info
-
-
-def reweight(calibration: Calibration, target_features: np.ndarray, *, description: str = "", folds: int = 5,
-             seed: int = 0, components: int = 32, clip_quantile: float = 0.95, warn: bool = True,
-             ratios: tuple | None = None) -> Calibration:
-    """An archive-weighted copy of ``calibration`` for an archive with these features.
-
-    Needs the calibration's stored features (``calibration.features``); the
-    network is not run again on the calibration photos. The target features come
-    from :func:`gray_features` with the same model and settings. Warns when the
-    archive looks unlike the calibration photos (small effective sample size).
-
-    Parameters
-    ----------
-    calibration : Calibration with features
-    target_features : (m, d) features of the archive's gray images
-    description : names the archive in the guarantee
-    folds, seed, components : see :func:`likelihood_ratios`
-    clip_quantile : see :func:`clip_weights`
-    warn : bool, warn when the effective sample size is small
-    ratios : optional ``likelihood_ratios(...)`` output for the :func:`ratio_features` of these, reused
-        (e.g. to compare clip quantiles without refitting the classifier)
-
-    Returns
-    -------
-    Calibration with ``weights``, ``w_test`` and ``provenance["target"]``
-    """
-    if calibration.features is None:
-        raise CalibrationError("this calibration keeps no image features (made before colorcube stored them); "
-                               "recalibrate with `colorcube calibrate` to weight it for an archive")
-    if ratios is None:
-        ratios = likelihood_ratios(ratio_features(calibration.features), ratio_features(target_features),
-                                   folds=folds, seed=seed, components=components)
-    w_cal, w_tgt, info = ratios
-    w, w_test = clip_weights(w_cal, w_tgt, clip_quantile)
-    info = {**info, "ess": effective_sample_size(w), "w_test": w_test, "w_target_median": float(np.median(w_tgt)),
-            "clip_quantile": float(clip_quantile)}
-    prov = dict(calibration.provenance)
-    prov["target"] = {"description": description, "n_images": int(len(target_features)), **info}
-    out = Calibration(curves=calibration.curves, joint_curves=calibration.joint_curves, grid=calibration.grid,
-                      method="crc", delta=calibration.delta, joint=calibration.joint, provenance=prov,
-                      beta=calibration.beta, features=calibration.features, weights=w, w_test=w_test)
-    ess = out.ess
-    if warn and (ess < WARN_ESS or ess < calibration.n / 4):
-        warnings.warn(
-            f"the archive {description or ''} looks unlike the calibration photos: effective sample size {ess:.0f} of "
-            f"{calibration.n} (classifier AUC {info['auc']:.2f}); its bands are wider, rest on the estimated weights, "
-            f"and alpha below {out.min_alpha():.3f} cannot be served; calibration photos that look like the archive "
-            "would help", stacklevel=2)
-    return out
-
-
 def _photo_paths(photos) -> list[Path]:
     if isinstance(photos, (str, Path)) and Path(photos).is_dir():
         return list_images(photos)
     if isinstance(photos, (str, Path)):
-        from .sources import list_sources
-
         srcs = list_sources(photos)
         if any(s.array is not None for s in srcs):
             raise CalibrationError(f"{photos}: calibration needs colour photo files with their true colours, not a "
@@ -661,7 +377,7 @@ def calibrate(photos, *, model=None, settings: PipelineSettings | None = None, m
     photos : folder (recursive), glob, text file of paths, or iterable of paths of
         colour photos never seen in training; the more sources, the better the
         default calibration carries over to new archives
-    model : ColorNet, optional; default the shipped model (:func:`colorcube.model.load_pretrained`)
+    model : ColorNet, optional; default the shipped model (:func:`colorcube.weights.load_model`)
     settings : PipelineSettings used for prediction (default settings)
     method : {"crc", "rcps"}; delta : RCPS level; joint : all-channel coverage
     per_image : float in [0, 1), optional
@@ -673,10 +389,10 @@ def calibrate(photos, *, model=None, settings: PipelineSettings | None = None, m
     source : str, description recorded in the provenance
     progress : bool, tqdm progress bars
     cache : folder, optional, per-photo records and archive features (see :func:`photo_records`)
-    seed, clip_quantile : archive weighting, see :func:`likelihood_ratio_weights`; ``seed`` also
+    seed, clip_quantile : archive weighting, see :func:`colorcube.shift.likelihood_ratio_weights`; ``seed`` also
         seeds the hint points
     hints : int >= 0, calibrate for photos with this many random true-colour hint points
-        (the stated hint process, :func:`colorcube.hints.random_points`); kept in the
+        (the stated hint process, :func:`colorcube.hinting.random_points`); kept in the
         provenance, and the guarantee then says it holds for photos hinted that way
 
     Returns
@@ -686,7 +402,7 @@ def calibrate(photos, *, model=None, settings: PipelineSettings | None = None, m
     listed in the provenance.
     """
     settings = settings or PipelineSettings()
-    model = load_pretrained() if model is None else model
+    model = load_model() if model is None else model
     if target is not None and method != "crc":
         raise CalibrationError(f"method={method!r} with a target archive: archive-weighted calibration is CRC only")
     recs = photo_records(_photo_paths(photos), model=model, settings=settings, cache=cache, progress=progress,
@@ -706,12 +422,3 @@ def calibrate(photos, *, model=None, settings: PipelineSettings | None = None, m
         desc = target_description or str(target)
     return reweight(cal, feats, description=desc, seed=seed, clip_quantile=clip_quantile)
 
-
-class _CallableModule(types.ModuleType):
-    """``colorcube.calibrate(photos, ...)`` calls :func:`calibrate`; the module's other names stay reachable."""
-
-    def __call__(self, *args, **kwargs):
-        return calibrate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -27,7 +27,7 @@ def _settings(args):
 
 
 def _model(args):
-    from .model import load_pretrained, load_weights
+    from .weights import load_pretrained, load_weights
 
     return load_weights(args.weights, device=args.device) if args.weights else load_pretrained(device=args.device)
 

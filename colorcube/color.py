@@ -11,7 +11,7 @@ import torch
 from kornia.color import lab_to_rgb as _kornia_lab_to_rgb
 from kornia.color import rgb_to_lab as _kornia_rgb_to_lab
 
-__all__ = ["rgb_to_lab", "lab_to_rgb", "gray_to_lightness", "luma"]
+__all__ = ["gray_to_lightness", "lab_to_rgb", "luma", "rgb_to_lab"]
 
 # ITU-R BT.601 luma weights: what PIL's ``Image.convert("L")`` uses, so a gray
 # derived here matches how archives and the benchmarks make gray inputs.

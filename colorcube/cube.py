@@ -41,8 +41,8 @@ import xarray as xr
 
 from .errors import SchemaError
 
-__all__ = ["BOUNDS", "CHANNELS", "CODES", "REQUIRED_ATTRS", "build_cube", "code_dataset", "cube_attrs",
-           "cube_dataset", "decode_codes", "encode_cube", "validate_cube"]
+__all__ = ["BOUNDS", "CHANNELS", "CODES", "REQUIRED_ATTRS", "code_dataset", "cube_attrs", "cube_dataset",
+           "decode_codes", "encode_cube", "validate_cube"]
 
 CHANNELS = ("R", "G", "B")
 BOUNDS = ("lower", "upper")
@@ -182,35 +182,6 @@ def decode_codes(codes: dict) -> dict:
     from .fullres import decode
 
     return {name: decode(arr) for name, arr in codes.items()}
-
-
-def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, model=None, settings=None,
-               source: str = "<array>", source_hash: str = "", coefficients=None) -> xr.Dataset:
-    """Assemble and validate one image's Dataset.
-
-    Parameters
-    ----------
-    gray : (y, x) float32 in [0, 1]
-    rgb : (y, x, 3) float32 in [0, 1]
-    interval : (y, x, 3, 2) float32 in [0, 1], lower <= upper
-    alpha : float, miscoverage level the bands were built for
-    lam : (3,) lambda per channel actually used
-    calibration : Calibration or None (None: heuristic, uncalibrated bands)
-    model : ColorNet or None, for its name and hash
-    settings : dict of pipeline settings
-    source, source_hash : str, where the gray input came from
-    coefficients : optional ``(coef, extent)``, the guided coefficients (see :func:`cube_dataset`)
-
-    Returns
-    -------
-    xarray.Dataset
-    """
-    attrs = cube_attrs(alpha=alpha, lam=lam, calibration=calibration, model=model, settings=settings,
-                       source=source, source_hash=source_hash)
-    ds = cube_dataset(np.asarray(gray, np.float32), np.asarray(rgb, np.float32),
-                      np.asarray(interval, np.float32), attrs, coefficients)
-    validate_cube(ds, check_values=True)
-    return ds
 
 
 def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:

@@ -5,12 +5,12 @@ Every error a user can trigger derives from :class:`ColorcubeError`, so a caller
 """
 
 __all__ = [
-    "ColorcubeError",
-    "ImageReadError",
     "CalibrationError",
-    "WeightsError",
-    "SchemaError",
+    "ColorcubeError",
     "HintError",
+    "ImageReadError",
+    "SchemaError",
+    "WeightsError",
 ]
 
 

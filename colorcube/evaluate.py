@@ -14,16 +14,17 @@ import logging
 
 import numpy as np
 from scipy import stats
+from tqdm.auto import tqdm
 
-from .calibrate import file_sha256, image_curves, simulated_hints, source_of
+from .calibrate import image_curves, simulated_hints, source_of
 from .conformal import LAMBDA_GRID, nested_interval
-from .errors import ColorcubeError
+from .errors import CalibrationError, ColorcubeError
 from .fullres import round_outward
-from .io import DEFAULT_MAX_PIXELS, read_truth
+from .io import DEFAULT_MAX_PIXELS, file_hash, read_truth
 from .metrics import chroma_edges, ciede2000, colorfulness, psnr
 from .pipeline import PipelineSettings
 
-__all__ = ["evaluate", "coverage_at", "group_coverage", "share_interval", "terciles"]
+__all__ = ["coverage_at", "evaluate", "group_coverage", "share_interval", "terciles"]
 
 log = logging.getLogger(__name__)
 #: beta of the per-image report when the calibration has none of its own
@@ -55,7 +56,7 @@ def group_coverage(per_image: np.ndarray, labels, *, level: float = 0.95) -> dic
             ci = [np.clip(mean - half, 0, 1).tolist(), np.clip(mean + half, 0, 1).tolist()]
         else:
             ci = None
-        out[str(g)] = {"n": int(len(x)), "coverage": mean.tolist(), "ci": ci}
+        out[str(g)] = {"n": len(x), "coverage": mean.tolist(), "ci": ci}
     return out
 
 
@@ -117,8 +118,6 @@ def evaluate(paths, *, model, calibration, alphas=(0.05, 0.1, 0.2), settings: Pi
     per channel and joint, with Clopper-Pearson intervals); ``image_stats``; quality
     metrics of the colour estimate and of the gray baseline; ``test_curves`` for plots.
     """
-    from tqdm.auto import tqdm
-
     settings = settings or PipelineSettings.of(calibration)
     beta = beta if beta is not None else (calibration.beta if calibration.beta is not None else DEFAULT_BETA)
     lams = {a: calibration.lambda_for(a) for a in alphas}
@@ -134,7 +133,7 @@ def evaluate(paths, *, model, calibration, alphas=(0.05, 0.1, 0.2), settings: Pi
             log.warning("%s", exc)
             continue
         # a calibration made for hinted photos is evaluated on photos hinted the same way
-        hints = (simulated_hints(truth, calibration.hint_points, key=file_sha256(p), seed=1)
+        hints = (simulated_hints(truth, calibration.hint_points, key=file_hash(p), seed=1)
                  if calibration.hint_points else None)
         c, j, (rgb, lower, upper) = image_curves(truth, gray, model, settings, hints=hints)
         curves.append(c)
@@ -214,8 +213,6 @@ def evaluate(paths, *, model, calibration, alphas=(0.05, 0.1, 0.2), settings: Pi
 def _per_image_report(calibration, alpha: float, beta: float, curves: np.ndarray, joint: np.ndarray) -> dict:
     """Share of test images with >= 1 - beta of their pixels covered at the per-image lambdas, read
     off the test curves (exact for the bands as stored)."""
-    from .errors import CalibrationError
-
     try:
         lam = calibration.lambda_for(alpha, beta=beta)
         lam_joint = calibration.lambda_for(alpha, beta=beta, joint=True)

@@ -1,8 +1,9 @@
 """The full-resolution stage as one fused, compiled pass per pixel.
 
 Given the working-resolution guided-filter coefficients, every output pixel
-is computed independently: bilinear sample of the ten coefficient maps at
-the pixel, ``q = A * L / 100 + B`` for (a*, b*, R, G, B spread), Lab -> sRGB,
+is computed independently: bilinear sample of the :data:`~colorcube.guided.N_COEF`
+coefficient maps at the pixel, ``q = A * L / 100 + B`` for each of the
+:data:`~colorcube.guided.N_MAPS` maps (a*, b*, R, G, B spread), Lab -> sRGB,
 and (in the ``codes`` pass) the conformal interval rounded outward to the
 storage grid. One loop over the pixels instead of ~40 tensor passes; its
 share of a 1-MP photo's time is printed by ``python benchmarks/throughput.py``
@@ -40,13 +41,16 @@ memory outside a table. ``tests/test_fullres.py`` runs the kernels with
 from __future__ import annotations
 
 import functools
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+import torch
 
 from .conformal import EPS
 from .errors import ColorcubeError
+from .guided import MAP_A, MAP_B, MAP_SCALE, N_COEF, N_MAPS
 
 __all__ = ["CODE_MAX", "GRAY_CODE_MAX", "bands", "bands_at", "codes", "decode", "encode_gray", "full_stage",
            "gamma_table", "lightness_table", "round_outward", "run_rows", "stage_codes"]
@@ -89,33 +93,37 @@ def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, 
     Written as simple loops over the row so LLVM vectorises them (AVX-512 gathers
     for the tables), rather than one function call per pixel.
 
+    Coefficient layout (:mod:`colorcube.guided`): ``coef[..., k]`` is ``A`` and
+    ``coef[..., N_MAPS + k]`` is ``B`` of map ``k`` of the N_MAPS maps a*, b*, R, G, B
+    scale (``MAP_A``, ``MAP_B``, ``MAP_SCALE + c``), so ``coef.shape[2] == N_COEF == 2 * N_MAPS``.
+
     Index invariants (the caller's are checked by :func:`_check_inputs`):
     ``0 <= i < len(i0) == len(i1) == len(wy) == gray.shape[0]``;
-    ``0 <= i0, i1 < coef.shape[0]``; ``len(j0) == len(j1) == len(wx) == tx``;
-    ``0 <= j0, j1 < coef.shape[1] == row.shape[0]``; ``q``, ``f``, ``s`` are
-    (>= 5, >= tx), (3, >= tx), (3, >= tx) and ``light`` (>= tx,); the tables have
-    65536 and ``_GAMMA_STEPS + 1`` entries."""
+    ``0 <= i0, i1 < coef.shape[0]``; ``coef.shape[2] == row.shape[1] == N_COEF``;
+    ``len(j0) == len(j1) == len(wx) == tx``; ``0 <= j0, j1 < coef.shape[1] == row.shape[0]``;
+    ``q``, ``f``, ``s`` are (>= N_MAPS, >= tx), (3, >= tx), (3, >= tx) and ``light``
+    (>= tx,); the tables have 65536 and ``_GAMMA_STEPS + 1`` entries."""
     tx = gray.shape[1]
     a0, a1 = _F(1.0) - wy[i], wy[i]
     # i0[i], i1[i] < coef.shape[0] and jj <= j1.max() < coef.shape[1] == row.shape[0] (checked before the call)
     for jj in range(j0.min(), j1.max() + 1):  # the maps interpolated along y, columns the tile needs
-        for k in range(10):
+        for k in range(N_COEF):
             row[jj, k] = coef[i0[i], jj, k] * a0 + coef[i1[i], jj, k] * a1
     for j in range(tx):
         # fmax/fmin return the non-NaN operand (IEEE maxNum/minNum), so g is in [0, 1] even for
         # NaN and +-inf, and the index in [0, 65535]
         g = np.fmin(np.fmax(gray[i, j], _F(0.0)), _F(1.0))
         light[j] = lut_l[np.int32(g * _F(65535.0) + _F(0.5))]
-    for k in range(5):  # q = A * L / 100 + B with A, B interpolated along x
+    for k in range(N_MAPS):  # q = A * L / 100 + B with A, B interpolated along x
         for j in range(tx):
             b0, b1 = _F(1.0) - wx[j], wx[j]
             a = row[j0[j], k] * b0 + row[j1[j], k] * b1
-            b = row[j0[j], k + 5] * b0 + row[j1[j], k + 5] * b1
+            b = row[j0[j], N_MAPS + k] * b0 + row[j1[j], N_MAPS + k] * b1
             q[k, j] = a * (light[j] * _F(0.01)) + b
     for j in range(tx):  # Lab -> linear sRGB (kornia's constants, D65)
         fy = (light[j] + _F(16.0)) * _F(1.0 / 116.0)
-        fx = q[0, j] * _F(0.002) + fy
-        fz = max(fy - q[1, j] * _F(0.005), _F(0.0))
+        fx = q[MAP_A, j] * _F(0.002) + fy
+        fz = max(fy - q[MAP_B, j] * _F(0.005), _F(0.0))
         x = (fx * fx * fx if fx > _F(0.2068966) else (fx - _F(4.0 / 29.0)) * _F(1.0 / 7.787)) * _F(0.95047)
         y = fy * fy * fy if fy > _F(0.2068966) else (fy - _F(4.0 / 29.0)) * _F(1.0 / 7.787)
         z = (fz * fz * fz if fz > _F(0.2068966) else (fz - _F(4.0 / 29.0)) * _F(1.0 / 7.787)) * _F(1.08883)
@@ -132,7 +140,7 @@ def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, 
             t = v - _F(k)
             f[c, j] = lut_g[k] * (_F(1.0) - t) + lut_g[k + 1] * t
             # an undefined (NaN) spread becomes an unbounded one: the band then claims nothing
-            sp = q[2 + c, j]
+            sp = q[MAP_SCALE + c, j]
             s[c, j] = sp if sp >= _F(0.0) else (_F(0.0) if sp < _F(0.0) else _F(np.inf))
 
 
@@ -141,7 +149,7 @@ def _bands_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, rgb, spread, s
     """Rows start:stop of :func:`bands`; ``0 <= start <= stop <= gray.shape[0]`` and ``rgb``,
     ``spread`` are (gray.shape[0], tx, 3), so with :func:`_row`'s invariants every index is in range."""
     tx = gray.shape[1]
-    row, q, light = np.empty((coef.shape[1], 10), _F), np.empty((5, tx), _F), np.empty(tx, _F)
+    row, q, light = np.empty((coef.shape[1], N_COEF), _F), np.empty((N_MAPS, tx), _F), np.empty(tx, _F)
     f, s = np.empty((3, tx), _F), np.empty((3, tx), _F)
     for i in range(start, stop):
         _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, s)
@@ -157,7 +165,7 @@ def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps, rgb_
     and the outputs are (gray.shape[0], tx, 3[, 2]), so with :func:`_row`'s invariants every
     index is in range."""
     tx = gray.shape[1]
-    row, q, light = np.empty((coef.shape[1], 10), _F), np.empty((5, tx), _F), np.empty(tx, _F)
+    row, q, light = np.empty((coef.shape[1], N_COEF), _F), np.empty((N_MAPS, tx), _F), np.empty(tx, _F)
     f, s = np.empty((3, tx), _F), np.empty((3, tx), _F)
     for i in range(start, stop):
         _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, s)
@@ -185,7 +193,7 @@ def run_rows(fn, n_rows: int, args: tuple, *, threads: int = 1) -> None:
     # linspace hits 0 and n_rows exactly and is non-decreasing, so the edges stay in [0, n_rows]
     edges = np.linspace(0, n_rows, threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
-        for f in [pool.submit(fn, *args, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]:
+        for f in [pool.submit(fn, *args, int(a), int(b)) for a, b in itertools.pairwise(edges)]:
             f.result()
 
 
@@ -195,7 +203,7 @@ def bands(gray, coef, rows, cols, *, threads: int = 1):
     Parameters
     ----------
     gray : (ty, tx) float32 in [0, 1]
-    coef : (h, w, 10) float32, the (A, B) guided coefficients of (a*, b*, R, G, B spread)
+    coef : (h, w, N_COEF) float32, the (A, B) guided coefficients of (a*, b*, R, G, B spread)
     rows, cols : (i0, i1, w) index/weight triples of the tile's rows and columns
     threads : int
 
@@ -328,15 +336,15 @@ def _check_inputs(gray, coef, rows, cols) -> tuple:
     Raises
     ------
     ColorcubeError
-        Non-finite gray or coefficients, a coefficient grid that is not (h >= 1, w >= 1, 10),
+        Non-finite gray or coefficients, a coefficient grid that is not (h >= 1, w >= 1, N_COEF),
         or index arrays that do not fit the tile and the grid.
     """
     gray = np.ascontiguousarray(gray, np.float32)
     coef = np.ascontiguousarray(coef, np.float32)
     if gray.ndim != 2:
         raise ColorcubeError(f"gray must be a (y, x) array, got shape {gray.shape}")
-    if coef.ndim != 3 or coef.shape[2] != 10 or coef.shape[0] < 1 or coef.shape[1] < 1:
-        raise ColorcubeError(f"coefficients must be (gy >= 1, gx >= 1, 10), got shape {coef.shape}")
+    if coef.ndim != 3 or coef.shape[2] != N_COEF or coef.shape[0] < 1 or coef.shape[1] < 1:  # _row's layout
+        raise ColorcubeError(f"coefficients must be (gy >= 1, gx >= 1, {N_COEF}), got shape {coef.shape}")
     if not np.isfinite(coef).all():
         raise ColorcubeError(f"the guided coefficients hold {int((~np.isfinite(coef)).sum())} NaN or infinite "
                              "values: the network's output for this image was not finite (with precision "
@@ -354,8 +362,7 @@ def _tile_axes(coeffs, y0: int, ty: int, x0: int, tx: int):
 
 
 def _threads(threads: int | None) -> int:
-    import torch  # the pipeline's thread setting is torch's
-
+    """``threads``, or by default torch's intra-op thread count (the pipeline's thread setting)."""
     return max(1, torch.get_num_threads() if threads is None else int(threads))
 
 
@@ -389,7 +396,7 @@ def bands_at(gray, coef, extent, *, shape=None, step: int = 1, threads: int | No
     ----------
     gray : (ceil(y/step), ceil(x/step)) float32 in [0, 1], the cube's gray at those pixels
         (``ds.gray[::step, ::step]``)
-    coef : (gy, gx, 10) float32 and extent : (2,), the cube's ``coefficients``
+    coef : (gy, gx, N_COEF) float32 and extent : (2,), the cube's ``coefficients``
         variable and its ``extent`` attribute
     shape : (y, x) full-resolution size (default: ``gray.shape``, i.e. step 1)
     step : int, subsampling of rows and columns (the explorer's display grid)

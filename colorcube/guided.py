@@ -1,7 +1,7 @@
 """Fast guided filter (He & Sun 2015) coefficients on the network's output grid, compiled.
 
-The guided upsampling needs box means of the guide, its square, five maps and
-their products with the guide, then box means of the resulting (A, B)
+The guided upsampling needs box means of the guide, its square, the
+:data:`N_MAPS` maps (:data:`MAPS`) and their products with the guide, then box means of the resulting (A, B)
 coefficients: 22 box filters over the grid. Running sums in float64
 (so the variance terms cannot cancel) over both axes make each one O(1) per
 pixel whatever the radius, in one compiled pass instead of a dozen torch
@@ -20,7 +20,17 @@ import numpy as np
 
 from .errors import ColorcubeError
 
-__all__ = ["guided_coefficients"]
+__all__ = ["MAPS", "MAP_A", "MAP_B", "MAP_SCALE", "N_COEF", "N_MAPS", "guided_coefficients"]
+
+#: The maps the working stage upsamples, in this order: the colour estimate's CIE a* and b*,
+#: then the R, G, B band scales.
+MAPS = ("a*", "b*", "R scale", "G scale", "B scale")
+N_MAPS = len(MAPS)
+#: Index of a*, of b* and of the first band scale (R; G and B follow) among the maps.
+MAP_A, MAP_B, MAP_SCALE = 0, 1, 2
+#: Coefficients per grid cell: ``A`` of the N_MAPS maps, then ``B`` of them, so map ``k`` at
+#: full resolution is ``coef[..., k] * guide + coef[..., N_MAPS + k]``.
+N_COEF = 2 * N_MAPS
 
 
 @numba.njit(cache=True, nogil=True)
@@ -53,16 +63,20 @@ def _box(x, r, col):
 
 @numba.njit(cache=True, nogil=True)
 def _channels(guide, maps, r, eps, coef):
-    """Needs guide (h, w) with ``h, w >= 1``, maps (5, h, w), coef (h, w, 10), ``r >= 0``:
-    then ``c + 5 < 10`` and every (i, j) below is in range, and all of coef is written."""
+    """``A`` of map ``c`` into ``coef[..., c]`` and its ``B`` into ``coef[..., n + c]``, n maps.
+
+    Needs guide (h, w) with ``h, w >= 1``, maps (n, h, w), coef (h, w, 2 n) and ``r >= 0``
+    (:func:`guided_coefficients` checks them): then ``c + n < 2 n`` and every (i, j) below is
+    in range, and all of coef is written."""
     h, w = guide.shape
+    n = maps.shape[0]
     col = np.empty(w)
     mean_i = guide.astype(np.float64)
     mean_ii = mean_i * mean_i
     _box(mean_i, r, col)
     _box(mean_ii, r, col)
     var = mean_ii - mean_i * mean_i + eps
-    for c in range(maps.shape[0]):
+    for c in range(n):
         p = maps[c].astype(np.float64)
         ip = p * guide
         _box(p, r, col)
@@ -74,7 +88,7 @@ def _channels(guide, maps, r, eps, coef):
         for i in range(h):
             for j in range(w):
                 coef[i, j, c] = a[i, j]
-                coef[i, j, c + 5] = b[i, j]
+                coef[i, j, c + n] = b[i, j]
 
 
 def guided_coefficients(guide: np.ndarray, maps: np.ndarray, *, radius: int, eps: float) -> np.ndarray:
@@ -83,14 +97,14 @@ def guided_coefficients(guide: np.ndarray, maps: np.ndarray, *, radius: int, eps
     Parameters
     ----------
     guide : (h, w) float32 in [0, 1], the working-resolution lightness / 100
-    maps : (5, h, w) float32, the maps to upsample (a*, b*, R, G, B spread)
+    maps : (N_MAPS, h, w) float32, the maps to upsample (:data:`MAPS`: a*, b*, R, G, B scale)
     radius : int >= 0, box radius in working pixels
     eps : float > 0, regulariser
 
     Returns
     -------
-    coef : (h, w, 10) float32, ``A`` of the five maps then ``B``; the map at
-        full resolution is ``A * guide + B`` with both sampled bilinearly
+    coef : (h, w, N_COEF) float32, ``A`` of the N_MAPS maps then ``B`` (:data:`N_COEF`); the
+        map at full resolution is ``A * guide + B`` with both sampled bilinearly
 
     Raises
     ------
@@ -101,15 +115,17 @@ def guided_coefficients(guide: np.ndarray, maps: np.ndarray, *, radius: int, eps
     guide = np.ascontiguousarray(guide, np.float32)
     maps = np.ascontiguousarray(maps, np.float32)
     # the invariants _channels and _box index by (see their docstrings)
-    if guide.ndim != 2 or guide.shape[0] < 1 or guide.shape[1] < 1 or maps.shape != (5, *guide.shape):
+    if guide.ndim != 2 or guide.shape[0] < 1 or guide.shape[1] < 1 or maps.shape != (N_MAPS, *guide.shape):
         raise ColorcubeError(f"guided filter: guide {guide.shape} must be (h >= 1, w >= 1) and maps "
-                             f"{maps.shape} (5, h, w)")
+                             f"{maps.shape} ({N_MAPS}, h, w)")
     radius, eps = int(radius), float(eps)
     if radius < 0 or not (np.isfinite(eps) and eps > 0):
         raise ColorcubeError(f"guided filter: radius={radius} must be >= 0 and eps={eps} finite and > 0")
     if not (np.isfinite(guide).all() and np.isfinite(maps).all()):
         raise ColorcubeError("the network's output for this image holds NaN or infinite values "
                              "(with precision bfloat16, try --precision float32)")
-    coef = np.empty((*guide.shape, 10), np.float32)
+    coef = np.empty((*guide.shape, N_COEF), np.float32)
+    if coef.shape[2] != 2 * maps.shape[0]:  # _channels writes A of map c at c and B at N_MAPS + c
+        raise ColorcubeError(f"guided filter: {coef.shape[2]} coefficients for {maps.shape[0]} maps")
     _channels(guide, maps, radius, eps, coef)
     return coef

@@ -1,4 +1,4 @@
-"""Read images of any common kind as gray, and write colorcube's outputs.
+"""Read images of any common kind as gray, write colorcube's outputs, and hash files' bytes.
 
 Every failure to read becomes an :class:`~colorcube.errors.ImageReadError`
 naming the file and the reason, never a bare PIL or numpy traceback.
@@ -11,6 +11,7 @@ unless ``allow_damaged=True`` (``--allow-damaged``), which reads it with a warni
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import threading
@@ -19,11 +20,22 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import tifffile
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ColorcubeError, ImageReadError
 
-__all__ = ["read_gray", "read_gray_checked", "read_rgb", "read_truth", "find_damage", "write_png",
-           "write_intervals_npz", "DEFAULT_MAX_PIXELS"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "file_hash",
+    "find_damage",
+    "read_gray",
+    "read_gray_checked",
+    "read_rgb",
+    "read_truth",
+    "write_intervals_npz",
+    "write_png",
+]
 
 #: Default pixel-count ceiling: 200 MP (0.8 GB as float32). Larger genuine
 #: scans pass with ``max_pixels=None`` or ``--max-pixels``; the ceiling stops
@@ -34,6 +46,15 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".
 _PIL_LIMIT_LOCK = threading.Lock()
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_MAX_CHUNK = 2**31 - 1  # the PNG specification's limit on a chunk's length
+
+
+def file_hash(path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in blocks (weights, hint files, calibration photos)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _check_path(path) -> Path:
@@ -136,14 +157,12 @@ def _scale_to_unit(arr: np.ndarray, p: Path) -> np.ndarray:
         raise ImageReadError(f"{p}: float image holds NaN or infinite values")
     hi = float(arr.max()) if arr.size else 0.0
     if hi > 1.0:  # float scans stored on a 0-255 or 0-65535 scale
-        arr = arr / (255.0 if hi <= 255.0 else 65535.0 if hi <= 65535.0 else hi)
+        arr = arr / (255.0 if hi <= 255.0 else max(65535.0, hi))
     return arr.clip(0, 1)
 
 
 def _read_tiff(p: Path, max_pixels) -> np.ndarray | None:
     """High-bit-depth and float TIFFs that PIL cannot decode; None -> let PIL try."""
-    import tifffile
-
     try:
         with tifffile.TiffFile(p) as tif:
             page = tif.pages[0]
@@ -161,8 +180,6 @@ def _read_tiff(p: Path, max_pixels) -> np.ndarray | None:
 
 
 def _read_pil(p: Path, max_pixels) -> np.ndarray:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     def open_and_load():
         with Image.open(p) as im:
             _check_pixels(p, im.width, im.height, max_pixels)
@@ -226,8 +243,7 @@ def _to_gray(arr: np.ndarray, p: Path, *, warn: bool) -> np.ndarray:
         return np.ascontiguousarray(arr, dtype=np.float32)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ImageReadError(f"{p}: unsupported image layout with shape {arr.shape}")
-    chroma = float(np.abs(arr - arr.mean(axis=-1, keepdims=True)).max())
-    if warn and chroma > 2.0 / 255.0:
+    if warn and float(np.abs(arr - arr.mean(axis=-1, keepdims=True)).max()) > 2.0 / 255.0:
         warnings.warn(f"{p}: colour image converted to gray (BT.601 luma) before colorizing", stacklevel=3)
     gray = arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.ascontiguousarray(gray.clip(0, 1), dtype=np.float32)
@@ -331,8 +347,6 @@ def read_truth(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np
     rgb : (y, x, 3) float32 in [0, 1]
     gray : (y, x) float32 in [0, 1]
     """
-    from PIL import Image
-
     rgb = read_rgb(path, max_pixels=max_pixels)
     rgb8 = np.round(rgb * 255.0).astype(np.uint8)
     if np.array_equal(rgb8.astype(np.float32) / np.float32(255.0), rgb):
@@ -344,8 +358,6 @@ def read_truth(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np
 
 def write_png(path, rgb: np.ndarray) -> Path:
     """Write ``rgb`` : (y, x, 3) float in [0, 1] as an 8-bit RGB PNG."""
-    from PIL import Image
-
     p = Path(path)
     data = np.round(np.clip(np.asarray(rgb), 0, 1) * 255.0).astype(np.uint8)
     try:

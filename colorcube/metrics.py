@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "psnr",
-    "colorfulness",
-    "ciede2000",
     "chroma_edges",
-    "edge_error",
+    "ciede2000",
+    "colorfulness",
     "coverage",
+    "edge_error",
     "mean_width",
+    "psnr",
 ]
 
 

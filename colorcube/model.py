@@ -1,4 +1,4 @@
-"""The colorizer network, its decoding, and loading the shipped weights.
+"""The colorizer network and the decoding of its outputs (weight files: :mod:`colorcube.weights`).
 
 The network sees lightness L at a working resolution, plus optional user
 hints (an (a, b) map and a mask, Zhang et al. 2017), and predicts, at 1/4 of
@@ -21,37 +21,29 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import weakref
-from importlib import resources
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .color import lab_to_rgb
-from .errors import ColorcubeError, WeightsError
 
 __all__ = [
-    "ModelConfig",
+    "AB_NORM",
+    "HINT_CHANNELS",
+    "OUT_STRIDE",
     "SCALES",
-    "hint_maps",
-    "init_from",
-    "fold_batchnorm",
-    "bin_rgb_table",
+    "STRIDE",
     "ColorNet",
+    "ModelConfig",
     "ab_bins",
+    "annealed_mean",
+    "bin_rgb_table",
+    "hint_maps",
     "predict",
-    "load_pretrained",
-    "load_weights",
-    "save_weights",
-    "select_device",
-    "DEFAULT_WEIGHTS",
 ]
-
-DEFAULT_WEIGHTS = "colorcube-v2.safetensors"
 #: band-scale kinds :func:`predict` can decode
 SCALES = ("learned", "spread")
 HINT_CHANNELS = 3  # a/110, b/110, mask
@@ -88,7 +80,7 @@ class ModelConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -350,8 +342,10 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
         if reweight is not None:
             light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
             z = z + reweight(torch.softmax(z, dim=1), light4).float()
-        # softmaxes in place: fresh multi-MB temporaries cost more in page faults than the arithmetic
-        ab = _softmax_(z * (1.0 / t)) @ model.bins
+        # softmaxes in place: fresh multi-MB temporaries cost more in page faults than the arithmetic;
+        # z itself is scaled in place when it is a copy no one reads again
+        fresh = logits.dtype != torch.float32 or reweight is not None
+        ab = _softmax_(z.mul_(1.0 / t) if fresh and scale == "learned" else z * (1.0 / t)) @ model.bins
         if scale == "learned":
             return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), err.float()
         light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
@@ -360,15 +354,14 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
     return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), spread.reshape(b, h, w, 3).permute(0, 3, 1, 2)
 
 
-_LOW_PRECISION: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LOW_PRECISION: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _in_dtype(model: ColorNet, dtype: torch.dtype) -> ColorNet:
     """``model`` itself for float32, else a copy with weights in ``dtype``, made once per model.
 
     Converting once instead of autocasting saves casting every weight on every
-    call (a tenth of the working stage when it was measured). The copy is not
-    refreshed if ``model``'s weights change in place afterwards.
+    call. The copy is not refreshed if ``model``'s weights change in place afterwards.
     """
     if dtype == torch.float32:
         return model
@@ -379,134 +372,3 @@ def _in_dtype(model: ColorNet, dtype: torch.dtype) -> ColorNet:
         _LOW_PRECISION[model] = low
     return low
 
-
-def select_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise the named device."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ColorcubeError(f"device={device!r} is not a torch device; use 'auto', 'cpu' or 'cuda'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ColorcubeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'")
-    return dev
-
-
-def fold_batchnorm(model: ColorNet) -> ColorNet:
-    """Inference copy of ``model`` with each BatchNorm folded into the convolution before it.
-
-    Saves a pass over every feature map; outputs agree with the unfolded eval
-    model to float rounding (about 1e-6 relative).
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    folded = copy.deepcopy(model).eval()
-    for module in folded.modules():
-        if isinstance(module, nn.Sequential):
-            for i in range(len(module) - 1):
-                conv, bn = module[i], module[i + 1]
-                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                    module[i], module[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
-    return folded
-
-
-def save_weights(model: ColorNet, path: str | Path, *, half: bool = True, extra: dict | None = None) -> None:
-    """Write the model's weights and config as a safetensors file (no pickle)."""
-    from safetensors.torch import save_file
-
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu()
-               for k, v in model.state_dict().items()}
-    meta = {"config": model.config.to_json(), **{k: str(v) for k, v in (extra or {}).items()}}
-    save_file(tensors, str(path), metadata=meta)
-
-
-def load_weights(path: str | Path, *, device: str | torch.device = "cpu") -> ColorNet:
-    """Load a safetensors file written by :func:`save_weights` into an eval-mode model."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        config = ModelConfig.from_json(meta["config"])
-    except (SafetensorError, KeyError, ValueError, TypeError, OSError) as exc:
-        raise WeightsError(f"{path}: not a valid colorcube weights file ({exc}); reinstall or retrain") from exc
-    model = ColorNet(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: weights do not fit the network ({str(exc).splitlines()[0]})") from exc
-    model = fold_batchnorm(model)
-    model.weights_hash = file_hash(path)
-    model.weights_name = path.name
-    # channels-last is the layout oneDNN's fast (AMX / AVX-512) convolutions want
-    return model.to(select_device(device)).to(memory_format=torch.channels_last)
-
-
-def init_from(model: ColorNet, path: str | Path) -> list:
-    """Warm-start ``model`` from a weights file of an earlier, smaller layout.
-
-    Tensors of equal shape are copied. The stem's first convolution copies the
-    lightness channel and leaves the hint channels at zero, and a bin head
-    with extra rows (an older layout's quantile outputs) copies its bin rows, so
-    the warm-started network computes what the old one did until it trains.
-    Layers the file lacks (attention, error head) keep their initialisation.
-
-    Returns
-    -------
-    list of str, the names of the parameters that were not copied
-    """
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            old = {k: fh.get_tensor(k).float() for k in fh.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise WeightsError(f"{path}: cannot read weights to start from ({exc})") from exc
-    state, fresh = model.state_dict(), []
-    with torch.no_grad():
-        for name, t in state.items():
-            src = old.get(name)
-            if src is not None and src.shape == t.shape:
-                t.copy_(src)
-            elif src is not None and name == "stem.0.0.weight" and src.shape[1] == 1:
-                t.zero_()
-                t[:, :1].copy_(src)
-            elif src is not None and name.startswith("head.") and src.shape[0] > t.shape[0]:
-                t.copy_(src[: t.shape[0]])
-            else:
-                fresh.append(name)
-    return fresh
-
-
-def file_hash(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def default_weights_path() -> Path:
-    """Path of the weights shipped inside the package."""
-    return Path(str(resources.files("colorcube") / "weights" / DEFAULT_WEIGHTS))
-
-
-def load_pretrained(*, device: str | torch.device = "auto") -> ColorNet:
-    """Load the shipped colorizer from package data (never from the network).
-
-    Parameters
-    ----------
-    device : {"auto", "cpu", "cuda"} or torch.device
-
-    Returns
-    -------
-    ColorNet in eval mode, with ``weights_hash`` (sha256) and ``weights_name``.
-    """
-    return load_weights(default_weights_path(), device=device)

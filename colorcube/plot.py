@@ -1,4 +1,5 @@
-"""Matplotlib figures: coverage curve, per-image coverage histogram, band-width map.
+"""Matplotlib figures: coverage curve, per-image coverage histogram, band-width map, one pixel's bands,
+one image's coverage per channel (the last two are the explorer's charts).
 
 Every function takes ``ax=None`` (a new figure is made) and returns the Axes.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["coverage_curve", "coverage_histogram", "width_map"]
+__all__ = ["channel_coverage", "coverage_curve", "coverage_histogram", "pixel_bands", "width_map"]
 
 _COLORS = {"R": "tab:red", "G": "tab:green", "B": "tab:blue"}
 
@@ -34,7 +35,7 @@ def coverage_curve(calibration, test_curves: np.ndarray, *, alphas=None, ax=None
     The shaded band is where CRC puts the expected coverage:
     ``[1 - alpha, 1 - alpha + 2 / (n + 1)]`` for n calibration images.
     """
-    from .evaluate import coverage_at
+    from .evaluate import coverage_at  # not at the top: evaluate loads scikit-learn, `import colorcube` does not
 
     ax = _axes(ax)
     alphas = np.linspace(0.02, 0.4, 20) if alphas is None else np.asarray(alphas)
@@ -78,4 +79,38 @@ def width_map(ds, *, channel: str = "R", ax=None, max_side: int = 1024):
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="width (0-255)")
     ax.set_title(f"{channel} band width, alpha={ds.attrs.get('alpha')}")
     ax.set_axis_off()
+    return ax
+
+
+def pixel_bands(bands, estimate, truth=None, *, ax=None, title: str | None = None):
+    """One pixel's R, G, B bands as bars, with its colour estimate and, when known, its true colour.
+
+    Parameters
+    ----------
+    bands : (3, 2) lower and upper bound per channel, in [0, 1]
+    estimate : (3,) colour estimate in [0, 1]; truth : (3,) in [0, 1], optional
+    title : str, optional
+    """
+    ax = _axes(ax)
+    for c, name in enumerate("RGB"):
+        col = _COLORS[name]
+        ax.plot([c, c], np.asarray(bands[c]) * 255, color=col, lw=6, alpha=0.5, solid_capstyle="butt")
+        ax.plot(c, estimate[c] * 255, "o", color=col, label="estimate" if c == 0 else None)
+        if truth is not None:
+            ax.plot(c, truth[c] * 255, "kx", label="truth" if c == 0 else None)
+    ax.set_xticks(range(3), list("RGB"))
+    ax.set_ylim(0, 255)
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=6, loc="upper right")
+    return ax
+
+
+def channel_coverage(inside, *, alpha: float, ax=None):
+    """Share of one image's pixels inside each channel's band, (3,) R, G, B, against the nominal 1 - alpha."""
+    ax = _axes(ax)
+    ax.bar(list("RGB"), inside, color=[_COLORS[name] for name in "RGB"])
+    ax.axhline(1 - alpha, color="k", ls="--", lw=1)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"this image at alpha {alpha:.2f}", fontsize=9)
     return ax

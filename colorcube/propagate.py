@@ -22,11 +22,10 @@ The constants were chosen on the held-out 5 % of train/ with 10 random
 true-colour points per photo (``python benchmarks/propagation.py``, 40 photos):
 NEAR 0.3 / FAR 1 / EDGE 0.1 / TEXTURE 5 gave +3.1 dB PSNR over the automatic
 colours with the shipped network (240c436b29f3), whose own use of the hint
-channels gave +0.01 dB. On an earlier (temporary) network, a free texture
-allowance of 5 instead of 0-2 was worth about +2 dB, EDGE 0.1 cost nothing
-against 0.03 while stopping colour at edges more firmly, and a larger NEAR (0.5:
-+0.7 dB more) spread a single stroke further through its region, which suits
-random points better than a user's strokes.
+channels gave +0.01 dB. The free texture allowance lets colour cross texture and
+soft shading; EDGE 0.1 rather than 0.03 stops colour at edges more firmly; NEAR is
+not larger because a larger one spreads a single stroke further through its
+region, which suits random points better than a user's strokes.
 """
 
 from __future__ import annotations
@@ -137,7 +136,7 @@ def blend_hints(light, hint_ab, hint_mask, auto, hinted, *, factor: int, near: f
     Parameters
     ----------
     light : (hw, ww) float32, working lightness L*
-    hint_ab, hint_mask : (2, hw, ww) float32 and (hw, ww) bool, :func:`colorcube.hints.working_hints`
+    hint_ab, hint_mask : (2, hw, ww) float32 and (hw, ww) bool, :func:`colorcube.hinting.working_hints`
     auto, hinted : (5, gh, gw) float32, the network's (a*, b*, R, G, B scale) maps on its output
         grid without and with the hints (gh = ceil(hw / factor), gw = ceil(ww / factor))
     factor : int, working pixels per output-grid cell (the network's output stride)

@@ -12,11 +12,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+import zarr
+from PIL import Image
 
 from .errors import ColorcubeError, ImageReadError
 from .io import IMAGE_SUFFIXES
 
-__all__ = ["Source", "group_name", "list_sources", "read_source", "source_data", "source_hash"]
+__all__ = ["Source", "group_name", "list_sources", "read_source", "source_data", "source_hash", "source_pixels"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +66,6 @@ def list_sources(src) -> list[Source]:
 
 
 def _zarr_sources(p: Path) -> list[Source]:
-    import zarr
-
     root = zarr.open_group(str(p), mode="r")
     out = [Source(str(p), name) for name, arr in root.arrays() if arr.ndim == 2]
     for gname, group in root.groups():
@@ -91,8 +91,6 @@ def source_data(source: Source):
     None for a file source (hashed from its bytes, decoded by the image reader)."""
     if source.array is None:
         return None
-    import zarr
-
     return np.ascontiguousarray(zarr.open_array(source.path, path=source.array, mode="r")[...])
 
 
@@ -109,6 +107,18 @@ def source_hash(source: Source, data=None) -> str:
     else:
         h.update((source_data(source) if data is None else data).tobytes())
     return h.hexdigest()
+
+
+def source_pixels(source: Source) -> int:
+    """Pixel count of the source from its header alone (0 when the header cannot be read:
+    reading it in full then reports what is wrong)."""
+    try:
+        if source.array is not None:
+            return int(np.prod(zarr.open_array(source.path, path=source.array, mode="r").shape))
+        with Image.open(source.path) as im:
+            return im.width * im.height
+    except Exception:  # noqa: BLE001 - any unreadable header: the full read names the problem
+        return 0
 
 
 def read_source(source: Source, max_pixels, data=None, *, allow_damaged: bool = False) -> tuple[np.ndarray, str]:

@@ -6,15 +6,16 @@ Recipe (the model card records the exact command of the shipped weights):
   when there is none), deterministically by a hash of the name: a validation
   split (checkpoint and vividness choice), an error split (the error head's
   training photos, unseen by the colour network) and the rest for training.
-* Colour phase: random scaled crops and flips from a padded uint8 bank
-  (decoded by worker processes), brightness and contrast jitter of the photo
-  before L and (a, b) are derived, gray input made as PIL's ``convert("L")``
-  does, random true-colour hints (none in about half of the samples, else a
+* Colour phase (samples: :mod:`colorcube.trainset`): random scaled crops and
+  flips from a padded uint8 bank (decoded by worker processes), brightness and
+  contrast jitter of the photo before L and (a, b) are derived, gray input made
+  as PIL's ``convert("L")`` does, random true-colour hints (none in about half of the samples, else a
   geometric number of 1-9 px patches; Zhang et al. 2017), cross-entropy on
   soft-encoded (a, b) bins with optional class rebalancing against sepia;
   AdamW with a cosine schedule over a wall-clock budget; bf16 autocast on CPU
   (AMX) or GPU, channels-last; the best validation checkpoint is kept.
-* Vividness: the annealed-mean temperature is chosen on the validation split.
+* Vividness: the annealed-mean temperature is chosen on the validation split
+  (:func:`choose_vividness`, at the end of the colour phase).
 * Error phase: the colour network is frozen and the error head is fitted, with
   a pinball loss at ``ModelConfig.error_quantile``, to the |error| of the
   point estimate on the error split.
@@ -30,24 +31,24 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .color import gray_to_lightness, lab_to_rgb, luma, rgb_to_lab
+from .color import lab_to_rgb, luma, rgb_to_lab
 from .errors import ColorcubeError
 from .io import IMAGE_SUFFIXES
 from .metrics import colorfulness, psnr
-from .model import (AB_NORM, HINT_CHANNELS, OUT_STRIDE, ColorNet, ModelConfig, annealed_mean, init_from,
-                    save_weights, select_device)
+from .model import OUT_STRIDE, ColorNet, ModelConfig, annealed_mean
+from .trainset import Bank, bin_prior, gray_lightness, jitter, load_bank, random_hints, sample_crops
+from .weights import init_from, save_weights, select_device
 
-__all__ = ["TrainOptions", "train", "load_bank", "split_by_source", "random_hints", "choose_vividness"]
+__all__ = ["TrainOptions", "choose_vividness", "colour_loss", "error_loss", "evaluate_bank", "point_estimate",
+           "rebalance_weights", "split_by_source", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class TrainOptions:
         spent fitting the error head
     val_fraction, error_split : float, shares of each source held out for
         validation and for the error head
-    init : path of weights to warm-start from (:func:`colorcube.model.init_from`)
+    init : path of weights to warm-start from (:func:`colorcube.weights.init_from`)
     precision : {"bfloat16", "float32"}, autocast dtype of the forward pass
     hint_none : float, probability that a sample gets no hints
     hint_p : float, parameter of the geometric number of hint points
@@ -99,15 +100,6 @@ class TrainOptions:
     val_every: int = 1
 
 
-@dataclasses.dataclass
-class Bank:
-    """Images padded into one uint8 tensor: pixels (N, 3, S, S), sizes (N, 2) = (h, w)."""
-
-    pixels: torch.Tensor
-    sizes: torch.Tensor
-    names: list
-
-
 def _hash01(name: str, seed: int) -> float:
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -138,128 +130,6 @@ def split_by_source(paths, *, val_fraction: float, error_split: float, seed: int
         err += group[n_val : n_val + n_err]
         train += group[n_val + n_err :]
     return sorted(train), sorted(val), sorted(err)
-
-
-def _decode(args):
-    path, max_side = args
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            scale = max_side / max(im.size)
-            if scale < 1:
-                im = im.resize((max(16, round(im.width * scale)), max(16, round(im.height * scale))),
-                               Image.Resampling.LANCZOS)
-            return np.array(im), None
-    except OSError as exc:
-        return None, f"{path}: {exc}"
-
-
-def load_bank(paths, *, max_side: int, device, workers: int = 0) -> Bank:
-    """Read colour photos (in ``workers`` processes), shrink to ``max_side``, pad into one uint8 bank."""
-    jobs = [(str(p), max_side) for p in paths]
-    if workers > 1 and len(jobs) > 64:
-        with multiprocessing.get_context().Pool(workers) as pool:
-            decoded = pool.map(_decode, jobs, chunksize=64)
-    else:
-        decoded = [_decode(j) for j in jobs]
-    arrays, names = [], []
-    for (arr, problem), p in zip(decoded, paths):
-        if problem:
-            log.warning("skipping %s", problem)
-        else:
-            arrays.append(arr)
-            names.append(Path(p).name)
-    if not arrays:
-        raise ColorcubeError("no readable colour images to train on")
-    side = max(max(a.shape[:2]) for a in arrays)
-    pixels = torch.zeros((len(arrays), 3, side, side), dtype=torch.uint8)
-    sizes = torch.zeros((len(arrays), 2), dtype=torch.long)
-    for i, a in enumerate(arrays):
-        pixels[i, :, : a.shape[0], : a.shape[1]] = torch.from_numpy(a).permute(2, 0, 1)
-        sizes[i] = torch.tensor(a.shape[:2])
-    return Bank(pixels.to(device), sizes.to(device), names)
-
-
-def sample_crops(bank: Bank, n: int, crop: int, scale_range, gen: torch.Generator) -> torch.Tensor:
-    """Random scaled, flipped crops: (n, 3, crop, crop) float32 in [0, 1]."""
-    dev = bank.pixels.device
-    idx = torch.randint(len(bank.names), (n,), generator=gen, device="cpu").to(dev)
-    hw = bank.sizes[idx].float()
-    side = bank.pixels.shape[-1]
-    u = torch.rand((n, 4), generator=gen).to(dev)
-    lo, hi = scale_range
-    smin = torch.clamp(crop / hw.min(dim=1).values, min=lo)
-    scale = smin + (torch.clamp(torch.full_like(smin, hi), min=smin) - smin) * u[:, 0]
-    extent = crop / scale  # source pixels covered by the crop
-    y0 = (hw[:, 0] - extent) * u[:, 1]
-    x0 = (hw[:, 1] - extent) * u[:, 2]
-    flip = torch.where(u[:, 3] < 0.5, -1.0, 1.0)
-    # affine_grid works in [-1, 1] coordinates of the padded canvas
-    theta = torch.zeros((n, 2, 3), device=dev)
-    theta[:, 0, 0] = extent / side * flip
-    theta[:, 1, 1] = extent / side
-    theta[:, 0, 2] = (2 * x0 + extent) / side - 1
-    theta[:, 1, 2] = (2 * y0 + extent) / side - 1
-    grid = F.affine_grid(theta, (n, 3, crop, crop), align_corners=False)
-    src = bank.pixels[idx].float() / 255.0
-    return F.grid_sample(src, grid, mode="bilinear", align_corners=False).clamp(0, 1)
-
-
-def jitter(rgb: torch.Tensor, gen: torch.Generator, *, brightness: float, contrast: float) -> torch.Tensor:
-    """Per-photo brightness and contrast jitter of (B, 3, H, W) in [0, 1] (a new photo, not an input noise)."""
-    u = torch.rand((rgb.shape[0], 2, 1, 1, 1), generator=gen).to(rgb.device) * 2 - 1
-    c, b = 1 + contrast * u[:, 0], brightness * u[:, 1]
-    mean = rgb.mean(dim=(1, 2, 3), keepdim=True)
-    return ((rgb - mean) * c + mean + b).clamp(0, 1)
-
-
-def gray_lightness(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) truth -> (B, 1, H, W) L of its 8-bit BT.601 gray, as inputs are made."""
-    gray = torch.round(luma(rgb) * 255.0) / 255.0
-    return gray_to_lightness(gray)[:, None]
-
-
-def random_hints(ab: torch.Tensor, gen: torch.Generator, *, none: float = 0.5, p: float = 0.125,
-                 max_patch: int = 9) -> torch.Tensor:
-    """Random true-colour hints for a batch (Zhang et al. 2017).
-
-    Parameters
-    ----------
-    ab : (B, 2, H, W) float32, the truth's CIE a*, b*
-    none : float, probability that a sample gets no hint at all
-    p : float, each other sample gets a Geometric(p) number (>= 1) of hints
-    max_patch : int, hint patches are squares of 1 to ``max_patch`` pixels a side,
-        each holding the truth's mean (a, b) over the patch
-
-    Returns
-    -------
-    hints : (B, 3, H, W) float32, see :func:`colorcube.model.hint_maps`
-    """
-    b, _, h, w = ab.shape
-    out = torch.zeros((b, HINT_CHANNELS, h, w), device=ab.device)
-    for i in range(b):
-        if float(torch.rand((), generator=gen)) < none:
-            continue
-        u = max(float(torch.rand((), generator=gen)), 1e-12)
-        count = 1 if p >= 1 else 1 + int(math.log(u) // math.log(1 - p))
-        for _ in range(count):
-            k = int(torch.randint(1, max_patch + 1, (), generator=gen))
-            y = int(torch.randint(0, max(1, h - k + 1), (), generator=gen))
-            x = int(torch.randint(0, max(1, w - k + 1), (), generator=gen))
-            mean = ab[i, :, y : y + k, x : x + k].mean(dim=(1, 2))
-            out[i, :2, y : y + k, x : x + k] = (mean / AB_NORM)[:, None, None]
-            out[i, 2, y : y + k, x : x + k] = 1.0
-    return out
-
-
-def bin_prior(bank: Bank, bins: torch.Tensor, gen: torch.Generator, *, n: int = 256, crop: int = 128):
-    """Empirical frequency of each (a, b) bin over random crops, (Q,) summing to 1."""
-    counts = torch.zeros(len(bins), device=bins.device)
-    for _ in range(4):
-        rgb = sample_crops(bank, n // 4, crop, (1.0, 1.0), gen)
-        ab = rgb_to_lab(rgb)[:, 1:].permute(0, 2, 3, 1).reshape(-1, 2)
-        counts += torch.bincount(torch.cdist(ab, bins).argmin(dim=1), minlength=len(bins)).float()
-    return counts / counts.sum()
 
 
 def rebalance_weights(prior: torch.Tensor, bins: torch.Tensor, *, strength: float, sigma: float) -> torch.Tensor:
@@ -381,7 +251,7 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 
-def train(folder, out_dir, *, options: TrainOptions = TrainOptions(), resume: bool = False, progress: bool = True):
+def train(folder, out_dir, *, options: TrainOptions | None = None, resume: bool = False, progress: bool = True):
     """Train a :class:`ColorNet` on the colour photos under ``folder``.
 
     Parameters
@@ -391,7 +261,7 @@ def train(folder, out_dir, *, options: TrainOptions = TrainOptions(), resume: bo
         validation colour checkpoint), ``final.safetensors`` (that checkpoint with
         the chosen vividness and the fitted error head: the weights to ship),
         ``split.json`` and ``history.jsonl``
-    options : TrainOptions
+    options : TrainOptions, optional (default: all defaults)
     resume : bool
         Continue from ``out_dir/checkpoint.pt`` (model, optimiser, phase, clock, RNG).
     progress : bool
@@ -402,6 +272,7 @@ def train(folder, out_dir, *, options: TrainOptions = TrainOptions(), resume: bo
     history : list of dict, one per validation (step, phase, losses, samples/s,
         validation metrics)
     """
+    options = TrainOptions() if options is None else options
     folder, out_dir = Path(folder), Path(out_dir)
     if not folder.is_dir():
         raise ColorcubeError(f"{folder}: training folder not found; pass a folder of colour photos")

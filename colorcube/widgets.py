@@ -1,8 +1,10 @@
 """Jupyter explorer: colour, bands, band width, misses, per-pixel intervals, coverage, hints.
 
-ipywidgets, ipyevents and matplotlib are imported only here, when an explorer
-is made. Only the image on show is read, strided down to ``max_side`` pixels,
-so archives larger than memory open instantly.
+matplotlib, ipywidgets and ipyevents are imported only when an explorer is made
+(ipywidgets is the optional ``widgets`` extra), so ``import colorcube`` loads none
+of them. The charts are :mod:`colorcube.plot` figures. Only the image on show is
+read, strided down to ``max_side`` pixels, so archives larger than memory open
+instantly.
 
 Hints: a click on the image picks a pixel (ipyevents); "place hint" puts the
 colour picker's colour there and recolorizes: the gray already read is reused
@@ -21,36 +23,49 @@ import time
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
+from PIL import Image
 
+from .archive import archive_index, open_image
+from .calibration import Calibration
+from .conformal import lambda_star, loss_curve, nested_interval
 from .errors import ColorcubeError
-from .hints import Hints, as_hints, pin
+from .fullres import CODE_MAX, bands_at, round_outward
+from .hinting import pin
+from .hints import Hints, as_hints
+from .io import read_rgb
+from .pipeline import PipelineSettings, colorize, default_calibration_path, working_stage
+from .plot import channel_coverage, coverage_curve, pixel_bands
+from .store import open_cube
+from .weights import load_model
 
-__all__ = ["explore", "Explorer"]
+__all__ = ["Explorer", "explore"]
 
 VIEWS = ("colour", "gray", "lower", "upper", "band width", "miss map")
 
 
 def _png(arr: np.ndarray) -> bytes:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def _figure_png(fig) -> bytes:
+def _pyplot():
+    """matplotlib.pyplot, imported on first use (module docstring)."""
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     return buf.getvalue()
 
 
 def _magma(x: np.ndarray) -> np.ndarray:
-    from matplotlib import colormaps
-
-    return colormaps["magma"](np.clip(x, 0, 1))[..., :3]
+    return _pyplot().get_cmap("magma")(np.clip(x, 0, 1))[..., :3]
 
 
 class Explorer:
@@ -67,7 +82,7 @@ class Explorer:
     """
 
     def __init__(self, images: dict, *, calibration=None, truth=None, max_side: int = 512, model=None):
-        import ipywidgets as w
+        import ipywidgets as w  # module docstring: not at `import colorcube`
         from ipyevents import Event
 
         if not images:
@@ -132,8 +147,6 @@ class Explorer:
         d = {"rgb": np.asarray(small["rgb"].values, np.float32), "gray": np.asarray(small["gray"].values),
              "interval": np.asarray(small["interval"].values, np.float32)}
         if "coefficients" in ds:  # the unrounded colour and band scale, exactly as colorize had them
-            from .fullres import bands_at
-
             c = ds["coefficients"]
             d["f"], d["scale"] = bands_at(d["gray"], c.values, c.attrs["extent"],
                                           shape=(ds.sizes["y"], ds.sizes["x"]), step=step)
@@ -186,9 +199,6 @@ class Explorer:
 
     def _bands_for(self, lam) -> np.ndarray:
         """Bands at ``lam`` from the displayed colour and scale, rounded outward, widened at the hints."""
-        from .conformal import nested_interval
-        from .fullres import round_outward
-
         d = self.data
         f, s = d["f"], d["scale"]
         lo, hi = round_outward(*nested_interval(f, f - s, f + s, lam))
@@ -208,7 +218,7 @@ class Explorer:
         if self.click_places.value:
             self.place_hint()
 
-    def hints(self, name: str | None = None) -> "Hints | None":
+    def hints(self, name: str | None = None) -> Hints | None:
         """The hints placed on image ``name`` (default: the one on show), in input pixels."""
         name = self.picker.value if name is None else name
         points = [pt for action in self._actions.get(name, []) for pt in action]
@@ -251,12 +261,9 @@ class Explorer:
 
     def _recolorizer(self):
         """(model, settings) that made the cube on show; ColorcubeError when they cannot be had."""
-        from .model import load_pretrained
-        from .pipeline import PipelineSettings
-
         attrs = self.data["attrs"]
         if self.model is None:
-            self.model = load_pretrained(device="cpu")
+            self.model = load_model(device="cpu")
         have = getattr(self.model, "weights_hash", "")
         if attrs.get("model_hash") and have != attrs["model_hash"]:
             raise ColorcubeError(f"recolorizing needs the model that made this cube ({attrs['model_hash'][:12]}), "
@@ -265,9 +272,6 @@ class Explorer:
 
     def _recolorize(self) -> None:
         """Recompute the displayed colour and bands with the current hints (reusing the gray)."""
-        from .fullres import bands_at
-        from .pipeline import working_stage
-
         name, t0 = self.picker.value, time.perf_counter()
         hints = self.hints(name)
         stored = self._stored
@@ -311,8 +315,6 @@ class Explorer:
         Bands come from the explorer's calibration when it matches the cube's model, else
         they are uncalibrated (lambda = 1).
         """
-        from .pipeline import colorize
-
         model, settings = self._recolorizer()
         name = self.picker.value
         gray = self._gray.get(name)
@@ -353,54 +355,30 @@ class Explorer:
                              f"{cal}; model {str(a.get('model_hash', ''))[:12]}</small>")
 
     def _render_pixel(self) -> None:
-        import matplotlib.pyplot as plt
-
         d = self.data
         y, x = self.py.value, self.px.value
-        iv = self.bands()[y, x]
-        fig, ax = plt.subplots(figsize=(3, 2.2))
-        for c, (name, col) in enumerate(zip("RGB", ("tab:red", "tab:green", "tab:blue"))):
-            ax.plot([c, c], iv[c] * 255, color=col, lw=6, alpha=0.5, solid_capstyle="butt")
-            ax.plot(c, d["rgb"][y, x, c] * 255, "o", color=col, label="estimate" if c == 0 else None)
-            if d["truth"] is not None:
-                ax.plot(c, d["truth"][y, x, c] * 255, "kx", label="truth" if c == 0 else None)
-        ax.set_xticks(range(3), list("RGB"))
-        ax.set_ylim(0, 255)
-        ax.set_title(f"pixel ({x}, {y}), alpha {self.alpha.value:.2f}", fontsize=8)
-        ax.legend(fontsize=6, loc="upper right")
+        fig, ax = _pyplot().subplots(figsize=(3, 2.2))
+        pixel_bands(self.bands()[y, x], d["rgb"][y, x], None if d["truth"] is None else d["truth"][y, x], ax=ax,
+                    title=f"pixel ({x}, {y}), alpha {self.alpha.value:.2f}")
         self.pixel_chart.value = _figure_png(fig)
 
     def _render_coverage(self) -> None:
-        import matplotlib.pyplot as plt
-
         d = self.data
         if d["truth"] is None or d["cal"] is None:
             self.coverage_panel.layout.display = "none"
             return
-        from .conformal import lambda_star, loss_curve
-        from .fullres import CODE_MAX
-        from .plot import coverage_curve
-
         self.coverage_panel.layout.display = "flex"
         rgb, s, t = d["f"], d["scale"], d["truth"]
         curves = loss_curve(lambda_star(rgb, rgb - s, rgb + s, t, levels=CODE_MAX).reshape(-1, 3))[None]
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3))
+        fig, (a1, a2) = _pyplot().subplots(1, 2, figsize=(8, 3))
         coverage_curve(d["cal"], curves, ax=a1)
         iv = self.bands()
         inside = ((t >= iv[..., 0]) & (t <= iv[..., 1])).reshape(-1, 3).mean(axis=0)
-        a2.bar(list("RGB"), inside, color=["tab:red", "tab:green", "tab:blue"])
-        a2.axhline(1 - self.alpha.value, color="k", ls="--", lw=1)
-        a2.set_ylim(0, 1)
-        a2.set_title(f"this image at alpha {self.alpha.value:.2f}", fontsize=9)
+        channel_coverage(inside, alpha=self.alpha.value, ax=a2)
         self.coverage_panel.value = _figure_png(fig)
 
 
 def _images_from(obj) -> dict:
-    import xarray as xr
-
-    from .archive import archive_index, open_image
-    from .store import open_cube
-
     if isinstance(obj, xr.Dataset):
         return {"image": lambda: obj}
     if isinstance(obj, xr.DataTree):
@@ -413,8 +391,6 @@ def _images_from(obj) -> dict:
     if path.suffix == ".zarr":
         return {path.stem: lambda: open_cube(path)}
     if path.is_file():
-        from .pipeline import colorize
-
         return {path.stem: lambda: colorize(path)}
     raise ColorcubeError(f"{obj}: not a cube, an archive, a zarr store or an image file")
 
@@ -437,13 +413,8 @@ def explore(obj, *, calibration="default", truth=None, max_side: int = 512, mode
     -------
     ipywidgets.VBox (not displayed); its ``explorer`` attribute is the Explorer
     """
-    from .conformal import Calibration
-    from .io import read_rgb
-
     images = _images_from(obj)
     if isinstance(calibration, str) and calibration == "default":
-        from .pipeline import default_calibration_path
-
         calibration = Calibration.from_file(default_calibration_path())
     elif isinstance(calibration, (str, Path)):
         calibration = Calibration.from_file(calibration)

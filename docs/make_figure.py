@@ -22,8 +22,8 @@ from skimage import data  # noqa: E402
 
 import colorcube  # noqa: E402
 from colorcube.calibrate import image_curves  # noqa: E402
-from colorcube.model import load_pretrained  # noqa: E402
 from colorcube.pipeline import PipelineSettings, resolve_calibration  # noqa: E402
+from colorcube.weights import load_model  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
                          "scikit-image crops when it is absent)")
     ap.add_argument("--limit", type=int, default=80)
     args = ap.parse_args()
-    model = load_pretrained(device="cpu")
+    model = load_model(device="cpu")
     cal = resolve_calibration("default", model)
     settings = PipelineSettings.of(cal)
     truth8 = data.chelsea()

@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 
 from colorcube.io import read_truth  # noqa: E402
 from colorcube.metrics import psnr  # noqa: E402
-from colorcube.model import load_pretrained  # noqa: E402
 from colorcube.pipeline import PipelineSettings, predict_bands  # noqa: E402
+from colorcube.weights import load_model  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--reference", default=str(BENCH / "kodak24__03.png"), help="another colour photo")
     ap.add_argument("--out", default=str(Path(__file__).with_name("reference.png")))
     args = ap.parse_args()
-    model = load_pretrained(device="cpu")
+    model = load_model(device="cpu")
     settings = PipelineSettings()
     truth, gray = read_truth(args.target)
     other, _ = read_truth(args.reference)

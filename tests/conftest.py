@@ -53,15 +53,10 @@ def tiny_model():
     return model
 
 
-def gray_of(rgb_uint8: np.ndarray) -> np.ndarray:
-    """PIL convert("L") of an RGB uint8 array as float32 in [0, 1]."""
-    return np.asarray(Image.fromarray(rgb_uint8).convert("L"), dtype=np.float32) / 255.0
-
-
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory, tiny_model):
     """``tiny_model`` saved as a weights file, for commands that load weights by path."""
-    from colorcube.model import save_weights
+    from colorcube.weights import save_weights
 
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_weights(tiny_model, path)
@@ -81,7 +76,7 @@ def run_bounds_checked(tmp_path):
         env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
         code = f"import sys; sys.path.insert(0, {str(root)!r}); from {module} import {function}; {function}(0, 40)"
         proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True,
-                              timeout=600)
+                              timeout=600, check=False)
         assert proc.returncode == 0, proc.stderr[-3000:]
 
     return run

@@ -17,8 +17,7 @@ from colorcube.archive import archive_index
 from colorcube.cli import main
 from colorcube.errors import ColorcubeError
 from colorcube.io import read_gray
-
-from .conftest import gray_of
+from colorcube.testing import damage_png, gray_of
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -30,13 +29,6 @@ def _bomb_png() -> bytes:
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1000)
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
-
-
-def _bad_crc(png: bytes) -> bytes:
-    """The PNG with its first IDAT chunk's stored CRC wrong: the pixels themselves still decode."""
-    pos = png.index(b"IDAT") - 4
-    end = pos + 8 + struct.unpack(">I", png[pos:pos + 4])[0]
-    return png[:end] + bytes([png[end] ^ 0x01]) + png[end + 1:]
 
 
 def _save(im, fmt, **kw) -> bytes:
@@ -77,7 +69,7 @@ def corpus(tmp_path_factory, photos):
     put("symlink_loop", "loop.png", lambda p: os.symlink(p, p), None, "link")
     put("bomb", "bomb.png", _bomb_png(), None, "ceiling")
     put("nan_tiff", "nan.tif", lambda p: tifffile.imwrite(p, np.full((8, 8), np.nan, np.float32)), None, "NaN")
-    put("bad_crc_png", "crc.png", _bad_crc(png), None, "CRC")
+    put("bad_crc_png", "crc.png", damage_png(png, "idat_crc"), None, "CRC")
     put("no_iend_png", "no_end.png", png[: png.rindex(b"IEND") - 4], None, "IEND")
     put("cmyk_jpeg", "cmyk.jpg", _save(Image.fromarray(rgb).convert("CMYK"), "JPEG"), (h, w))
     put("png16", "g16.png", lambda p: Image.fromarray(g8.astype(np.uint16) * 257).save(p), (h, w))
@@ -128,7 +120,7 @@ def test_each_file_read_or_refused_in_one_line(corpus):
 def test_archive_over_corpus(corpus, tmp_path, capsys):
     root = next(iter(corpus.values()))[0].parents[1]
     rc = main(["archive", str(root), str(tmp_path / "a.zarr"), "--chunk", "256"])
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
     assert rc == 1
     idx = archive_index(tmp_path / "a.zarr")
     good = [k for k, (_, e, _) in corpus.items() if e is not None]

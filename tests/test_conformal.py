@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
+from colorcube.calibration import Calibration
 from colorcube.conformal import (
     LAMBDA_GRID,
-    Calibration,
     crc_lambda,
     effective_sample_size,
     hb_p_value,
@@ -445,7 +445,7 @@ def test_reads_format_1_files(tmp_path):
     import io
     import json
 
-    from colorcube.conformal import _digest
+    from colorcube.calibration import _digest
 
     cal = _cal(np.random.default_rng(17), n=30)
     meta = {"format": "colorcube-calibration-1", "method": "crc", "delta": 0.1, "joint": False,

@@ -1,33 +1,14 @@
-import dask
 import numpy as np
 import pytest
 import xarray as xr
 
-from colorcube.cube import build_cube, validate_cube
+from colorcube.cube import validate_cube
 from colorcube.errors import SchemaError
-
-
-class CountingScheduler:
-    """A dask scheduler that counts computes (as cf-xarray's raise_if_dask_computes)."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.calls += 1
-        return dask.get(dsk, keys, **kwargs)
-
-
-def _cube(h=20, w=30, alpha=0.1):
-    rng = np.random.default_rng(0)
-    gray = rng.random((h, w)).astype(np.float32)
-    rgb = rng.random((h, w, 3)).astype(np.float32)
-    iv = np.stack([rgb * 0.5, rgb * 0.5 + 0.5], axis=-1)
-    return build_cube(gray, rgb, iv, alpha=alpha, lam=[1.0, 2.0, np.inf], source="x.png")
+from colorcube.testing import random_cube
 
 
 def test_schema():
-    ds = _cube()
+    ds = random_cube()
     assert ds["interval"].dims == ("y", "x", "channel", "bound")
     assert list(ds.channel.values) == ["R", "G", "B"] and list(ds.bound.values) == ["lower", "upper"]
     assert ds.interval.sel(channel="R").shape == (20, 30, 2)
@@ -43,11 +24,11 @@ def test_schema():
 ])
 def test_validation_rejects(mutate, match):
     with pytest.raises(SchemaError, match=match):
-        validate_cube(mutate(_cube()))
+        validate_cube(mutate(random_cube()))
 
 
 def test_value_checks():
-    ds = _cube()
+    ds = random_cube()
     bad = ds.copy(deep=True)
     bad["interval"][0, 0, 0] = [0.9, 0.1]
     with pytest.raises(SchemaError, match="lower > upper"):

@@ -30,14 +30,14 @@ def test_structure_and_ranges(result):
 
 
 def test_coverage_from_curves_matches_direct_count(result):
-    cal, res = result
+    _cal, res = result
     r = res["alphas"]["0.4"]
     from_curves = coverage_at(res["test_curves"], r["lambda"]).mean(axis=0)
     np.testing.assert_allclose(from_curves, r["coverage"], atol=2e-3)
 
 
 def test_diagnostics_groups_joint_and_per_image(result):
-    cal, res = result
+    _cal, res = result
     r = res["alphas"]["0.2"]
     # a pixel covered in all three channels is covered in each
     assert r["joint_coverage_of_per_channel_bands"] <= min(r["coverage"]) + 1e-12

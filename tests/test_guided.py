@@ -8,7 +8,7 @@ from colorcube.guided import guided_coefficients
 
 def _reference(guide, maps, radius, eps):
     """He & Sun's guided-filter coefficients with scipy's box filter (edge replication), in float64."""
-    box = lambda x: ndimage.uniform_filter(x, size=2 * radius + 1, mode="nearest")  # noqa: E731
+    box = lambda x: ndimage.uniform_filter(x, size=2 * radius + 1, mode="nearest")
     g = guide.astype(np.float64)
     mean_i, var = box(g), box(g * g) - box(g) ** 2
     out = []
@@ -83,3 +83,38 @@ def _fuzz_kernel(seed: int, cases: int) -> None:
 @pytest.mark.slow
 def test_kernel_under_bounds_checking(run_bounds_checked):
     run_bounds_checked("tests.test_guided", "_fuzz_kernel")
+
+
+def _box_box(p, radius):
+    """Two (2r+1)^2 box means with edge replication, the guided filter's smoothing of a flat guide."""
+    size = 2 * radius + 1
+    return ndimage.uniform_filter(ndimage.uniform_filter(p.astype(np.float64), size=size, mode="nearest"),
+                                  size=size, mode="nearest")
+
+
+def test_a_constant_guide_gives_the_box_filtered_maps():
+    rng = np.random.default_rng(2)
+    _, maps = _inputs(rng, 12, 17)
+    guide = np.full((12, 17), 0.37, np.float32)
+    coef = guided_coefficients(guide, maps, radius=2, eps=1e-3)
+    a, b = coef[..., :5], coef[..., 5:]
+    assert np.abs(a).max() < 1e-3  # nothing to follow in a flat guide
+    for c in range(5):
+        q = a[..., c] * guide + b[..., c]
+        np.testing.assert_allclose(q, _box_box(maps[c], 2), rtol=1e-4, atol=1e-3)
+        assert q.std() < maps[c].std()  # smoothed, not passed through
+
+
+def test_an_edge_in_the_guide_is_kept_where_a_box_filter_blurs_it():
+    guide = np.full((16, 20), 0.2, np.float32)
+    guide[:, 10:] = 0.8  # a vertical step edge
+    slopes = np.array([100.0, -60.0, 0.5, 0.3, -0.2], np.float32)
+    maps = (slopes[:, None, None] * (guide - 0.5)).astype(np.float32)  # maps that follow the guide
+    coef = guided_coefficients(guide, maps, radius=3, eps=1e-4)
+    for c in range(5):
+        q = coef[..., c] * guide + coef[..., c + 5]
+        step = abs(slopes[c]) * 0.6
+        blurred = _box_box(maps[c], 3)
+        assert np.abs(blurred - maps[c])[:, 8:12].max() > 0.25 * step  # a box filter smears the edge
+        assert np.abs(q - maps[c]).max() < 0.02 * step  # the guided filter keeps it
+        np.testing.assert_allclose(q[:, 10] - q[:, 9], maps[c][:, 10] - maps[c][:, 9], rtol=0.03)

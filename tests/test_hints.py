@@ -10,20 +10,9 @@ from PIL import Image
 import colorcube
 from colorcube.color import LUMA_WEIGHTS
 from colorcube.errors import HintError
-from colorcube.hints import (
-    Hints,
-    as_hints,
-    find_hint_file,
-    guarantee_note,
-    pin,
-    pin_codes,
-    random_points,
-    read_hints,
-    target_colours,
-    working_hints,
-)
-
-from .conftest import gray_of
+from colorcube.hinting import guarantee_note, pin, pin_codes, random_points, target_colours, working_hints
+from colorcube.hints import Hints, as_hints, find_hint_file, read_hints
+from colorcube.testing import gray_of
 
 SHAPE = (40, 60)
 POINTS = [(3, 5, (255, 0, 0)), (39, 59, (0, 128, 255)), (20, 30, (10, 200, 30))]
@@ -51,7 +40,7 @@ def test_four_forms_give_one_representation(tmp_path):
     png = tmp_path / "h.png"
     Image.fromarray(_rgba(POINTS)).save(png)
     for other in (as_hints(_rgba(POINTS), SHAPE), read_hints(js, SHAPE), as_hints(str(png), SHAPE),
-                  as_hints([(y, x, "#%02x%02x%02x" % c) for y, x, c in POINTS], SHAPE),
+                  as_hints([(y, x, "#{:02x}{:02x}{:02x}".format(*c)) for y, x, c in POINTS], SHAPE),
                   as_hints(points.records(), SHAPE)):
         _same(points, other)
     # what export writes reads back as the same hints
@@ -180,10 +169,11 @@ def test_pin_puts_the_hint_inside_the_band():
 
 
 def test_guarantee_note():
-    from colorcube.hints import calibration_hint_points
+    from colorcube.hinting import calibration_hint_points
 
     class Cal:
-        provenance = {"hint_points": 10}
+        def __init__(self):
+            self.provenance = {"hint_points": 10}
 
     assert calibration_hint_points(Cal()) == 10 and calibration_hint_points(None) == 0
     assert guarantee_note(hint_points=0) == ""
@@ -201,7 +191,7 @@ def astronaut(photos):
 
 @pytest.fixture(scope="module")
 def shipped():
-    return colorcube.load_pretrained(device="cpu")
+    return colorcube.load_model(device="cpu")
 
 
 def test_no_hints_is_the_automatic_mode(astronaut, shipped):

@@ -7,8 +7,7 @@ from PIL import Image
 
 from colorcube.errors import ColorcubeError, ImageReadError
 from colorcube.io import find_damage, read_gray, read_rgb, read_truth, write_intervals_npz, write_png
-
-from .conftest import gray_of
+from colorcube.testing import damage_png, gray_of
 
 
 @pytest.fixture()
@@ -157,43 +156,13 @@ def test_write_to_missing_folder_is_a_colorcube_error(tmp_path):
         write_png(tmp_path / "no" / "such" / "c.png", np.zeros((2, 2, 3)))
 
 
-def _png_chunks(data: bytes) -> list:
-    """(type, offset, length) of each chunk, parsed here independently of colorcube.io."""
-    import struct
-
-    out, pos = [], 8
-    while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        out.append((data[pos + 4:pos + 8], pos, n))
-        pos += 12 + n
-    return out
-
-
-def _damage(data: bytes, kind: str) -> bytes:
-    b = bytearray(data)
-    chunks = {t: (pos, n) for t, pos, n in _png_chunks(data)}
-    if kind == "idat_crc":
-        pos, n = chunks[b"IDAT"]
-        b[pos + 8 + n] ^= 0x01  # the stored CRC, so the pixels still decode
-    elif kind == "ihdr_crc":
-        b[chunks[b"IHDR"][0] + 8 + 13] ^= 0x01
-    elif kind == "no_iend":
-        del b[chunks[b"IEND"][0]:]
-    elif kind == "chunk_past_end":
-        pos, n = chunks[b"IDAT"]
-        b[pos:pos + 4] = (n + 10**6).to_bytes(4, "big")
-    elif kind == "bad_chunk_type":
-        b[chunks[b"IDAT"][0] + 4] = ord("1")
-    return bytes(b)
-
-
 @pytest.mark.parametrize("kind,reason", [("idat_crc", "CRC"), ("ihdr_crc", "CRC"), ("no_iend", "IEND"),
                                          ("chunk_past_end", "past the end"), ("bad_chunk_type", "invalid type")])
 def test_damaged_png_refused_in_one_line(tmp_path, rgb8, kind, reason):
     g8 = np.asarray(Image.fromarray(rgb8).convert("L"))
     Image.fromarray(g8).save(tmp_path / "ok.png")
     p = tmp_path / "damaged scan.jpg"  # a PNG under another suffix is still a PNG
-    p.write_bytes(_damage((tmp_path / "ok.png").read_bytes(), kind))
+    p.write_bytes(damage_png((tmp_path / "ok.png").read_bytes(), kind))
     assert find_damage(tmp_path / "ok.png") == ""
     with pytest.raises(ImageReadError) as exc:
         read_gray(p)
@@ -206,7 +175,7 @@ def test_allow_damaged_reads_with_a_warning(tmp_path, rgb8, kind):
     g8 = np.asarray(Image.fromarray(rgb8).convert("L"))
     Image.fromarray(g8).save(tmp_path / "ok.png")
     p = tmp_path / "d.png"
-    p.write_bytes(_damage((tmp_path / "ok.png").read_bytes(), kind))
+    p.write_bytes(damage_png((tmp_path / "ok.png").read_bytes(), kind))
     with pytest.warns(UserWarning, match="d.png: damaged file"):
         out = read_gray(p, allow_damaged=True)
     np.testing.assert_array_equal(out, g8.astype(np.float32) / np.float32(255))

@@ -3,18 +3,8 @@ import torch
 
 from colorcube.color import lab_to_rgb
 from colorcube.errors import ColorcubeError, WeightsError
-from colorcube.model import (
-    ColorNet,
-    ModelConfig,
-    ab_bins,
-    hint_maps,
-    init_from,
-    load_pretrained,
-    load_weights,
-    predict,
-    save_weights,
-    select_device,
-)
+from colorcube.model import ColorNet, ModelConfig, ab_bins, hint_maps, predict
+from colorcube.weights import init_from, load_model, load_weights, save_weights, select_device
 
 
 def test_bins_are_in_gamut_and_cover_neutral():
@@ -145,7 +135,7 @@ def test_tampered_and_truncated_weights_refused(tmp_path, tiny_model):
 
 
 def test_shipped_weights_load_offline():
-    model = load_pretrained(device="cpu")
+    model = load_model(device="cpu")
     assert not model.training
     n_params = sum(p.numel() for p in model.parameters())
     assert 1e6 < n_params < 10e6

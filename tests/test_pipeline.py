@@ -7,8 +7,7 @@ from colorcube.color import gray_to_lightness, rgb_to_lab
 from colorcube.errors import ColorcubeError
 from colorcube.fullres import full_stage
 from colorcube.pipeline import PipelineSettings, predict_bands, working_stage
-
-from .conftest import gray_of
+from colorcube.testing import gray_of
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +155,7 @@ def test_bands_at_rebuilds_the_unrounded_bands(tiny_model, gray):
 
     settings = PipelineSettings(working_size=96)
     ds = colorcube.colorize(gray, model=tiny_model, calibration=None, settings=settings)
-    rgb, lower, upper = predict_bands(gray, tiny_model, settings)
+    rgb, _lower, upper = predict_bands(gray, tiny_model, settings)
     c = ds.coefficients
     f, s = bands_at(ds.gray.values[::3, ::3], c.values, c.attrs["extent"], shape=gray.shape, step=3)
     np.testing.assert_array_equal(f, rgb[::3, ::3])

@@ -2,11 +2,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from colorcube.conformal import Calibration, loss_curve  # noqa: E402
-from colorcube.cube import build_cube  # noqa: E402
-from colorcube.plot import coverage_curve, coverage_histogram, width_map  # noqa: E402
+from colorcube.calibration import Calibration
+from colorcube.conformal import loss_curve
+from colorcube.plot import coverage_curve, coverage_histogram, width_map
+from colorcube.testing import build_cube
 
 
 def _curves(rng, n):

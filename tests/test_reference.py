@@ -10,8 +10,7 @@ from colorcube.errors import ColorcubeError, HintError
 from colorcube.metrics import psnr
 from colorcube.model import predict
 from colorcube.reference import BAND_CENTRES, band_weights, reference_histogram, reweighter
-
-from .conftest import gray_of
+from colorcube.testing import gray_of
 
 
 def test_histogram_shape_and_band_weights(photos, tiny_model):

@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import load_file
 
 from colorcube.errors import ColorcubeError
-from colorcube.model import load_weights
-from colorcube.train import (Bank, TrainOptions, jitter, random_hints, rebalance_weights, sample_crops,
-                             split_by_source, train)
+from colorcube.train import TrainOptions, rebalance_weights, split_by_source, train
+from colorcube.trainset import Bank, jitter, random_hints, sample_crops
+from colorcube.weights import load_weights
 
 
 @pytest.mark.slow

@@ -3,10 +3,8 @@ import numpy as np
 import pytest
 
 import colorcube
+from colorcube.testing import CountingScheduler, gray_of
 from colorcube.widgets import VIEWS, explore
-
-from .conftest import gray_of
-from .test_cube import CountingScheduler
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,279 @@
+"""The ``colorcube`` accessor on xarray Datasets: ``ds.colorcube.bands(0.2)`` and friends.
+
+Registered when :mod:`colorcube` is imported. It works on any Dataset holding the cube's
+variables (:mod:`colorcube.cube`): a cube from :func:`colorcube.colorize`, one opened with
+:func:`colorcube.open_cube`, or the same zarr store read by plain ``xarray.open_zarr``, whose
+CF ``scale_factor`` decoding gives float64 values; those are cast to float32 first, which
+gives exactly the float32 values ``open_cube`` reads (``code / 255``). Each method delegates
+to a plain function: :func:`colorcube.fullres.bands_at` and
+:func:`colorcube.conformal.nested_interval` (the explorer's alpha slider),
+:func:`colorcube.widgets.explore`, :func:`colorcube.io.write_png` and
+:func:`colorcube.metrics.coverage`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .calibration import Calibration
+from .conformal import nested_interval
+from .cube import BOUNDS, CHANNELS
+from .errors import CalibrationError, ColorcubeError, SchemaError
+from .fullres import bands_at, round_outward
+from .hinting import pin
+from .hints import Hints
+from .io import read_rgb, write_png
+from .metrics import coverage
+from .pipeline import default_calibration_path
+from .widgets import explore
+
+__all__ = ["CubeAccessor"]
+
+_IMAGE_DIMS = {"gray": ("y", "x"), "rgb": ("y", "x", "channel"), "interval": ("y", "x", "channel", "bound")}
+
+
+@functools.lru_cache(maxsize=2)
+def _load_calibration(path: str, mtime_ns: int) -> Calibration:
+    """A ``.cal`` file read once per version of the file (``mtime_ns`` keys the cache)."""
+    return Calibration.from_file(path)
+
+
+def _shipped_calibration() -> Calibration:
+    p = default_calibration_path()
+    return _load_calibration(str(p), p.stat().st_mtime_ns)
+
+
+def _check_alpha(alpha) -> float:
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError) as exc:
+        raise CalibrationError(f"alpha={alpha!r} is not a number; e.g. alpha=0.1 for 90 % coverage") from exc
+    if not 0.0 < a < 1.0 or math.isnan(a):
+        raise CalibrationError(f"alpha={alpha!r} is outside (0, 1); e.g. alpha=0.1 for 90 % coverage")
+    return a
+
+
+@xr.register_dataset_accessor("colorcube")
+class CubeAccessor:
+    """``ds.colorcube``: bands at any alpha, the explorer, a PNG of the colour, coverage against truth.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset following the cube schema (:mod:`colorcube.cube`), in memory or lazy
+        (dask), float32 or float64 (plain ``xarray.open_zarr`` of a stored cube)
+    """
+
+    def __init__(self, ds: xr.Dataset):
+        self._ds = ds
+
+    # -- helpers -------------------------------------------------------------
+    def _values(self, name: str) -> np.ndarray:
+        """Variable ``name`` computed as a float32 numpy array (SchemaError when it is missing)."""
+        ds = self._ds
+        if name not in ds.data_vars:
+            raise SchemaError(f"variable {name!r} is missing; a cube holds gray, rgb and interval")
+        if ds[name].dims != _IMAGE_DIMS[name]:
+            raise SchemaError(f"variable {name!r} has dims {ds[name].dims}, expected {_IMAGE_DIMS[name]}")
+        return np.asarray(ds[name].values, np.float32)
+
+    def _attr(self, key: str):
+        if key not in self._ds.attrs:
+            raise SchemaError(f"attribute {key!r} is missing; is this a colorcube cube?")
+        return self._ds.attrs[key]
+
+    def _interval(self, values: np.ndarray, alpha: float, lam) -> xr.DataArray:
+        ds = self._ds
+        return xr.DataArray(values, dims=_IMAGE_DIMS["interval"],
+                            coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, name="interval",
+                            attrs={"alpha": float(alpha), "lambda": [float(v) for v in lam],
+                                   "calibration": ds.attrs.get("calibration", "{}")})
+
+    def calibration(self, calibration=None) -> Calibration:
+        """The calibration that serves this cube's bands at other alphas.
+
+        Parameters
+        ----------
+        calibration : None, ``"default"``, a ``.cal`` path or a Calibration, optional
+            None (default): the calibration the cube's ``calibration`` attribute names,
+            found when it is the shipped one. Otherwise the one given, which must be made
+            for the cube's model and pipeline settings (attributes ``model_hash``,
+            ``settings``).
+
+        Returns
+        -------
+        Calibration
+
+        Raises
+        ------
+        CalibrationError
+            The cube is uncalibrated (attribute ``calibrated`` is 0) and none is given,
+            the calibration it names is not the shipped one (pass ``calibration=``), or
+            the given calibration is for another model or other settings.
+        """
+        ds = self._ds
+        model_hash = str(ds.attrs.get("model_hash", ""))
+        if calibration is None:
+            if not int(self._attr("calibrated")):
+                raise CalibrationError("calibration: the cube's bands are uncalibrated (attribute 'calibrated' is 0), "
+                                       "so no calibration serves other alphas; pass calibration= (a .cal path or a "
+                                       "Calibration made for this cube's model)")
+            try:
+                named = json.loads(self._attr("calibration"))
+            except (TypeError, ValueError) as exc:
+                raise CalibrationError(f"calibration: the cube's 'calibration' attribute is not the JSON summary of "
+                                       f"a calibration ({exc}); pass calibration=") from exc
+            shipped = _shipped_calibration()
+            if json.loads(json.dumps(shipped.summary())) != named:
+                raise CalibrationError(
+                    f"calibration: the cube names a calibration of {named.get('n_images', '?')} images "
+                    f"({named.get('source') or 'unnamed source'}, {named.get('date') or 'undated'}, model "
+                    f"{str(named.get('model_hash', ''))[:12]}), which is not the shipped one; pass calibration= "
+                    "the .cal file the cube was made with")
+            return shipped
+        if isinstance(calibration, str) and calibration == "default":
+            cal = _shipped_calibration()
+        elif isinstance(calibration, (str, Path)):
+            p = Path(calibration)
+            if not p.is_file():
+                raise CalibrationError(f"calibration={str(calibration)!r}: calibration file not found")
+            cal = _load_calibration(str(p.resolve()), p.stat().st_mtime_ns)
+        elif isinstance(calibration, Calibration):
+            cal = calibration
+        else:
+            raise CalibrationError(f"calibration={calibration!r}: give None, 'default', a .cal path or a Calibration")
+        try:
+            settings = json.loads(ds.attrs.get("settings") or "{}")
+        except (TypeError, ValueError):
+            settings = {}
+        cal.check_compatible(model_hash=model_hash or None, settings=settings, where="calibration")
+        return cal
+
+    # -- the API -------------------------------------------------------------
+    def bands(self, alpha: float, *, calibration=None) -> xr.DataArray:
+        """The R, G, B bands at miscoverage ``alpha``, rebuilt without the model.
+
+        At the cube's own alpha these are the stored bands. At another alpha they are
+        rebuilt from the stored ``gray`` and guided ``coefficients`` with lambda from the
+        calibration, rounded outward to the 8-bit grid and widened at the cube's hints, as
+        colorizing again at that alpha would store them (to float rounding) and exactly as
+        the explorer's alpha slider shows them. Computed in memory for the whole image.
+
+        Parameters
+        ----------
+        alpha : float in (0, 1), at least what the calibration can serve
+            (:meth:`Calibration.min_alpha`)
+        calibration : None, ``"default"``, a ``.cal`` path or a Calibration, optional
+            see :meth:`calibration`; None: the one the cube names
+
+        Returns
+        -------
+        xarray.DataArray ``interval``, dims (y, x, channel, bound), float32 in [0, 1] on the
+        grid ``k / 255``, lower <= upper; attributes ``alpha``, ``lambda`` (per channel) and
+        ``calibration`` (the summary of the calibration the cube was made with).
+
+        Raises
+        ------
+        SchemaError
+            The cube has no ``coefficients`` (made by a colorcube that did not store them,
+            or built from arrays) or lacks ``gray`` or the attributes used.
+        CalibrationError
+            ``alpha`` outside (0, 1) or below what the calibration serves, or no calibration
+            found (see :meth:`calibration`).
+        """
+        ds = self._ds
+        alpha = _check_alpha(alpha)
+        if np.isclose(alpha, float(self._attr("alpha"))):
+            return self._interval(self._values("interval"), alpha, [float(v) for v in self._attr("lambda")])
+        if "coefficients" not in ds.data_vars:
+            raise SchemaError("variable 'coefficients' is missing: bands at another alpha are rebuilt from the guided "
+                              "coefficients colorize stores; colorize the image again at this alpha instead")
+        cal = self.calibration(calibration)
+        lam = cal.lambda_for(alpha)
+        gray = self._values("gray")
+        coef = ds["coefficients"]
+        f, s = bands_at(gray, np.asarray(coef.values, np.float32), coef.attrs["extent"])
+        hints = Hints.from_array(ds["hints"].values, gray.shape) if "hints" in ds.data_vars else None
+        if hints is not None:  # the coefficients do not know the pins
+            pin(hints, gray, f, None, None)
+        lo, hi = round_outward(*nested_interval(f, f - s, f + s, lam))
+        if hints is not None:
+            pin(hints, gray, f.copy(), lo, hi)
+        return self._interval(np.stack([lo, hi], axis=-1), alpha, lam)
+
+    def explore(self, **kwargs):
+        """The Jupyter explorer of this cube (:func:`colorcube.widgets.explore`).
+
+        Parameters
+        ----------
+        **kwargs : keyword options of :func:`colorcube.widgets.explore` (``calibration``,
+            ``truth``, ``max_side``, ``model``)
+
+        Returns
+        -------
+        ipywidgets.VBox, not displayed; its ``explorer`` attribute is the
+        :class:`colorcube.widgets.Explorer`
+        """
+        return explore(self._ds, **kwargs)
+
+    def to_png(self, path) -> Path:
+        """Write the colour estimate ``rgb`` as an 8-bit RGB PNG (:func:`colorcube.io.write_png`).
+
+        Parameters
+        ----------
+        path : str or Path of the ``.png`` to write
+
+        Returns
+        -------
+        Path, the file written; its pixels are ``round(rgb * 255)``, the cube's stored codes
+
+        Raises
+        ------
+        SchemaError
+            The cube has no ``rgb``.
+        ColorcubeError
+            The file cannot be written.
+        """
+        return write_png(path, self._values("rgb"))
+
+    def coverage(self, truth, *, alpha: float | None = None, calibration=None) -> xr.DataArray:
+        """Share of pixels whose true value lies inside the band, per channel.
+
+        Parameters
+        ----------
+        truth : path of a colour photo (read by :func:`colorcube.io.read_rgb`) or (y, x, 3)
+            array of the cube's size: float in [0, 1], or integers (divided by their dtype's
+            maximum, as a photo file reads)
+        alpha : float in (0, 1), optional; default the stored bands, else :meth:`bands` at alpha
+        calibration : see :meth:`bands` (used only with ``alpha``)
+
+        Returns
+        -------
+        xarray.DataArray ``coverage``, dims (channel,) R, G, B, float64 in [0, 1];
+        attribute ``alpha``, the level the bands were made for.
+
+        Raises
+        ------
+        ColorcubeError
+            ``truth`` not (y, x, 3) of the cube's size, or outside [0, 1]; an unreadable
+            photo raises :class:`~colorcube.errors.ImageReadError`.
+        """
+        iv = self.bands(alpha, calibration=calibration) if alpha is not None else None
+        interval = iv.values if iv is not None else self._values("interval")
+        a = float(alpha) if alpha is not None else float(self._attr("alpha"))
+        t = read_rgb(truth) if isinstance(truth, (str, Path)) else np.asarray(truth)
+        if t.shape != interval.shape[:3]:
+            raise ColorcubeError(f"truth has shape {t.shape}; the cube's bands need {interval.shape[:3]} "
+                                 "(y, x, R G B)")
+        if np.issubdtype(t.dtype, np.integer):
+            t = t.astype(np.float32) / np.float32(np.iinfo(t.dtype).max)
+        t = t.astype(np.float32)
+        if t.size and not (np.isfinite(t).all() and t.min() >= 0 and t.max() <= 1):
+            raise ColorcubeError("truth: float values must be finite and in [0, 1] (or give integers)")
+        return xr.DataArray(coverage(interval, t), dims=("channel",), coords={"channel": list(CHANNELS)},
+                            name="coverage", attrs={"alpha": a})
