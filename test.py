@@ -9,6 +9,7 @@ size) and ``<stem>_intervals.npz`` with arrays ``R``, ``G``, ``B`` of shape
 """
 
 import argparse
+import os
 import sys
 
 from colorcube.cli import main
@@ -37,4 +38,9 @@ def run(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run())
+    status = run()
+    # Everything is written and closed; skip the interpreter's teardown of torch and numba,
+    # which took 0.6 s of a 3-second run on this project's CPU (timed around os._exit).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

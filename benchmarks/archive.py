@@ -35,12 +35,12 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from throughput import attainable, eccv16, flops, timeit
 
 from colorcube.archive import colorize_archive, list_sources
 from colorcube.model import predict
 from colorcube.pipeline import PipelineSettings, network_shape
 from colorcube.weights import load_pretrained, select_device
-from throughput import attainable, eccv16, flops, timeit
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 

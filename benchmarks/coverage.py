@@ -38,10 +38,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from colorcube.calibrate import CONSTANT_HALF_WIDTH, list_images, photo_records, source_of
+from colorcube.codes import round_outward
 from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
 from colorcube.errors import CalibrationError
 from colorcube.evaluate import coverage_at, group_coverage, share_interval
-from colorcube.fullres import round_outward
 from colorcube.io import read_truth
 from colorcube.pipeline import PipelineSettings, predict_bands, resolve_calibration
 from colorcube.shift import likelihood_ratios, ratio_features, reweight

@@ -93,7 +93,7 @@ def attainable(dev, dtype, repeats: int) -> float:
 
 def codecs(ds, tmp: Path, cube_to_zarr) -> None:
     """Write time and size of the 1-MP cube (storage codes) with each compression choice."""
-    from colorcube.store import COMPRESSIONS
+    from colorcube.codes import COMPRESSIONS
 
     for name in COMPRESSIONS:
         path = tmp / f"codec-{name}.zarr"
@@ -112,11 +112,12 @@ def main() -> None:
     from skimage import data
 
     from colorcube import colorize
+    from colorcube.codes import encode_gray
     from colorcube.color import gray_to_lightness, lab_to_rgb
-    from colorcube.cube import code_dataset, cube_attrs
-    from colorcube.fullres import encode_gray, stage_codes
+    from colorcube.cube import code_dataset
+    from colorcube.fullres import stage_codes
     from colorcube.io import read_gray
-    from colorcube.pipeline import PipelineSettings, resolve_calibration, working_stage
+    from colorcube.pipeline import PipelineSettings, cube_attrs, resolve_calibration, working_stage
     from colorcube.store import cube_to_zarr
     from colorcube.weights import load_pretrained
 

@@ -1,6 +1,6 @@
 """The ``colorcube`` accessor on xarray Datasets: ``ds.colorcube.bands(0.2)`` and friends.
 
-Registered when :mod:`colorcube` is imported. It works on any Dataset holding the cube's
+Registered by :mod:`colorcube` as soon as xarray is imported (see the package docstring). It works on any Dataset holding the cube's
 variables (:mod:`colorcube.cube`): a cube from :func:`colorcube.colorize`, one opened with
 :func:`colorcube.open_cube`, or the same zarr store read by plain ``xarray.open_zarr``, whose
 CF ``scale_factor`` decoding gives float64 values; those are cast to float32 first, which
@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from .calibration import Calibration
-from .conformal import nested_interval
-from .cube import BOUNDS, CHANNELS
+from .codes import BOUNDS, CHANNELS, round_outward
+from .conformal import check_alpha, nested_interval
 from .errors import CalibrationError, ColorcubeError, SchemaError
-from .fullres import bands_at, round_outward
+from .fullres import bands_at
 from .hinting import pin
 from .hints import Hints
 from .io import read_rgb, write_png
@@ -49,17 +48,6 @@ def _shipped_calibration() -> Calibration:
     return _load_calibration(str(p), p.stat().st_mtime_ns)
 
 
-def _check_alpha(alpha) -> float:
-    try:
-        a = float(alpha)
-    except (TypeError, ValueError) as exc:
-        raise CalibrationError(f"alpha={alpha!r} is not a number; e.g. alpha=0.1 for 90 % coverage") from exc
-    if not 0.0 < a < 1.0 or math.isnan(a):
-        raise CalibrationError(f"alpha={alpha!r} is outside (0, 1); e.g. alpha=0.1 for 90 % coverage")
-    return a
-
-
-@xr.register_dataset_accessor("colorcube")
 class CubeAccessor:
     """``ds.colorcube``: bands at any alpha, the explorer, a PNG of the colour, coverage against truth.
 
@@ -187,7 +175,7 @@ class CubeAccessor:
             found (see :meth:`calibration`).
         """
         ds = self._ds
-        alpha = _check_alpha(alpha)
+        alpha = check_alpha(alpha)
         if np.isclose(alpha, float(self._attr("alpha"))):
             return self._interval(self._values("interval"), alpha, [float(v) for v in self._attr("lambda")])
         if "coefficients" not in ds.data_vars:

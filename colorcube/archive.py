@@ -37,10 +37,10 @@ import zarr
 from tqdm.auto import tqdm
 
 from .batch import StageTimes, run_overlapped
-from .conformal import _check_alpha
-from .cube import code_dataset, cube_attrs
-from .errors import ColorcubeError, HintError
-from .fullres import encode_gray, stage_codes
+from .codes import check_compression, encode_gray
+from .cube import code_dataset
+from .errors import ColorcubeError, HintError, OptionError
+from .fullres import stage_codes
 from .hinting import calibration_hint_points, guarantee_note, pin_codes
 from .hints import as_hints, find_hint_file
 from .io import DEFAULT_MAX_PIXELS, file_hash
@@ -51,12 +51,12 @@ from .pipeline import (
     coefficients_of,
     default_batch,
     network_maps,
-    resolve_calibration,
+    prepare_run,
     working_input,
     working_stage,
 )
 from .sources import Source, group_name, list_sources, read_source, source_data, source_hash, source_pixels
-from .store import group_attrs, open_cube, update_group_attrs, write_cube, zarr_compressors
+from .store import group_attrs, open_cube, update_group_attrs, write_cube
 from .weights import default_weights_path, load_weights, select_device
 
 __all__ = [
@@ -408,34 +408,28 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     -------
     ArchiveResult, with per-stage busy times in ``stage_times``
     """
-    alpha = _check_alpha(alpha)
     if hints is not None and not Path(hints).is_dir():
         raise HintError(f"{hints}: not a folder of per-image hint files (<image stem>.json or .png)")
     if int(chunk) < 16:
-        raise ColorcubeError(f"chunk={chunk!r} is too small; use at least 16 (default 1024)")
+        raise OptionError(f"chunk={chunk!r} is too small; use at least 16 (default 1024)")
     if batch is not None and int(batch) < 1:
-        raise ColorcubeError(f"batch={batch!r}: use at least 1 image per network call")
+        raise OptionError(f"batch={batch!r}: use at least 1 image per network call")
     if workers is not None and int(workers) < 1:
-        raise ColorcubeError(f"workers={workers!r}: use at least 1")
-    zarr_compressors(compression)  # a bad name fails before any work
+        raise OptionError(f"workers={workers!r}: use at least 1")
+    check_compression(compression)  # a bad name fails before any work
     sources = list_sources(src)
     weights = str(weights or default_weights_path())
     dev = str(select_device(device))
-    model = _model(weights, dev)
-    cal = resolve_calibration(calibration, model)
-    settings = settings or PipelineSettings.of(cal)
-    sdict = settings.as_dict(model)
-    if cal is not None:
-        cal.check_compatible(model_hash=model.weights_hash, settings=sdict)
-    lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
-    attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=sdict)
+    run = prepare_run(alpha=alpha, model=_model(weights, dev), calibration=calibration, settings=settings)
+    cal, attrs = run.calibration, run.attrs
     out = str(out)
     try:
         zarr.open_group(out, mode="a").attrs.update({"colorcube_archive": 1})
     except OSError as exc:
         raise ColorcubeError(f"{out}: cannot create the archive ({exc.strerror or exc})") from exc
     lock = _acquire_lock(out)
-    job = _Job(out=out, weights=weights, device=dev, settings=sdict, lam=tuple(float(v) for v in lam),
+    job = _Job(out=out, weights=weights, device=dev, settings=run.settings.as_dict(run.model),
+               lam=tuple(float(v) for v in run.lam),
                chunk=int(chunk), max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels,
                attrs=attrs, compression=compression, allow_damaged=bool(allow_damaged),
                hints=None if hints is None else str(hints),

@@ -30,11 +30,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .calibration import Calibration, today
+from .codes import CODE_MAX
 from .conformal import LAMBDA_GRID, lambda_star, loss_curve
 from .errors import CalibrationError, ColorcubeError
-from .fullres import CODE_MAX
 from .hinting import CALIBRATION_KEY, random_points
-from .io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, file_hash, read_truth
+from .io import DEFAULT_MAX_PIXELS, file_hash, list_images, read_truth
 from .pipeline import PipelineSettings, predict_bands
 from .shift import image_features, reweight
 from .sources import list_sources, read_source, source_data, source_hash
@@ -47,7 +47,6 @@ __all__ = [
     "gray_features",
     "image_curves",
     "image_record",
-    "list_images",
     "photo_records",
     "simulated_hints",
     "source_of",
@@ -59,17 +58,6 @@ log = logging.getLogger(__name__)
 CONSTANT_HALF_WIDTH = 0.1
 #: bump when a record's content changes, so stale cache entries are not reused
 RECORD_VERSION = 1
-
-
-def list_images(folder) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted); a clear error if there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ColorcubeError(f"{folder}: not a folder of photos")
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise ColorcubeError(f"{folder}: no image files (.png, .jpg, .tif, ...) found")
-    return paths
 
 
 _INDEX_CACHE: dict = {}

@@ -7,38 +7,46 @@ bad input, never a traceback.
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import json
 import logging
 import sys
+import threading
+import warnings
 from pathlib import Path
 
-from .errors import ColorcubeError
+import numpy as np
+import tifffile
+from PIL import Image
+from skimage import data as skimage_data
+from tqdm.auto import tqdm
+
+import colorcube
+
+from .codes import COMPRESSIONS, decode
+from .errors import ColorcubeError, HintError
+from .hints import find_hint_file
+from .io import list_images, write_intervals_npz, write_png
+from .metrics import coverage, psnr
+from .pipeline import PipelineSettings, colorize_codes, load_kernels, prepare_run
+from .reference import reference_histogram
 
 __all__ = ["main"]
 
 
 def _settings(args):
     """PipelineSettings from --working-size/--vividness/--no-guided/--precision; None when none is given."""
-    from .pipeline import PipelineSettings
-
     given = {"working_size": args.working_size, "vividness": args.vividness, "guided": False if args.no_guided else None,
              "precision": args.precision}
     given = {k: v for k, v in given.items() if v is not None}
     return PipelineSettings(**given) if given else None
 
 
-def _model(args):
-    from .weights import load_pretrained, load_weights
-
-    return load_weights(args.weights, device=args.device) if args.weights else load_pretrained(device=args.device)
-
-
-def _load(args):
-    from .pipeline import resolve_calibration
-
-    model = _model(args)
-    if args.uncalibrated:
-        return model, None
-    return model, resolve_calibration(args.calibration or "default", model)
+def _run(args, *, alpha: float = 0.1):
+    """The run of a colorizing command (:func:`colorcube.pipeline.prepare_run`) from its options."""
+    calibration = None if getattr(args, "uncalibrated", False) else (getattr(args, "calibration", None) or "default")
+    return prepare_run(alpha=alpha, weights=args.weights, device=args.device, calibration=calibration,
+                       settings=_settings(args), where=getattr(args, "calibration", None) or "shipped calibration")
 
 
 def _unique_stems(paths) -> list[str]:
@@ -51,51 +59,39 @@ def _unique_stems(paths) -> list[str]:
 
 
 def _cmd_colorize(args) -> int:
-    from tqdm.auto import tqdm
-
-    from .conformal import _check_alpha
-    from .io import write_intervals_npz, write_png
-    from .pipeline import colorize
-    from .store import cube_to_zarr
-
-    _check_alpha(args.alpha)
+    """PNG and npz from the storage codes; xarray and zarr are loaded only for --zarr."""
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ColorcubeError(f"{out}: output exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     hint_dir = _hint_folder(args.hints, len(args.images))
-    model, cal = _load(args)
-    settings = _settings(args)
-    if cal is not None and settings is not None:  # refuse a mismatch once, before any work
-        cal.check_compatible(settings=settings.as_dict(model), where=args.calibration or "shipped calibration")
-    reference = None
-    if args.reference:  # read once, for every image
-        from .reference import reference_histogram
-
-        reference = reference_histogram(args.reference, model.bins)
+    threading.Thread(target=load_kernels, name="colorcube-kernels", daemon=True).start()  # see its docstring
+    run = _run(args, alpha=args.alpha)
+    # the reference is read once, for every image
+    reference = None if not args.reference else reference_histogram(args.reference, run.model.bins)
     failures = 0
     for path, stem in zip(tqdm(args.images, desc="colorize", unit="img", disable=len(args.images) < 2),
                           _unique_stems(args.images)):
         try:
-            hints = args.hints if hint_dir is None else _hint_file(hint_dir, path)
-            ds = colorize(path, alpha=args.alpha, model=model, calibration=cal, settings=settings,
-                          max_pixels=args.max_pixels, hints=hints, reference=reference,
-                          reference_strength=args.reference_strength)
+            hints = args.hints if hint_dir is None else find_hint_file(hint_dir, Path(path).stem)
+            done = colorize_codes(path, run, max_pixels=args.max_pixels, hints=hints, reference=reference,
+                                  reference_strength=args.reference_strength)
         except ColorcubeError as exc:
             print(f"colorcube: error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        write_png(out / f"{stem}_color.png", ds["rgb"].values)
-        write_intervals_npz(out / f"{stem}_intervals.npz", ds["interval"].values, alpha=args.alpha,
-                            attrs={"lambda": [float(v) for v in ds.attrs["lambda"]],
-                                   "calibrated": bool(ds.attrs["calibrated"]),
-                                   "method": ds.attrs["method"], "guarantee": ds.attrs["guarantee"]})
+        attrs = done.attrs
+        write_png(out / f"{stem}_color.png", decode(done.codes["rgb"]))
+        write_intervals_npz(out / f"{stem}_intervals.npz", decode(done.codes["interval"]), alpha=args.alpha,
+                            attrs={"lambda": [float(v) for v in attrs["lambda"]], "calibrated": bool(attrs["calibrated"]),
+                                   "method": attrs["method"], "guarantee": attrs["guarantee"]})
         if args.zarr:
-            cube_to_zarr(ds, out / f"{stem}.zarr", compression=args.compression)
-        guided = "".join([f", {ds.attrs['hints']} hint pixels" if "hints" in ds.attrs else "",
-                          f", reference {ds.attrs['reference']}" if "reference" in ds.attrs else ""])
+            ds = colorcube.cube.code_dataset(done.codes, attrs, done.coefficients, done.hints)
+            colorcube.store.cube_to_zarr(ds, out / f"{stem}.zarr", compression=args.compression)
+        guided = "".join([f", {attrs['hints']} hint pixels" if "hints" in attrs else "",
+                          f", reference {attrs['reference']}" if "reference" in attrs else ""])
         print(f"{path}: wrote {out / (stem + '_color.png')} and {out / (stem + '_intervals.npz')}"
-              f" ({ds.attrs['method']}, alpha={args.alpha}{guided})")
+              f" ({attrs['method']}, alpha={args.alpha}{guided})")
     if failures:
         print(f"colorcube: {failures} of {len(args.images)} images failed", file=sys.stderr)
         return 1
@@ -104,8 +100,6 @@ def _cmd_colorize(args) -> int:
 
 def _hint_folder(hints, n_images: int):
     """``--hints``: the folder of per-image hint files, or None for one hint file (one image only)."""
-    from .errors import HintError
-
     if not hints:
         return None
     p = Path(hints)
@@ -117,12 +111,6 @@ def _hint_folder(hints, n_images: int):
         raise HintError(f"{p}: one hint file is for one image; for {n_images} images give a folder of "
                         "<image stem>.json / <image stem>.png hint files")
     return None
-
-
-def _hint_file(folder: Path, image) -> Path | None:
-    from .hints import find_hint_file
-
-    return find_hint_file(folder, Path(image).stem)
 
 
 def _add_guidance_args(p, *, reference: bool = True):
@@ -142,13 +130,8 @@ def _add_guidance_args(p, *, reference: bool = True):
 
 
 def _cmd_calibrate(args) -> int:
-    from .calibrate import calibrate
-    from .conformal import _check_alpha
-    from .pipeline import PipelineSettings
-
-    _check_alpha(args.alpha)
-    model = _model(args)
-    cal = calibrate(args.folder, model=model, settings=_settings(args) or PipelineSettings(), method=args.method,
+    model = prepare_run(alpha=args.alpha, weights=args.weights, device=args.device, calibration=None).model
+    cal = colorcube.calibrate(args.folder, model=model, settings=_settings(args) or PipelineSettings(), method=args.method,
                     delta=args.delta, joint=args.joint, per_image=args.per_image, target=args.target,
                     target_description=args.target_name or "", source=args.source or str(args.folder),
                     cache=args.cache, seed=args.seed, clip_quantile=args.clip_quantile, hints=args.hints)
@@ -170,16 +153,11 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    import json
-
-    from .calibrate import list_images
-    from .evaluate import evaluate
-
-    model, cal = _load(args)
-    if cal is None:
+    if args.uncalibrated:
         raise ColorcubeError("evaluate needs a calibration; drop --uncalibrated")
-    res = evaluate(list_images(args.folder), model=model, calibration=cal, alphas=args.alpha,
-                   settings=_settings(args), beta=args.beta)
+    run = _run(args)
+    res = colorcube.evaluate(list_images(args.folder), model=run.model, calibration=run.calibration,
+                             alphas=args.alpha, settings=_settings(args), beta=args.beta)
     res.pop("test_curves")
     Path(args.json).write_text(json.dumps(res, indent=1))
     q = res["quality"]
@@ -211,15 +189,9 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    import numpy as np
-    from PIL import Image
-    from skimage import data
-
-    from .metrics import coverage, psnr
-
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    truth8 = data.chelsea()  # a colour photo that ships with scikit-image
+    truth8 = skimage_data.chelsea()  # a colour photo that ships with scikit-image
     gray_path = out / "chelsea_gray.png"
     Image.fromarray(truth8).convert("L").save(gray_path)
     print(f"bundled sample: scikit-image's 'chelsea' made gray -> {gray_path}")
@@ -240,8 +212,6 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_archive(args) -> int:
-    from .archive import colorize_archive
-
     client = None
     if args.scheduler:
         try:
@@ -253,11 +223,11 @@ def _cmd_archive(args) -> int:
         except OSError as exc:
             raise ColorcubeError(f"--scheduler {args.scheduler}: cannot connect ({exc})") from exc
     try:
-        res = colorize_archive(args.source, args.output, alpha=args.alpha, chunk=args.chunk, device=args.device,
+        res = colorcube.colorize_archive(args.source, args.output, alpha=args.alpha, chunk=args.chunk, device=args.device,
                                calibration=None if args.uncalibrated else (args.calibration or "default"),
                                weights=args.weights, settings=_settings(args), client=client,
                                max_pixels=args.max_pixels, compression=args.compression, workers=args.workers,
-                               allow_damaged=args.allow_damaged, hints=args.hints)
+                               allow_damaged=args.allow_damaged, hints=args.hints, batch=args.batch)
     finally:
         if client is not None:
             client.close()
@@ -270,20 +240,13 @@ def _cmd_archive(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    import numpy as np
-
-    from .archive import open_archive
-    from .io import write_intervals_npz, write_png
-
-    tree = open_archive(args.archive)
+    tree = colorcube.open_archive(args.archive)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     for name, node in tree.children.items():
         ds = node.to_dataset()
         write_png(out / f"{name}_color.png", ds["rgb"].values)
         if args.format == "tiff":
-            import tifffile
-
             bands = np.round(ds["interval"].values.reshape(ds.sizes["y"], ds.sizes["x"], 6) * 65535).astype(np.uint16)
             tifffile.imwrite(out / f"{name}_bands.tif", bands, photometric="minisblack", planarconfig="contig",
                              metadata={"axes": "YXS", "channels": "R_lower,R_upper,G_lower,G_upper,B_lower,B_upper"})
@@ -295,8 +258,6 @@ def _cmd_export(args) -> int:
 
 def _add_output_args(p, *, max_pixels_help="refuse larger images (bomb guard)"):
     """Options of the commands that colorize: zarr compression, pixel ceiling, model and calibration."""
-    from .store import COMPRESSIONS
-
     p.add_argument("--compression", choices=COMPRESSIONS, default="none",
                    help="zarr compression: none is fastest, lz4/zstd write ~25-40%% fewer bytes")
     p.add_argument("--max-pixels", type=int, default=200_000_000, help=max_pixels_help)
@@ -317,13 +278,11 @@ def _add_model_args(p, *, calibration=True):
 
 
 def _cmd_train(args) -> int:
-    from .train import TrainOptions, train
-
-    opts = TrainOptions(minutes=args.minutes, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
+    opts = colorcube.train.TrainOptions(minutes=args.minutes, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                         rebalance=args.rebalance, width=args.width, device=args.device, init=args.init,
                         max_side=args.max_side, val_every=args.val_every, precision=args.precision,
                         workers=args.workers, error_fraction=args.error_fraction)
-    history = train(args.folder, args.output, options=opts, resume=args.resume)
+    history = colorcube.train.train(args.folder, args.output, options=opts, resume=args.resume)
     last = history[-1] if history else {}
     print(f"trained {last.get('step', 0)} steps; weights in {Path(args.output) / 'final.safetensors'}")
     return 0
@@ -356,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--chunk", type=int, default=1024, help="spatial chunk side (pixels)")
     p.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
-    p.add_argument("--workers", type=int, help="images processed at once without --scheduler (default: CPU count)")
+    p.add_argument("--workers", type=int, help="threads reading and writing images without --scheduler "
+                                               "(default: CPU count)")
+    p.add_argument("--batch", type=int, help="images per network call (default 8 on a CPU, 32 on a GPU)")
     p.add_argument("--allow-damaged", action="store_true",
                    help="colorize files with detectable damage (e.g. a PNG chunk with a wrong CRC) with a warning, "
                         "marked damaged in the index, instead of refusing them")
@@ -436,8 +397,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _enable_faulthandler() -> None:
     """Name the place of a hard crash (a segfault in compiled code) on stderr, with every thread's stack."""
-    import faulthandler
-
     if faulthandler.is_enabled():  # e.g. under pytest, which has its own
         return
     try:
@@ -448,8 +407,6 @@ def _enable_faulthandler() -> None:
 
 def main(argv=None) -> int:
     """Entry point of the ``colorcube`` command; returns the exit status."""
-    import warnings
-
     _enable_faulthandler()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")

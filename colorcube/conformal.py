@@ -35,6 +35,7 @@ from .errors import CalibrationError
 __all__ = [
     "EPS",
     "LAMBDA_GRID",
+    "check_alpha",
     "crc_lambda",
     "effective_sample_size",
     "hb_p_value",
@@ -150,7 +151,7 @@ def loss_curve(lam_star: np.ndarray, grid: np.ndarray = LAMBDA_GRID) -> np.ndarr
 
 def min_images(alpha: float, *, method: str = "crc", delta: float = 0.1) -> int:
     """Fewest calibration images for which ``alpha`` is attainable at all."""
-    _check_alpha(alpha)
+    check_alpha(alpha)
     if method == "crc":
         # n/(n+1) * 0 + 1/(n+1) <= alpha at lambda = inf
         return max(1, math.ceil(1.0 / alpha - 1.0 - 1e-12))
@@ -158,7 +159,8 @@ def min_images(alpha: float, *, method: str = "crc", delta: float = 0.1) -> int:
     return math.floor(math.log(delta) / math.log1p(-alpha)) + 1
 
 
-def _check_alpha(alpha) -> float:
+def check_alpha(alpha) -> float:
+    """``alpha`` as a float in (0, 1), the miscoverage of a band; CalibrationError otherwise."""
     try:
         a = float(alpha)
     except (TypeError, ValueError) as exc:
@@ -195,7 +197,7 @@ def crc_lambda(curves: np.ndarray, alpha: float, grid: np.ndarray = LAMBDA_GRID,
     -------
     lambda_hat : float (``inf`` only when nothing smaller controls the risk)
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     n = curves.shape[0]
     if n < min_images(alpha):
         raise CalibrationError(
@@ -244,7 +246,7 @@ def weighted_crc_lambda(curves: np.ndarray, alpha: float, weights, w_test: float
         When ``p_test * B > alpha``: the new image's own weight takes more than the
         whole risk budget (the effective sample size is too small for ``alpha``).
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     w = np.asarray(weights, dtype=np.float64).reshape(-1)
     if w.shape[0] != curves.shape[0]:
         raise CalibrationError(f"{w.shape[0]} weights for {curves.shape[0]} loss curves; give one weight per image")
@@ -324,7 +326,7 @@ def rcps_lambda(curves: np.ndarray, alpha: float, delta: float, grid: np.ndarray
     ``risk > alpha`` at level ``delta`` with the Hoeffding-Bentkus p-value
     (``mean``: ``curves.mean(axis=0)`` computed once, optional).
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if not 0.0 < float(delta) < 1.0:
         raise CalibrationError(f"delta={delta!r} is outside (0, 1); e.g. delta=0.1")
     n = curves.shape[0]

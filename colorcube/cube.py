@@ -21,35 +21,23 @@ cube was made with, one row ``(y, x, r, g, b)`` per hinted pixel (input-pixel
 position, 8-bit sRGB; :class:`colorcube.hints.Hints`), so an archive keeps what
 the user said; attributes ``hints`` (their count) and ``hint_source`` go with it.
 
-On disk (zarr, :mod:`colorcube.store`) each variable is stored as integer codes with a CF
-``scale_factor`` (:data:`CODES`): gray uint16 ``round(g * 65535)`` (exact for
-8- and 16-bit inputs; uint8 ``round(g * 255)`` when the input is 8-bit), rgb uint8 ``round(v * 255)``, interval uint8 rounded
-*outward* (lower down, upper up, so a stored band contains the computed one and
-the guarantee holds): 10 bytes per pixel (9 for 8-bit inputs) instead of 46.
-:func:`colorcube.store.open_cube` returns float32 values equal to ``code / 255`` computed in
-float32, i.e. exactly what an 8-bit truth image reads as, so coverage checked
-against truth is exact at a band's edge.
+On disk (zarr, :mod:`colorcube.store`) each variable is stored as its integer
+storage code (:mod:`colorcube.codes`) with a CF ``scale_factor``: 10 bytes per pixel
+(9 for 8-bit inputs) instead of 46. The cube's attributes are made by
+:func:`colorcube.pipeline.cube_attrs` and must hold :data:`REQUIRED_ATTRS`.
 """
 
 from __future__ import annotations
 
-import json
-import math
-
+import dask.array as da
 import numpy as np
 import xarray as xr
 
+from .codes import BOUNDS, CHANNELS, CODES, DIMS, decode, encode_gray
 from .errors import SchemaError
 
-__all__ = ["BOUNDS", "CHANNELS", "CODES", "REQUIRED_ATTRS", "code_dataset", "cube_attrs", "cube_dataset",
-           "decode_codes", "encode_cube", "validate_cube"]
+__all__ = ["REQUIRED_ATTRS", "code_dataset", "cube_dataset", "decode_codes", "encode_cube", "validate_cube"]
 
-CHANNELS = ("R", "G", "B")
-BOUNDS = ("lower", "upper")
-#: storage code of each variable: (integer dtype, n) with value = code / n
-CODES = {"gray": (np.uint16, 65535), "rgb": (np.uint8, 255), "interval": (np.uint8, 255)}
-_DIMS = {"gray": ("y", "x"), "rgb": ("y", "x", "channel"), "interval": ("y", "x", "channel", "bound"),
-         "coefficients": ("gy", "gx", "coefficient"), "hints": ("hint", "hint_field")}
 # a float32 value k/255 times 255 lands within 1e-5 of k: this slack keeps the
 # outward rounding from widening an already-coded bound by one more step
 _SLACK = 1e-3
@@ -57,54 +45,15 @@ REQUIRED_ATTRS = ("alpha", "method", "lambda", "calibrated", "guarantee", "model
                   "source", "colorcube_version")
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("colorcube")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-def _finite_or_str(x: float):
-    return float(x) if math.isfinite(x) else "inf"
-
-
-def cube_attrs(*, alpha: float, lam, calibration=None, model=None, settings=None, source: str = "<array>",
-               source_hash: str = "") -> dict:
-    """The cube's attributes (JSON-able): alpha, method, lambda, guarantee, provenance."""
-    lam = [float(v) for v in np.asarray(lam, dtype=np.float64).reshape(-1)]
-    if calibration is None:
-        method, guarantee = "uncalibrated", ("UNCALIBRATED heuristic bands (lambda = 1): no coverage guarantee; "
-                                             "calibrate with `colorcube calibrate`.")
-        summary = {}
-    else:
-        method, guarantee, summary = calibration.method, calibration.guarantee(alpha), calibration.summary()
-    return {
-        "alpha": float(alpha),
-        "method": method,
-        "lambda": [_finite_or_str(v) for v in lam],
-        "calibrated": int(calibration is not None),
-        "guarantee": guarantee,
-        "calibration": json.dumps(summary),
-        "model_name": getattr(model, "weights_name", "") if model is not None else "",
-        "model_hash": getattr(model, "weights_hash", "") if model is not None else "",
-        "settings": json.dumps(settings or {}),
-        "source": str(source),
-        "source_hash": source_hash,
-        "colorcube_version": _version(),
-    }
-
-
 def _coefficients_var(coefficients) -> tuple:
     """``(coef, extent)`` -> the ``coefficients`` variable (float32, attribute ``extent``)."""
     coef, extent = coefficients
-    return _DIMS["coefficients"], np.asarray(coef, np.float32), {"extent": [float(e) for e in extent]}
+    return DIMS["coefficients"], np.asarray(coef, np.float32), {"extent": [float(e) for e in extent]}
 
 
 def _hints_var(hints) -> tuple:
     """(n, 5) rows of (y, x, r, g, b) -> the ``hints`` variable (int32)."""
-    return _DIMS["hints"], np.asarray(hints, np.int32).reshape(-1, 5)
+    return DIMS["hints"], np.asarray(hints, np.int32).reshape(-1, 5)
 
 
 def cube_dataset(gray, rgb, interval, attrs: dict, coefficients=None, hints=None) -> xr.Dataset:
@@ -142,7 +91,7 @@ def code_dataset(codes: dict, attrs: dict, coefficients=None, hints=None) -> xr.
             dtype, n = np.uint8, 255  # an 8-bit source, stored exactly in half the bytes
         if arr.dtype != dtype:
             raise SchemaError(f"code array {name!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
-        data[name] = (_DIMS[name], arr, {"scale_factor": 1.0 / n})
+        data[name] = (DIMS[name], arr, {"scale_factor": 1.0 / n})
     if coefficients is not None:
         data["coefficients"] = _coefficients_var(coefficients)
     if hints is not None:
@@ -153,10 +102,6 @@ def code_dataset(codes: dict, attrs: dict, coefficients=None, hints=None) -> xr.
 def encode_cube(ds: xr.Dataset) -> xr.Dataset:
     """A float32 cube -> its storage codes (lazy for dask-backed cubes); see the module notes."""
 
-    import dask.array as da
-
-    from .fullres import encode_gray
-
     def down(v):
         return np.floor(v.astype(np.float64) * 255 + _SLACK).clip(0, 255)
 
@@ -165,7 +110,7 @@ def encode_cube(ds: xr.Dataset) -> xr.Dataset:
 
     lo, hi = ds.interval.sel(bound="lower"), ds.interval.sel(bound="upper")
     codes = {"rgb": (ds.rgb.astype(np.float64).clip(0, 1) * 255).round().data.astype(np.uint8),
-             "interval": xr.concat([down(lo), up(hi)], dim="bound").transpose(*_DIMS["interval"]).data.astype(np.uint8)}
+             "interval": xr.concat([down(lo), up(hi)], dim="bound").transpose(*DIMS["interval"]).data.astype(np.uint8)}
     g = ds.gray.data
     # the same gray code as colorize (uint8 for 8-bit inputs); dask blocks need one dtype: uint16
     codes["gray"] = (g.map_blocks(encode_gray, bits=16, dtype=np.uint16) if isinstance(g, da.Array)
@@ -179,8 +124,6 @@ def encode_cube(ds: xr.Dataset) -> xr.Dataset:
 
 def decode_codes(codes: dict) -> dict:
     """In-memory code arrays -> float32 ``code / n`` arrays (exact float32 division)."""
-    from .fullres import decode
-
     return {name: decode(arr) for name, arr in codes.items()}
 
 
@@ -205,11 +148,11 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
             raise SchemaError(f"variable {name!r} has dtype {ds[name].dtype}, expected float32")
     if "coefficients" in ds.data_vars:
         c = ds["coefficients"]
-        if c.dims != _DIMS["coefficients"] or c.shape[-1] != 10 or len(c.attrs.get("extent", ())) != 2:
+        if c.dims != DIMS["coefficients"] or c.shape[-1] != 10 or len(c.attrs.get("extent", ())) != 2:
             raise SchemaError("variable 'coefficients' must be (gy, gx, coefficient=10) with a 2-value 'extent'")
     if "hints" in ds.data_vars:
         c = ds["hints"]
-        if c.dims != _DIMS["hints"] or c.shape[-1] != 5 or c.dtype != np.int32:
+        if c.dims != DIMS["hints"] or c.shape[-1] != 5 or c.dtype != np.int32:
             raise SchemaError("variable 'hints' must be int32 (hint, hint_field=5) rows of y, x, r, g, b")
     for coord, values in (("channel", CHANNELS), ("bound", BOUNDS)):
         if coord not in ds.coords or tuple(str(v) for v in ds[coord].values) != values:

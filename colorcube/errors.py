@@ -9,6 +9,7 @@ __all__ = [
     "ColorcubeError",
     "HintError",
     "ImageReadError",
+    "OptionError",
     "SchemaError",
     "WeightsError",
 ]
@@ -36,3 +37,7 @@ class SchemaError(ColorcubeError, ValueError):
 
 class HintError(ColorcubeError, ValueError):
     """Colour hints (points, a scribble image, a hint file) or a reference photo are malformed."""
+
+
+class OptionError(ColorcubeError, ValueError):
+    """An option (keyword argument or command-line flag) with a value colorcube cannot use."""

@@ -17,9 +17,9 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from .calibrate import image_curves, simulated_hints, source_of
+from .codes import round_outward
 from .conformal import LAMBDA_GRID, nested_interval
 from .errors import CalibrationError, ColorcubeError
-from .fullres import round_outward
 from .io import DEFAULT_MAX_PIXELS, file_hash, read_truth
 from .metrics import chroma_edges, ciede2000, colorfulness, psnr
 from .pipeline import PipelineSettings

@@ -5,19 +5,10 @@ is computed independently: bilinear sample of the :data:`~colorcube.guided.N_COE
 coefficient maps at the pixel, ``q = A * L / 100 + B`` for each of the
 :data:`~colorcube.guided.N_MAPS` maps (a*, b*, R, G, B spread), Lab -> sRGB,
 and (in the ``codes`` pass) the conformal interval rounded outward to the
-storage grid. One loop over the pixels instead of ~40 tensor passes; its
-share of a 1-MP photo's time is printed by ``python benchmarks/throughput.py``
-(the torch version it replaced took about 250 ms there, at commit 0becbb4).
-
-Storage codes
--------------
-``rgb`` and ``scale`` are stored as uint8 ``round(v * 255)`` / ``ceil(v * 255)``,
-the interval as uint8 with the lower bound rounded *down* and the upper bound
-*up* (outward), so a stored band always contains the computed one and the
-coverage guarantee is kept; ``gray`` as uint16 ``round(g * 65535)`` (exact for
-8- and 16-bit inputs). Decoding is ``code / 255`` (``/ 65535``) in float32,
-which gives exactly the float32 value an 8-bit truth image reads as, so
-comparisons with truth at a band's edge are exact.
+storage grid (:mod:`colorcube.codes`: the kernel applies the same outward rule as
+:func:`colorcube.codes.round_outward`, tested). One loop over the pixels instead of
+~40 tensor passes; its share of a 1-MP photo's time is printed by
+``python benchmarks/throughput.py``.
 
 The kernels release the GIL; :func:`run_rows` splits a tile over threads.
 :func:`full_stage`, :func:`stage_codes` and :func:`bands_at` run them on a tile
@@ -48,15 +39,13 @@ import numba
 import numpy as np
 import torch
 
+from .codes import GRAY_CODE_MAX
 from .conformal import EPS
 from .errors import ColorcubeError
 from .guided import MAP_A, MAP_B, MAP_SCALE, N_COEF, N_MAPS
 
-__all__ = ["CODE_MAX", "GRAY_CODE_MAX", "bands", "bands_at", "codes", "decode", "encode_gray", "full_stage",
-           "gamma_table", "lightness_table", "round_outward", "run_rows", "stage_codes"]
+__all__ = ["bands", "bands_at", "codes", "full_stage", "gamma_table", "lightness_table", "run_rows", "stage_codes"]
 
-CODE_MAX = 255
-GRAY_CODE_MAX = 65535
 _GAMMA_STEPS = 4096
 
 
@@ -238,50 +227,6 @@ def codes(gray, coef, rows, cols, lam, eps: float, *, threads: int = 1):
         run_rows(_codes_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), lam,
                                    np.float32(eps), *out), threads=threads)
     return out
-
-
-def round_outward(lo, hi):
-    """Bands (any shape, float in [0, 1]) rounded outward to the storage grid, as stored; float32."""
-    return (np.floor(np.asarray(lo, np.float64) * CODE_MAX).astype(np.float32) / np.float32(CODE_MAX),
-            np.ceil(np.asarray(hi, np.float64) * CODE_MAX).astype(np.float32) / np.float32(CODE_MAX))
-
-
-def encode_gray(gray, *, bits: int | None = None) -> np.ndarray:
-    """(y, x) gray in [0, 1] -> its storage code.
-
-    ``bits=None`` picks uint8 ``round(g * 255)`` when that is exact (an 8-bit
-    source: half the bytes of uint16), else uint16 ``round(g * 65535)`` (exact
-    for 16-bit sources); ``bits=8`` or ``16`` forces one (dask blocks need a
-    fixed dtype). Either decodes to the same float32 value for 8-bit inputs.
-    """
-    gray = np.asarray(gray)
-    rows = max(1, (1 << 22) // max(1, gray.shape[-1]))  # row blocks of ~4 MP bound the temporaries
-    blocks = [slice(y, y + rows) for y in range(0, gray.shape[0], rows)]
-    if bits != 16:
-        c8 = np.empty(gray.shape, np.uint8)
-        exact = True
-        for b in blocks:
-            g = np.clip(gray[b].astype(np.float32, copy=False), 0.0, 1.0)
-            c8[b] = np.rint(g * _F(CODE_MAX))
-            exact = exact and np.array_equal(_decode_table(CODE_MAX)[c8[b]], g)
-        if bits == 8 or exact:
-            return c8
-    c16 = np.empty(gray.shape, np.uint16)
-    for b in blocks:
-        c16[b] = np.rint(np.clip(gray[b].astype(np.float64), 0.0, 1.0) * GRAY_CODE_MAX)
-    return c16
-
-
-@functools.cache
-def _decode_table(n: int) -> np.ndarray:
-    return (np.arange(n + 1, dtype=np.float32) / np.float32(n)).astype(np.float32)
-
-
-def decode(code: np.ndarray) -> np.ndarray:
-    """uint8 codes -> ``code / 255``, uint16 -> ``code / 65535``, float32 (exact division)."""
-    code = np.asarray(code)
-    n = GRAY_CODE_MAX if code.dtype == np.uint16 else CODE_MAX
-    return _decode_table(n)[code]
 
 
 def _bilinear_axis(n_out: int, n_in: int, extent: float, start: int, stop: int, step: int = 1):

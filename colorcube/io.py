@@ -16,6 +16,7 @@ import os
 import struct
 import threading
 import warnings
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "file_hash",
     "find_damage",
+    "list_images",
     "read_gray",
     "read_gray_checked",
     "read_rgb",
@@ -356,12 +358,24 @@ def read_truth(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np
     return rgb, np.ascontiguousarray(gray, dtype=np.float32)
 
 
+def list_images(folder) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted); a clear error if there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ColorcubeError(f"{folder}: not a folder of photos")
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ColorcubeError(f"{folder}: no image files (.png, .jpg, .tif, ...) found")
+    return paths
+
+
 def write_png(path, rgb: np.ndarray) -> Path:
     """Write ``rgb`` : (y, x, 3) float in [0, 1] as an 8-bit RGB PNG."""
     p = Path(path)
     data = np.round(np.clip(np.asarray(rgb), 0, 1) * 255.0).astype(np.uint8)
     try:
-        Image.fromarray(data, mode="RGB").save(p)
+        # zlib level 1: a third of the default level's time for files ~15 % larger
+        Image.fromarray(data, mode="RGB").save(p, compress_level=1)
     except OSError as exc:
         raise ColorcubeError(f"{p}: cannot write ({exc.strerror or exc})") from exc
     return p
@@ -384,8 +398,12 @@ def write_intervals_npz(path, interval: np.ndarray, *, alpha: float, attrs: dict
         arrays[key] = np.asarray(value)
     tmp = p.with_name(p.name + ".part")
     try:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        # an npz is a zip of .npy files; deflate level 1 writes it 3x faster than numpy's savez_compressed
+        # (level 6) and the 1/255-grid bands compress nearly as well
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            for key, value in arrays.items():
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
         os.replace(tmp, p)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -16,7 +16,10 @@ Two stages (DESIGN section 3):
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import warnings
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -24,16 +27,22 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from . import fullres
+import colorcube
+
+from .calibration import Calibration
+from .codes import check_compression, decode, encode_gray
 from .color import gray_to_lightness
-from .errors import ColorcubeError
+from .conformal import check_alpha
+from .errors import ColorcubeError, OptionError
 from .fullres import full_stage, stage_codes
-from .guided import guided_coefficients
+from .guided import N_MAPS, guided_coefficients
 from .hinting import calibration_hint_points, guarantee_note, network_input, pin, pin_codes, working_hints
 from .hints import as_hints
+from .io import DEFAULT_MAX_PIXELS, read_gray
 from .model import OUT_STRIDE, SCALES, STRIDE, ColorNet, predict
 from .propagate import blend_hints
 from .reference import reference_histogram, reweighter
+from .weights import load_model, load_weights
 
 __all__ = [
     "Coefficients",
@@ -43,6 +52,7 @@ __all__ = [
     "colorize",
     "default_batch",
     "guided_attrs",
+    "load_kernels",
     "network_maps",
     "network_shape",
     "predict_bands",
@@ -98,16 +108,16 @@ class PipelineSettings:
 
     def __post_init__(self):
         if int(self.working_size) < 32:
-            raise ColorcubeError(f"working_size={self.working_size!r} is too small; use at least 32 (default 384)")
+            raise OptionError(f"working_size={self.working_size!r} is too small; use at least 32 (default 384)")
         if self.vividness is not None and not 0.0 < float(self.vividness) <= 2.0:
-            raise ColorcubeError(f"vividness={self.vividness!r} must be in (0, 2]; lower is more saturated")
+            raise OptionError(f"vividness={self.vividness!r} must be in (0, 2]; lower is more saturated")
         if self.revision != REVISION:
             raise ColorcubeError(f"these settings come from colorcube pipeline revision {self.revision}; this version "
                                  f"runs revision {REVISION}: recalibrate with `colorcube calibrate`")
         if self.precision not in _PRECISIONS:
-            raise ColorcubeError(f"precision={self.precision!r}: use one of {sorted(_PRECISIONS)}")
+            raise OptionError(f"precision={self.precision!r}: use one of {sorted(_PRECISIONS)}")
         if self.scale not in SCALES:
-            raise ColorcubeError(f"scale={self.scale!r}: use one of {SCALES}")
+            raise OptionError(f"scale={self.scale!r}: use one of {SCALES}")
 
     @classmethod
     def of(cls, calibration) -> PipelineSettings:
@@ -292,7 +302,7 @@ def network_maps(inputs: list, model: ColorNet, settings: PipelineSettings = Pip
     device = next(model.parameters()).device
     batch = int(batch or default_batch(device))
     if batch < 1:
-        raise ColorcubeError(f"batch={batch!r}: use at least 1")
+        raise OptionError(f"batch={batch!r}: use at least 1")
     out = [None] * len(inputs)
     groups: dict = {}
     for i, inp in enumerate(inputs):
@@ -355,29 +365,114 @@ def predict_bands(gray, model: ColorNet, settings: PipelineSettings = PipelineSe
     return tuple(out)
 
 
+def load_kernels() -> None:
+    """Load the compiled kernels of both stages from numba's cache by running them once on a
+    tiny image: about 0.7 s of numba's own start-up, once per process. The command line runs
+    this in a thread while it loads the model and runs the network, which release the GIL."""
+    coeffs = coefficients_of(np.zeros((N_MAPS, 2, 2), np.float32),
+                             WorkingInput((8, 8), torch.zeros(8, 8), torch.zeros(1, 1, 8, 8)), PipelineSettings())
+    stage_codes(np.zeros((8, 8), np.float32), coeffs, np.ones(3))
+
+
 def default_calibration_path() -> Path:
     """Path of the calibration shipped with the default weights."""
-    from importlib import resources
-
     return Path(str(resources.files("colorcube") / "weights" / "default.cal"))
 
 
 def resolve_calibration(calibration, model: ColorNet):
     """``"default"``, a path, a Calibration or None -> Calibration or None."""
-    from .calibration import Calibration
-
     if calibration is None or isinstance(calibration, Calibration):
         return calibration
     if isinstance(calibration, str) and calibration == "default":
         return Calibration.from_file(default_calibration_path(), model_hash=getattr(model, "weights_hash", None))
     if isinstance(calibration, (str, Path)):
         return Calibration.from_file(calibration, model_hash=getattr(model, "weights_hash", None))
-    raise ColorcubeError(f"calibration={calibration!r}: give 'default', a .cal path, a Calibration or None")
+    raise OptionError(f"calibration={calibration!r}: give 'default', a .cal path, a Calibration or None")
+
+
+def _finite_or_str(x: float):
+    return float(x) if math.isfinite(x) else "inf"
+
+
+def cube_attrs(*, alpha: float, lam, calibration=None, model=None, settings=None, source: str = "<array>",
+               source_hash: str = "") -> dict:
+    """The cube's attributes (JSON-able): alpha, method, lambda, guarantee, provenance
+    (:data:`colorcube.cube.REQUIRED_ATTRS` and more)."""
+    lam = [float(v) for v in np.asarray(lam, dtype=np.float64).reshape(-1)]
+    if calibration is None:
+        method, guarantee = "uncalibrated", ("UNCALIBRATED heuristic bands (lambda = 1): no coverage guarantee; "
+                                             "calibrate with `colorcube calibrate`.")
+        summary = {}
+    else:
+        method, guarantee, summary = calibration.method, calibration.guarantee(alpha), calibration.summary()
+    return {
+        "alpha": float(alpha),
+        "method": method,
+        "lambda": [_finite_or_str(v) for v in lam],
+        "calibrated": int(calibration is not None),
+        "guarantee": guarantee,
+        "calibration": json.dumps(summary),
+        "model_name": getattr(model, "weights_name", "") if model is not None else "",
+        "model_hash": getattr(model, "weights_hash", "") if model is not None else "",
+        "settings": json.dumps(settings or {}),
+        "source": str(source),
+        "source_hash": source_hash,
+        "colorcube_version": colorcube.__version__,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What every image of one colorization run shares (:func:`prepare_run`).
+
+    ``lam`` : (3,) float64 lambda per R, G, B (ones when uncalibrated); ``attrs`` : the
+    cube attributes of the run (:func:`cube_attrs`), ``source`` still "<array>".
+    """
+
+    model: ColorNet
+    calibration: Calibration | None
+    settings: PipelineSettings
+    alpha: float
+    lam: np.ndarray
+    attrs: dict
+
+
+def prepare_run(*, alpha: float = 0.1, model: ColorNet | None = None, weights=None, device="auto",
+                calibration="default", settings: PipelineSettings | None = None, where: str | None = None) -> Run:
+    """Check alpha, load the model and calibration, settle the settings, lambda and attributes.
+
+    The one preparation behind :func:`colorize`, :func:`colorcube.colorize_archive`, the
+    command line, the explorer and :func:`colorcube.evaluate`.
+
+    Parameters
+    ----------
+    alpha : float in (0, 1), miscoverage of the bands
+    model : ColorNet, optional; else loaded from ``weights`` (a .safetensors path; default
+        the shipped weights) on ``device`` ("auto", "cpu", "cuda")
+    calibration : "default", a ``.cal`` path, a Calibration, or None (uncalibrated)
+    settings : PipelineSettings, optional; default the calibration's. A calibration made
+        with other settings or another model is refused (CalibrationError), naming ``where``
+        (default: the calibration)
+
+    Returns
+    -------
+    Run
+    """
+    alpha = check_alpha(alpha)
+    if model is None:
+        model = load_weights(weights, device=device) if weights else load_model(device=device)
+    cal = resolve_calibration(calibration, model)
+    settings = settings or PipelineSettings.of(cal)
+    sdict = settings.as_dict(model)
+    if cal is not None:
+        options = {"where": where} if where else {}
+        cal.check_compatible(model_hash=getattr(model, "weights_hash", None), settings=sdict, **options)
+    lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
+    attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=sdict)
+    return Run(model, cal, settings, alpha, np.asarray(lam, np.float64), attrs)
 
 
 def _as_gray(image, max_pixels) -> tuple[np.ndarray, str]:
-    from .io import DEFAULT_MAX_PIXELS, read_gray
-
     if isinstance(image, (str, Path)):
         return read_gray(image, max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels), str(image)
     arr = np.asarray(image)
@@ -396,15 +491,55 @@ def _as_gray(image, max_pixels) -> tuple[np.ndarray, str]:
     return arr, "<array>"
 
 
+class Colorized(NamedTuple):
+    """One image colorized, as storage codes (what :func:`colorize` wraps in a Dataset).
+
+    ``codes`` : dict of ``gray`` (y, x) uint8/uint16, ``rgb`` (y, x, 3) uint8 and ``interval``
+    (y, x, 3, 2) uint8 (:mod:`colorcube.codes`); ``attrs`` : the cube attributes;
+    ``coefficients`` : ``(coef (gy, gx, 10) float32, extent)``; ``hints`` : (n, 5) int32 or None.
+    """
+
+    codes: dict
+    attrs: dict
+    coefficients: tuple
+    hints: np.ndarray | None
+
+
+def colorize_codes(image, run: Run, *, max_pixels="default", hints=None, reference=None,
+                   reference_strength: float = 1.0, coeffs: Coefficients | None = None) -> Colorized:
+    """Colorize one image as storage codes, without building a Dataset (nor importing xarray).
+
+    Parameters are those of :func:`colorize`; ``run`` from :func:`prepare_run`; ``coeffs``:
+    the image's working stage when already computed (:func:`working_stages`).
+    """
+    gray, source = _as_gray(image, max_pixels)
+    hints = as_hints(hints, gray.shape)
+    ref = None if reference is None else reweighter(reference_histogram(reference, run.model.bins),
+                                                     reference_strength)
+    attrs = {**run.attrs, "source": source}
+    if hints is not None or ref is not None:
+        attrs.update(guided_attrs(attrs, run.calibration, hints=hints, reference=reference,
+                                  strength=reference_strength))
+    if coeffs is None:
+        with torch.inference_mode():
+            coeffs = _working_stage(gray, run.model, run.settings, hints, ref)
+    codes = {**stage_codes(gray, coeffs, run.lam), "gray": encode_gray(gray)}
+    if hints is not None:
+        pin_codes(hints, gray, codes)
+    return Colorized(codes, attrs, (coeffs.coef, coeffs.extent), None if hints is None else hints.to_array())
+
+
 def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibration="default",
              settings: PipelineSettings | None = None, device: str = "auto", max_pixels="default",
              out=None, chunk: int = 1024, compression: str = "none", hints=None, reference=None,
-             reference_strength: float = 1.0):
-    """Colorize one gray photograph and attach conformal R, G, B bands.
+             reference_strength: float = 1.0, batch: int | None = None):
+    """Colorize one gray photograph (or a list of them) and attach conformal R, G, B bands.
 
     Parameters
     ----------
-    image : path or (y, x) array (float in [0, 1] or integer)
+    image : path or (y, x) array (float in [0, 1] or integer), or a list of them: the
+        network then runs batched over images of one input shape (``batch`` at a time,
+        default :func:`default_batch`), each result equal to colorizing it alone
     alpha : float in (0, 1), miscoverage level of the bands
     hints : optional colour hints: points ``[(y, x, (r, g, b)), ...]`` (input-pixel row and
         column, 0-255 integers), an RGBA array of the input's size whose opaque pixels are
@@ -423,7 +558,7 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     settings : PipelineSettings, optional; default those of the calibration
     device : "auto", "cpu" or "cuda" (used when the model is loaded here)
     max_pixels : int, None or "default", pixel ceiling for file inputs
-    out : path or zarr store, optional
+    out : path or zarr store, optional (one image only)
         Write the cube there (zarr v3, storage codes, ``chunk`` x ``chunk``
         chunks) straight from the codes, and return it opened lazily.
     chunk : int, spatial chunk size when writing ``out``
@@ -432,45 +567,38 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
 
     Returns
     -------
-    xarray.Dataset following the cube schema (see :mod:`colorcube.cube`):
+    xarray.Dataset following the cube schema (see :mod:`colorcube.cube`), or a list of them:
     ``gray`` (y, x), ``rgb`` (y, x, channel), ``interval`` (y, x, channel, bound),
     float32 on the storage grid (``code / 255``), so the cube in memory and on
     disk are the same; ``coefficients`` (gy, gx, coefficient), see :func:`bands_at`.
     """
-    from .conformal import _check_alpha
-    from .cube import code_dataset, cube_attrs, cube_dataset, decode_codes, validate_cube
-    from .store import cube_to_zarr, lazy_cube, zarr_compressors
-    from .weights import load_pretrained
+    many = isinstance(image, (list, tuple))
+    if many and out is not None:
+        raise ColorcubeError("out= writes one image; for many images use colorcube.colorize_archive")
+    if out is not None:
+        check_compression(compression)  # a bad name fails before any work
+    run = prepare_run(alpha=alpha, model=model, device=device, calibration=calibration, settings=settings)
+    if not many:
+        done = colorize_codes(image, run, max_pixels=max_pixels, hints=hints, reference=reference,
+                              reference_strength=reference_strength)
+        return _cube(done, out=out, chunk=chunk, compression=compression)
+    grays = [_as_gray(im, max_pixels)[0] for im in image]
+    guided = hints is not None or reference is not None
+    coeffs = [None] * len(grays) if guided else working_stages(grays, run.model, run.settings, batch=batch)
+    return [_cube(colorize_codes(im if isinstance(im, (str, Path)) else g, run, max_pixels=max_pixels, hints=hints,
+                                 reference=reference, reference_strength=reference_strength, coeffs=c))
+            for im, g, c in zip(image, grays, coeffs)]
 
-    alpha = _check_alpha(alpha)
+
+def _cube(done: Colorized, *, out=None, chunk: int = 1024, compression: str = "none"):
+    """The Dataset of a colorized image (xarray is imported here, through the package)."""
+    ds = colorcube.cube.code_dataset(done.codes, done.attrs, done.coefficients, done.hints)
     if out is not None:
-        zarr_compressors(compression)  # a bad name fails before any work
-    gray, source = _as_gray(image, max_pixels)
-    hints = as_hints(hints, gray.shape)  # bad hints fail before the model is loaded
-    model = load_pretrained(device=device) if model is None else model
-    ref = None if reference is None else reweighter(reference_histogram(reference, model.bins), reference_strength)
-    cal = resolve_calibration(calibration, model)
-    settings = settings or PipelineSettings.of(cal)
-    if cal is not None:
-        cal.check_compatible(model_hash=getattr(model, "weights_hash", None), settings=settings.as_dict(model))
-    lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
-    attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=settings.as_dict(model),
-                       source=source)
-    if hints is not None or ref is not None:
-        attrs.update(guided_attrs(attrs, cal, hints=hints, reference=reference, strength=reference_strength))
-    with torch.inference_mode():
-        coeffs = _working_stage(gray, model, settings, hints, ref)
-    codes = {**stage_codes(gray, coeffs, lam), "gray": fullres.encode_gray(gray)}
-    if hints is not None:
-        pin_codes(hints, gray, codes)
-    coefficients = (coeffs.coef, coeffs.extent)
-    stored_hints = None if hints is None else hints.to_array()
-    if out is not None:
-        arrays = cube_to_zarr(code_dataset(codes, attrs, coefficients, stored_hints), out, chunk=chunk,
-                              compression=compression)
-        return lazy_cube(arrays, attrs)
-    v = decode_codes(codes)
-    return validate_cube(cube_dataset(v["gray"], v["rgb"], v["interval"], attrs, coefficients, stored_hints))
+        arrays = colorcube.store.cube_to_zarr(ds, out, chunk=chunk, compression=compression)
+        return colorcube.store.lazy_cube(arrays, done.attrs)
+    v = {name: decode(code) for name, code in done.codes.items()}
+    return colorcube.cube.validate_cube(colorcube.cube.cube_dataset(v["gray"], v["rgb"], v["interval"], done.attrs,
+                                                                    done.coefficients, done.hints))
 
 
 def guided_attrs(attrs: dict, calibration, *, hints=None, reference=None, strength: float = 1.0) -> dict:

@@ -22,26 +22,26 @@ import json
 import os
 import shutil
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from itertools import product
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.group import GroupMetadata
 from zarr.storage import MemoryStore
 
-from .cube import _DIMS, BOUNDS, CHANNELS, CODES, encode_cube, validate_cube
+from .codes import BOUNDS, CHANNELS, CODES, DIMS, check_compression, decode
+from .cube import encode_cube, validate_cube
 from .errors import SchemaError
 
-__all__ = ["COMPRESSIONS", "cube_to_zarr", "group_attrs", "lazy_cube", "open_cube", "update_group_attrs",
+__all__ = ["cube_to_zarr", "group_attrs", "lazy_cube", "open_cube", "update_group_attrs",
            "write_cube", "zarr_compressors"]
-
-
-#: Storage compression choices; ``python benchmarks/throughput.py`` measures each on a 1-MP cube.
-COMPRESSIONS = ("none", "lz4", "zstd")
 
 
 def zarr_compressors(compression: str = "none"):
@@ -51,10 +51,7 @@ def zarr_compressors(compression: str = "none"):
     fewer bytes for more time. ``python benchmarks/throughput.py`` prints the time
     and size of each on a 1-MP cube (the README's Performance table).
     """
-    from zarr.codecs import BloscCodec, ZstdCodec
-
-    if compression not in COMPRESSIONS:
-        raise SchemaError(f"compression={compression!r}: use one of {', '.join(COMPRESSIONS)}")
+    check_compression(compression)
     return {"none": (), "lz4": (BloscCodec(cname="lz4", clevel=1, shuffle="bitshuffle"),),
             "zstd": (ZstdCodec(level=1),)}[compression]
 
@@ -242,8 +239,6 @@ def _write_variables(root, ds: xr.Dataset, *, chunk: int, compression: str) -> d
     keep both cores busy), dask data chunk by chunk with ``da.store`` under the
     current scheduler. Returns name -> ``zarr.Array``.
     """
-    import dask.array as da
-
     sizes = {**ds.sizes, "y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"])}
     compressors = zarr_compressors(compression)
     arrays = {name: root.create_array(
@@ -280,7 +275,7 @@ def open_cube(store, *, group: str | None = None, chunks=None) -> xr.Dataset:
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise SchemaError(f"{store}{'/' + group if group else ''}: no cube there (not a zarr v3 group)") from exc
     arrays = {}
-    for name in _DIMS:
+    for name in DIMS:
         try:
             arrays[name] = root[name]
         except KeyError:
@@ -290,15 +285,9 @@ def open_cube(store, *, group: str | None = None, chunks=None) -> xr.Dataset:
 
 def lazy_cube(arrays: dict, attrs: dict, *, chunks=None) -> xr.Dataset:
     """The cube over zarr arrays of codes (or float32), lazily decoded; see :func:`open_cube`."""
-    import uuid
-
-    import dask.array as da
-
-    from .fullres import decode
-
     data = {}
     for name, arr in arrays.items():
-        dims = _DIMS[name]
+        dims = DIMS[name]
         if name == "coefficients":  # a few hundred kB: read now
             data[name] = xr.Variable(dims, arr[...], attrs={"extent": list(arr.attrs["extent"])})
             continue

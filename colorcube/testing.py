@@ -16,8 +16,9 @@ import numpy as np
 import xarray as xr
 from PIL import Image
 
-from .cube import cube_attrs, cube_dataset, validate_cube
+from .cube import cube_dataset, validate_cube
 from .errors import ColorcubeError
+from .pipeline import cube_attrs
 
 __all__ = ["DAMAGE_KINDS", "CountingScheduler", "build_cube", "damage_png", "gray_of", "png_chunks", "random_cube",
            "write_gray_png"]

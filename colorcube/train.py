@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .color import lab_to_rgb, luma, rgb_to_lab
-from .errors import ColorcubeError
+from .errors import ColorcubeError, OptionError
 from .io import IMAGE_SUFFIXES
 from .metrics import colorfulness, psnr
 from .model import OUT_STRIDE, ColorNet, ModelConfig, annealed_mean
@@ -247,7 +247,7 @@ def _lr_at(frac: float, base: float) -> float:
 
 def _autocast(device: torch.device, precision: str):
     if precision not in ("bfloat16", "float32"):
-        raise ColorcubeError(f"precision={precision!r}: use 'bfloat16' or 'float32'")
+        raise OptionError(f"precision={precision!r}: use 'bfloat16' or 'float32'")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bfloat16")
 
 

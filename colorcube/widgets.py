@@ -27,14 +27,14 @@ import xarray as xr
 from PIL import Image
 
 from .archive import archive_index, open_image
-from .calibration import Calibration
+from .codes import CODE_MAX, round_outward
 from .conformal import lambda_star, loss_curve, nested_interval
 from .errors import ColorcubeError
-from .fullres import CODE_MAX, bands_at, round_outward
+from .fullres import bands_at
 from .hinting import pin
 from .hints import Hints, as_hints
 from .io import read_rgb
-from .pipeline import PipelineSettings, colorize, default_calibration_path, working_stage
+from .pipeline import PipelineSettings, colorize, resolve_calibration, working_stage
 from .plot import channel_coverage, coverage_curve, pixel_bands
 from .store import open_cube
 from .weights import load_model
@@ -414,10 +414,8 @@ def explore(obj, *, calibration="default", truth=None, max_side: int = 512, mode
     ipywidgets.VBox (not displayed); its ``explorer`` attribute is the Explorer
     """
     images = _images_from(obj)
-    if isinstance(calibration, str) and calibration == "default":
-        calibration = Calibration.from_file(default_calibration_path())
-    elif isinstance(calibration, (str, Path)):
-        calibration = Calibration.from_file(calibration)
+    # the cubes name their model; each is checked against the calibration's when it is shown
+    calibration = resolve_calibration(calibration, model)
     if truth is not None and not isinstance(truth, dict):
         truth = {next(iter(images)): truth}
     truth = {k: (read_rgb(v) if isinstance(v, (str, Path)) else np.asarray(v)) for k, v in (truth or {}).items()}

@@ -5,6 +5,8 @@ import inspect
 import subprocess
 import sys
 
+import numpy as np
+import pytest
 import xarray as xr
 
 import colorcube
@@ -35,12 +37,30 @@ def test_submodules_of_the_same_name_do_not_replace_the_functions():
         assert inspect.isfunction(getattr(colorcube, name))
 
 
-def test_import_loads_neither_scikit_learn_nor_ipywidgets_and_registers_the_accessor():
-    code = ("import sys, xarray, colorcube; "
-            "assert 'sklearn' not in sys.modules and 'ipywidgets' not in sys.modules, 'eager import'; "
-            "assert hasattr(xarray.Dataset(), 'colorcube'); "
-            "from colorcube.calibrate import list_images; "
+@pytest.mark.parametrize("order", ["colorcube first", "xarray first"])
+def test_import_loads_nothing_heavy_and_the_accessor_comes_with_xarray(order):
+    first, second = ("colorcube", "xarray") if order == "colorcube first" else ("xarray", "colorcube")
+    code = (f"import sys; import {first}; "
+            "heavy = [m for m in ('torch', 'dask', 'zarr', 'sklearn', 'ipywidgets', 'matplotlib') if m in sys.modules]; "
+            f"assert heavy == [] or '{first}' == 'xarray' and 'torch' not in heavy, heavy; "
+            f"import {second}; import xarray, colorcube; "
+            "assert type(xarray.Dataset().colorcube).__name__ == 'CubeAccessor'; "
+            "from colorcube.calibrate import photo_records; "
             "assert colorcube.calibrate.__name__ == 'calibrate' and 'sklearn' in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert hasattr(xr.Dataset(), "colorcube")
+
+
+def test_one_photo_to_png_and_npz_loads_no_xarray_dask_or_zarr(tmp_path):
+    """What test.py runs: the command line's colorize without --zarr needs torch, not the cube stack."""
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 60), 120, np.uint8)).save(tmp_path / "p.png")
+    code = ("import sys; from colorcube.cli import main; "
+            f"rc = main(['colorize', {str(tmp_path / 'p.png')!r}, '-o', {str(tmp_path)!r}]); "
+            "loaded = [m for m in ('xarray', 'dask', 'zarr', 'pandas', 'sklearn') if m in sys.modules]; "
+            "assert rc == 0 and loaded == [], (rc, loaded)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "p_color.png").is_file() and (tmp_path / "p_intervals.npz").is_file()

@@ -259,7 +259,6 @@ def test_second_writer_is_refused_stale_lock_taken_over(folder, tmp_path):
 def _odd_files(d):
     """Odd but valid files: extreme shapes, bit depths, modes, orientation, names."""
     import tifffile
-
     from skimage import data
 
     d.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,4 @@
+import pytest
 import numpy as np
 import torch
 from PIL import Image
@@ -47,3 +48,18 @@ def test_luma_matches_pil_convert_L(photos):
     pil = np.asarray(Image.fromarray(rgb8).convert("L"), dtype=np.float32)
     ours = luma(torch.from_numpy(rgb8.astype(np.float32) / 255).permute(2, 0, 1)).numpy() * 255
     assert np.abs(ours - pil).max() <= 0.51  # PIL rounds to integers
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_conversions_equal_kornias_bit_for_bit(dtype):
+    """The model's bins and trained weights were made with kornia's conversions; ours must not move them."""
+    import kornia.color
+
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(2, 3, 31, 17, generator=g).to(dtype)
+    rgb[..., 0, :3] = torch.tensor([0.0, 1.0, 0.04045], dtype=dtype)  # the ends and the gamma knee
+    wild = (torch.randn(2, 3, 31, 17, generator=g) * torch.tensor([40.0, 90.0, 90.0]).reshape(3, 1, 1)
+            + torch.tensor([50.0, 0.0, 0.0]).reshape(3, 1, 1)).to(dtype)
+    assert torch.equal(rgb_to_lab(rgb), kornia.color.rgb_to_lab(rgb))
+    for clip in (True, False):
+        assert torch.equal(lab_to_rgb(wild, clip=clip), kornia.color.lab_to_rgb(wild, clip=clip))

@@ -114,7 +114,7 @@ def test_lambda_star_agrees_with_nested_interval():
 
 def test_lambda_star_of_stored_bands_agrees_with_outward_rounding():
     """With ``levels=255``, lambda* decides coverage of the bands as stored (rounded outward) of 8-bit truth."""
-    from colorcube.fullres import round_outward
+    from colorcube.codes import round_outward
 
     rng = np.random.default_rng(4)
     f = rng.random((4000, 3)).astype(np.float32)
@@ -275,7 +275,7 @@ def test_effective_sample_size():
 def test_ties_at_lambda_zero_are_missed_as_stored():
     """A centre on the storage grid (clipped to 0 or 1) gives lambda* = 0 but the stored band [f, f]
     misses the neighbouring code: the loss at lambda = 0 must count exactly what the stored band misses."""
-    from colorcube.fullres import round_outward
+    from colorcube.codes import round_outward
 
     rng = np.random.default_rng(11)
     n = 5000

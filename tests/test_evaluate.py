@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from colorcube.calibrate import calibrate, list_images
+from colorcube.calibrate import calibrate
+from colorcube.io import list_images
 from colorcube.evaluate import coverage_at, evaluate, group_coverage, share_interval, terciles
 from colorcube.pipeline import PipelineSettings
 
