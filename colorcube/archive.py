@@ -256,10 +256,9 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
                      guarantee=f"{attrs['guarantee']} {note}")
     lam = np.asarray(job.lam)
     if h * w <= _SMALL_CHUNKS * job.chunk**2:  # in memory at once, no dask graph to build
-        codes = stage_codes(gray, coeffs, lam, threads=1)
+        codes = stage_codes(gray, coeffs, lam, threads=1, with_gray=True)
         if hints is not None:
             pin_codes(hints, gray, codes)
-        codes["gray"] = encode_gray(gray)
     else:  # chunk by chunk, streamed to zarr
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
         stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, lam, hints,

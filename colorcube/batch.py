@@ -11,9 +11,8 @@ bounded and the slowest stage sets the pace:
 Threads suffice: image decoding, torch and the numba kernels release the GIL.
 The network takes its turns alone (:class:`Turns`): torch's threads meet at a
 barrier after every layer, so a core taken by another stage for a moment stalls
-all of them. With the network sharing the cores, the 80-photo benchmark ran at
-19 images/s and the network at 18 % of the attainable bf16 throughput; with
-turns, see the README (``python benchmarks/archive.py``).
+all of them (``python benchmarks/archive.py`` prints the network's share of the
+attainable convolution throughput inside the archive).
 :func:`run_overlapped` knows nothing of colour; :mod:`colorcube.archive` gives
 it the three stage functions. :class:`StageTimes` records each stage's busy time
 (``colorcube archive -v`` prints it).

@@ -236,6 +236,8 @@ def _cmd_archive(args) -> int:
     for source, reason in res.failures.items():
         print(f"failed: {reason}", file=sys.stderr)
     print(f"archive {args.output}: {res.summary()}")
+    if args.verbose and res.stage_times.seconds:
+        print(f"stages: {res.stage_times.summary()}")
     return 1 if res.failed else 0
 
 

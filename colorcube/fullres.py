@@ -39,7 +39,7 @@ import numba
 import numpy as np
 import torch
 
-from .codes import GRAY_CODE_MAX
+from .codes import GRAY_CODE_MAX, encode_gray
 from .conformal import EPS
 from .errors import ColorcubeError
 from .guided import MAP_A, MAP_B, MAP_SCALE, N_COEF, N_MAPS
@@ -363,19 +363,26 @@ def bands_at(gray, coef, extent, *, shape=None, step: int = 1, threads: int | No
     return bands(g, coef, rows, cols, threads=_threads(threads))
 
 
-def stage_codes(gray_tile, coeffs, lam, *, y0: int = 0, x0: int = 0, threads: int | None = None):
+def stage_codes(gray_tile, coeffs, lam, *, y0: int = 0, x0: int = 0, threads: int | None = None,
+                with_gray: bool = False):
     """Storage codes of a tile's cube, straight from the coefficients (see :mod:`colorcube.fullres`).
 
     Parameters
     ----------
     gray_tile, coeffs, y0, x0, threads : as :func:`full_stage`
     lam : (3,) float, conformal lambda per channel (``inf`` allowed)
+    with_gray : bool, also the gray's code (:func:`colorcube.codes.encode_gray`); for a
+        whole image only: its dtype depends on every pixel
 
     Returns
     -------
     dict of ``rgb`` (ty, tx, 3) uint8 and ``interval`` (ty, tx, 3, 2) uint8 rounded outward
+    (and ``gray`` (ty, tx) uint8 or uint16 with ``with_gray``)
     """
     g = np.ascontiguousarray(gray_tile, dtype=np.float32)
     rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
     out = codes(g, coeffs.coef, rows, cols, np.asarray(lam, np.float64).reshape(3), EPS, threads=_threads(threads))
-    return dict(zip(("rgb", "interval"), out))
+    result = dict(zip(("rgb", "interval"), out))
+    if with_gray:
+        result["gray"] = encode_gray(gray_tile)
+    return result

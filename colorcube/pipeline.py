@@ -30,7 +30,7 @@ from torch.nn import functional as F
 import colorcube
 
 from .calibration import Calibration
-from .codes import check_compression, decode, encode_gray
+from .codes import check_compression, decode
 from .color import gray_to_lightness
 from .conformal import check_alpha
 from .errors import ColorcubeError, OptionError
@@ -523,7 +523,7 @@ def colorize_codes(image, run: Run, *, max_pixels="default", hints=None, referen
     if coeffs is None:
         with torch.inference_mode():
             coeffs = _working_stage(gray, run.model, run.settings, hints, ref)
-    codes = {**stage_codes(gray, coeffs, run.lam), "gray": encode_gray(gray)}
+    codes = stage_codes(gray, coeffs, run.lam, with_gray=True)
     if hints is not None:
         pin_codes(hints, gray, codes)
     return Colorized(codes, attrs, (coeffs.coef, coeffs.extent), None if hints is None else hints.to_array())
@@ -592,8 +592,8 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
 
 def _cube(done: Colorized, *, out=None, chunk: int = 1024, compression: str = "none"):
     """The Dataset of a colorized image (xarray is imported here, through the package)."""
-    ds = colorcube.cube.code_dataset(done.codes, done.attrs, done.coefficients, done.hints)
     if out is not None:
+        ds = colorcube.cube.code_dataset(done.codes, done.attrs, done.coefficients, done.hints)
         arrays = colorcube.store.cube_to_zarr(ds, out, chunk=chunk, compression=compression)
         return colorcube.store.lazy_cube(arrays, done.attrs)
     v = {name: decode(code) for name, code in done.codes.items()}

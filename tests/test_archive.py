@@ -156,9 +156,10 @@ def test_fsspec_memory_url(folder):
 
 
 def test_cli_exit_and_summary(folder, tmp_path, capsys):
-    rc = main(["archive", str(folder / "sub"), str(tmp_path / "c.zarr"), "--chunk", "100"])
+    rc = main(["-v", "archive", str(folder / "sub"), str(tmp_path / "c.zarr"), "--chunk", "100", "--batch", "2"])
     assert rc == 0
-    assert "2 done" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 done" in out and "network batches of" in out and "busy: prepare" in out  # -v: time per stage
     rc = main(["archive", str(folder), str(tmp_path / "c2.zarr"), "--chunk", "100"])
     captured = capsys.readouterr()
     assert rc == 1 and "2 failed" in captured.out and "notes.png" in captured.err

@@ -161,3 +161,23 @@ def test_config_json_round_trip():
     # keys of older layouts (the quantile heads' levels) are ignored, not an error
     old = cfg.to_json()[:-1] + ', "quantiles": [0.05, 0.95]}'
     assert ModelConfig.from_json(old) == cfg
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_blocked_decoding_is_the_plain_softmax_mean_bit_for_bit(tiny_model, monkeypatch, dtype):
+    import colorcube.model
+
+    monkeypatch.setattr(colorcube.model, "_DECODE_ROWS", 100)  # several blocks and a ragged last one
+    x = (torch.rand(2, 1, 48, 80, generator=torch.Generator().manual_seed(3)) * 100).contiguous(
+        memory_format=torch.channels_last)
+    with torch.inference_mode():
+        logits, _ = colorcube.model._in_dtype(tiny_model, dtype)(x)
+        kept = logits.clone()
+        ab, _ = predict(tiny_model, x, dtype=dtype, vividness=0.4)
+        b, q, h, w = logits.shape
+        z = logits.float().permute(0, 2, 3, 1).reshape(-1, q)
+        whole = colorcube.model._softmax_(z * (1.0 / 0.4)) @ tiny_model.bins  # all pixels at once
+        plain = torch.softmax(z / 0.4, dim=1) @ tiny_model.bins
+    assert torch.equal(logits, kept)  # decoding works on copies
+    assert torch.equal(ab, whole.reshape(b, h, w, 2).permute(0, 3, 1, 2))
+    torch.testing.assert_close(ab, plain.reshape(b, h, w, 2).permute(0, 3, 1, 2), rtol=0, atol=1e-5)

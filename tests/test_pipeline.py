@@ -1,6 +1,9 @@
+import os
+
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 import colorcube
 from colorcube.color import gray_to_lightness, rgb_to_lab
@@ -162,3 +165,98 @@ def test_bands_at_rebuilds_the_unrounded_bands(tiny_model, gray):
     np.testing.assert_allclose(s, (upper - rgb)[::3, ::3], atol=1e-6)
     with pytest.raises(ColorcubeError, match="every 3-th pixel"):
         bands_at(ds.gray.values, c.values, c.attrs["extent"], shape=gray.shape, step=3)
+
+
+@pytest.mark.parametrize("to_zarr", [False, True])
+def test_colorize_enters_each_module_once_in_data_flow_order(tiny_model, tmp_path, to_zarr):
+    """pipeline orchestrates: it hands the image to each stage's module once, in the order data flows."""
+    import sys
+
+    from PIL import Image
+
+    path = tmp_path / "p.png"
+    Image.fromarray(np.full((40, 60), 90, np.uint8)).save(path)
+    calls = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_back is not None and frame.f_back.f_globals.get("__name__") == "colorcube.pipeline":
+            module = frame.f_globals.get("__name__", "")
+            if module.startswith("colorcube.") and module != "colorcube.pipeline":
+                calls.append(module.removeprefix("colorcube."))
+
+    out = tmp_path / "c.zarr" if to_zarr else None
+    colorcube.colorize(path, model=tiny_model, calibration=None, out=out)  # every lazy import done
+    sys.setprofile(profile)
+    try:
+        colorcube.colorize(path, model=tiny_model, calibration=None, out=out)
+    finally:
+        sys.setprofile(None)
+    runs = [m for i, m in enumerate(calls) if i == 0 or calls[i - 1] != m]
+    stages = ["io", "hints", "color", "model", "guided", "fullres"]
+    expected = ["codes", "conformal", *stages, "cube", "store"] if to_zarr else ["conformal", *stages, "codes", "cube"]
+    assert runs == expected, " ".join(runs)
+
+
+BASE = "fe37fb8"  # the last commit before the modules were reorganised (issue 15)
+
+
+@pytest.mark.slow
+def test_cubes_are_those_of_the_commit_before_the_reorganisation(tmp_path, photos):
+    """The same photos through this checkout and through BASE (a git worktree, its own process):
+    identical stored codes. ``python benchmarks/identical.py`` runs the same on the benchmark photos."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{BASE}^{{commit}}"], capture_output=True,
+                      check=False).returncode:
+        pytest.skip(f"commit {BASE} is not in this clone's history (a shallow clone): nothing to compare with")
+    paths = []
+    for name in ("chelsea", "coffee", "astronaut"):
+        paths.append(tmp_path / f"{name}.png")
+        Image.fromarray(photos[name][::2, ::2]).convert("L").save(paths[-1])
+    code = ("import sys, numpy as np, colorcube\n"
+            "out = {}\n"
+            "for i, p in enumerate(sys.argv[1:-1]):\n"
+            "    ds = colorcube.colorize(p)\n"
+            "    for v, n in (('gray', 65535), ('rgb', 255), ('interval', 255)):\n"
+            "        out[f'{i}_{v}'] = np.round(ds[v].values.astype(np.float64) * n).astype(np.int32)\n"
+            "np.savez(sys.argv[-1], **out)\n")
+    base = tmp_path / "base"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(base), BASE], check=True,
+                   capture_output=True)
+    try:
+        results = []
+        for tree in (base, root):
+            out = tmp_path / f"{tree.name}.npz"
+            proc = subprocess.run([sys.executable, "-c", code, *map(str, paths), str(out)], cwd=tree,
+                                  env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True,
+                                  check=False, timeout=900)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            with np.load(out) as z:
+                results.append({k: z[k] for k in z.files})
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(base)], check=False,
+                       capture_output=True)
+    old, new = results
+    assert sorted(old) == sorted(new) and len(old) == 9
+    assert [k for k in old if not np.array_equal(old[k], new[k])] == []
+
+
+def test_a_list_is_colorized_batched_and_each_cube_is_its_own(tiny_model, photos, tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i, name in enumerate(("chelsea", "coffee", "chelsea")):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(photos[name][:: 3 + (i == 2), ::3]).convert("L").save(paths[-1])  # two of one shape
+    many = colorcube.colorize(paths, model=tiny_model, calibration=None, batch=2)
+    assert isinstance(many, list) and len(many) == 3
+    for path, cube in zip(paths, many):
+        alone = colorcube.colorize(path, model=tiny_model, calibration=None)
+        xr.testing.assert_identical(cube, alone)
+    with pytest.raises(ColorcubeError, match="out= writes one image"):
+        colorcube.colorize(paths, model=tiny_model, calibration=None, out=tmp_path / "x.zarr")
