@@ -37,10 +37,12 @@ import torch
 from PIL import Image
 from throughput import attainable, eccv16, flops, timeit
 
-from colorcube.archive import colorize_archive, list_sources
+from colorcube.archive import colorize_archive
 from colorcube.model import predict
-from colorcube.pipeline import PipelineSettings, network_shape
+from colorcube.settings import PipelineSettings
+from colorcube.sources import list_sources
 from colorcube.weights import load_pretrained, select_device
+from colorcube.working import network_shape
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 

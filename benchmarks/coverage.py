@@ -43,7 +43,8 @@ from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
 from colorcube.errors import CalibrationError
 from colorcube.evaluate import coverage_at, group_coverage, share_interval
 from colorcube.io import read_truth
-from colorcube.pipeline import PipelineSettings, predict_bands, resolve_calibration
+from colorcube.pipeline import predict_bands, resolve_calibration
+from colorcube.settings import PipelineSettings
 from colorcube.shift import likelihood_ratios, ratio_features, reweight
 from colorcube.weights import load_pretrained
 

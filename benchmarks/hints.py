@@ -29,7 +29,8 @@ from colorcube.calibrate import list_images
 from colorcube.hinting import random_points
 from colorcube.io import read_truth
 from colorcube.metrics import ciede2000, psnr
-from colorcube.pipeline import PipelineSettings, predict_bands
+from colorcube.pipeline import predict_bands
+from colorcube.settings import PipelineSettings
 from colorcube.weights import load_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,16 +27,17 @@ from torch.nn import functional as F
 from colorcube.calibrate import list_images
 from colorcube.color import gray_to_lightness
 from colorcube.fullres import full_stage
-from colorcube.guided import guided_coefficients
+from colorcube.guided import Coefficients, guided_coefficients
 from colorcube.hinting import network_input, random_points, working_hints
 from colorcube.hints import as_hints
 from colorcube.io import read_truth
 from colorcube.metrics import ciede2000, psnr
 from colorcube.model import OUT_STRIDE, STRIDE, predict
-from colorcube.pipeline import _PRECISIONS, Coefficients, PipelineSettings, _grid, _working_gray
 from colorcube.propagate import blend_hints
+from colorcube.settings import PRECISIONS, PipelineSettings
 from colorcube.train import TrainOptions, split_by_source
 from colorcube.weights import load_pretrained, load_weights
+from colorcube.working import _grid, _working_gray
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train"
 
@@ -47,7 +48,7 @@ def network_maps(gray, truth, model, settings, k, seed):
     lw = gray_to_lightness(_working_gray(g, settings.working_size))
     hw, ww = lw.shape
     lin = F.pad(lw[None, None], (0, (-ww) % STRIDE, 0, (-hw) % STRIDE), mode="replicate")
-    opts = dict(vividness=settings.vividness, dtype=_PRECISIONS[settings.precision], scale=settings.scale)
+    opts = dict(vividness=settings.vividness, dtype=PRECISIONS[settings.precision], scale=settings.scale)
     h4, w4, extent = _grid(*gray.shape, settings.working_size)
     hints = as_hints(random_points(truth, k, seed), gray.shape)
     hab, hmask = working_hints(hints, (hw, ww))

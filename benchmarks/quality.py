@@ -21,7 +21,8 @@ import numpy as np
 from colorcube.calibrate import list_images
 from colorcube.io import read_truth
 from colorcube.metrics import chroma_edges, ciede2000, colorfulness, psnr
-from colorcube.pipeline import PipelineSettings, predict_bands
+from colorcube.pipeline import predict_bands
+from colorcube.settings import PipelineSettings
 from colorcube.weights import load_pretrained
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"

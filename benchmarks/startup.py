@@ -39,7 +39,7 @@ def main() -> None:
             t0 = time.perf_counter()
             subprocess.run(cmd, cwd=tmp, check=True, capture_output=True)
             walls.append(time.perf_counter() - t0)
-        print(f"python test.py on a 640 x 480 photo (0.31 MP): " + ", ".join(f"{w:.2f}" for w in walls)
+        print("python test.py on a 640 x 480 photo (0.31 MP): " + ", ".join(f"{w:.2f}" for w in walls)
               + f" s; median {statistics.median(walls):.2f} s")
         proc = subprocess.run([sys.executable, "-X", "importtime", *cmd[1:]], cwd=tmp, check=True,
                               capture_output=True, text=True)

@@ -117,9 +117,11 @@ def main() -> None:
     from colorcube.cube import code_dataset
     from colorcube.fullres import stage_codes
     from colorcube.io import read_gray
-    from colorcube.pipeline import PipelineSettings, cube_attrs, resolve_calibration, working_stage
+    from colorcube.pipeline import cube_attrs, resolve_calibration
+    from colorcube.settings import PipelineSettings
     from colorcube.store import cube_to_zarr
     from colorcube.weights import load_pretrained
+    from colorcube.working import working_stage
 
     dev = torch.device(args.device)
     model = load_pretrained(device=dev)

@@ -24,7 +24,8 @@ from colorcube.calibrate import list_images
 from colorcube.conformal import crc_lambda, lambda_star, loss_curve, nested_interval
 from colorcube.io import read_truth
 from colorcube.metrics import ciede2000, colorfulness, psnr
-from colorcube.pipeline import PipelineSettings, predict_bands
+from colorcube.pipeline import predict_bands
+from colorcube.settings import PipelineSettings
 from colorcube.train import TrainOptions, split_by_source
 from colorcube.weights import load_pretrained, load_weights
 

@@ -30,9 +30,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
-import pandas as pd
 import torch
-import xarray as xr
 import zarr
 from tqdm.auto import tqdm
 
@@ -41,34 +39,18 @@ from .codes import check_compression, encode_gray
 from .cube import code_dataset
 from .errors import ColorcubeError, HintError, OptionError
 from .fullres import stage_codes
+from .guided import Coefficients
 from .hinting import calibration_hint_points, guarantee_note, pin_codes
 from .hints import as_hints, find_hint_file
 from .io import DEFAULT_MAX_PIXELS, file_hash
-from .pipeline import (
-    Coefficients,
-    PipelineSettings,
-    WorkingInput,
-    coefficients_of,
-    default_batch,
-    network_maps,
-    prepare_run,
-    working_input,
-    working_stage,
-)
+from .pipeline import prepare_run
+from .settings import PipelineSettings
 from .sources import Source, group_name, list_sources, read_source, source_data, source_hash, source_pixels
-from .store import group_attrs, open_cube, update_group_attrs, write_cube
+from .store import acquire_lock, group_attrs, update_group_attrs, write_cube
 from .weights import default_weights_path, load_weights, select_device
+from .working import WorkingInput, coefficients_of, default_batch, network_maps, working_input, working_stage
 
-__all__ = [
-    "ArchiveResult",
-    "Source",
-    "archive_index",
-    "colorize_archive",
-    "group_name",
-    "list_sources",
-    "open_archive",
-    "open_image",
-]
+__all__ = ["ArchiveResult", "colorize_archive"]
 
 log = logging.getLogger(__name__)
 _FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
@@ -312,45 +294,6 @@ def _record_failure(out: str, name: str, source: Source, error: str) -> None:
                     attributes={"colorcube_status": "failed", "source": source.label, "error": error})
 
 
-def _acquire_lock(out: str):
-    """One writer per local archive: a lock file holding the writer's pid.
-
-    A second ``colorcube archive`` on the same folder is refused while the first
-    runs; a lock left by a killed run (its pid is gone) is taken over. Remote
-    (fsspec URL) archives are not locked: run one writer per URL.
-    """
-    if "://" in out:
-        return None
-    lock = Path(out) / ".colorcube.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _pid_alive(pid):
-                raise ColorcubeError(f"{out}: another colorcube process (pid {pid}) is writing this archive; "
-                                     f"wait for it, or delete {lock} if that process is gone") from None
-            lock.unlink(missing_ok=True)  # stale: its writer was killed
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        return lock
-    raise ColorcubeError(f"{out}: cannot take the archive lock {lock}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _run_local(sources, names, job, collect, *, workers, batch, times) -> None:
     """Small images through the overlapped stages (:func:`colorcube.batch.run_overlapped`), the
     network batched; large ones after them, one at a time, chunk by chunk.
@@ -399,7 +342,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     hints : optional folder of per-image hint files, ``<image stem>.json`` or ``<image stem>.png``
         (see :mod:`colorcube.hints`); images without one are colorized without hints. The
         hints are stored in each cube; a changed hint file makes a re-run redo that image
-    batch : int, images per network call (default :func:`colorcube.pipeline.default_batch`: 8 on
+    batch : int, images per network call (default :func:`colorcube.working.default_batch`: 8 on
         a CPU, 32 on a GPU); images up to four chunks are read, batched and written overlapped
         (:func:`colorcube.batch.run_overlapped`), larger ones follow one at a time, chunk by chunk
 
@@ -426,7 +369,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
         zarr.open_group(out, mode="a").attrs.update({"colorcube_archive": 1})
     except OSError as exc:
         raise ColorcubeError(f"{out}: cannot create the archive ({exc.strerror or exc})") from exc
-    lock = _acquire_lock(out)
+    lock = acquire_lock(out)
     job = _Job(out=out, weights=weights, device=dev, settings=run.settings.as_dict(run.model),
                lam=tuple(float(v) for v in run.lam),
                chunk=int(chunk), max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels,
@@ -483,45 +426,3 @@ def _worker_result(fut, source: Source, name: str, job: _Job) -> dict:
         error = _one_line(source.label, exc)
         _record_failure(job.out, name, source, error)
         return {"name": name, "source": source.label, "status": "failed", "error": error, "megapixels": 0.0}
-
-
-def archive_index(out):
-    """The archive's index: one row per source (name, source, status, error, damaged, size, hash).
-
-    ``damaged`` is the damage found in a file colorized with ``allow_damaged`` ("" for intact files).
-
-    Returns
-    -------
-    pandas.DataFrame, sorted by name
-    """
-    try:
-        images = zarr.open_group(str(out), path="images", mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
-        raise ColorcubeError(f"{out}: not a colorcube archive (no images group)") from exc
-    rows = []
-    for name, group in images.groups():
-        a = dict(group.attrs)
-        rows.append({"name": name, "source": a.get("source", ""), "status": a.get("colorcube_status", "incomplete"),
-                     "error": a.get("error", ""), "damaged": a.get("damaged", ""), "height": a.get("height", 0),
-                     "width": a.get("width", 0), "hash": a.get("source_hash", "")})
-    cols = ["name", "source", "status", "error", "damaged", "height", "width", "hash"]
-    return pd.DataFrame(rows, columns=cols).sort_values("name", ignore_index=True)
-
-
-def open_image(out, name: str, *, chunks: dict | None = None):
-    """One archived cube, lazily (dask chunks = zarr chunks unless ``chunks`` is given)."""
-    return open_cube(out, group=f"images/{name}", chunks={} if chunks is None else chunks)
-
-
-def open_archive(out, *, chunks: dict | None = None):
-    """Open an archive lazily as an ``xarray.DataTree``: one dask-backed cube per complete image.
-
-    Incomplete and failed images are left out (see :func:`archive_index`).
-    Nothing is computed until the caller asks for values.
-    """
-    index = archive_index(out)
-    done = index[index.status == "complete"]
-    dt = xr.DataTree.from_dict({f"/{name}": open_image(out, name, chunks=chunks) for name in done.name})
-    dt.attrs["n_images"] = len(done)
-    dt.attrs["n_failed"] = int((index.status == "failed").sum())
-    return dt

@@ -35,7 +35,8 @@ from .conformal import LAMBDA_GRID, lambda_star, loss_curve
 from .errors import CalibrationError, ColorcubeError
 from .hinting import CALIBRATION_KEY, random_points
 from .io import DEFAULT_MAX_PIXELS, file_hash, list_images, read_truth
-from .pipeline import PipelineSettings, predict_bands
+from .pipeline import predict_bands
+from .settings import PipelineSettings
 from .shift import image_features, reweight
 from .sources import list_sources, read_source, source_data, source_hash
 from .weights import load_model

@@ -28,8 +28,9 @@ from .errors import ColorcubeError, HintError
 from .hints import find_hint_file
 from .io import list_images, write_intervals_npz, write_png
 from .metrics import coverage, psnr
-from .pipeline import PipelineSettings, colorize_codes, load_kernels, prepare_run
+from .pipeline import colorize_codes, load_kernels, prepare_run
 from .reference import reference_histogram
+from .settings import PipelineSettings
 
 __all__ = ["main"]
 

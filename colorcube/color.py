@@ -113,15 +113,7 @@ def gray_to_lightness(gray: torch.Tensor) -> torch.Tensor:
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma of sRGB values, the gray PIL's ``convert("L")`` produces.
-
-    Parameters
-    ----------
-    rgb : (..., 3, H, W) float tensor in [0, 1]
-
-    Returns
-    -------
-    gray : (..., H, W) float tensor in [0, 1]
-    """
+    """BT.601 luma of sRGB values, the gray PIL's ``convert("L")`` produces:
+    ``rgb`` (..., 3, H, W) float in [0, 1] -> (..., H, W) float in [0, 1]."""
     w = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device)
     return torch.einsum("...chw,c->...hw", rgb, w)

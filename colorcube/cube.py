@@ -10,7 +10,7 @@ interval (y, x, channel, bound)     float32 [0, 1]   conformal lower / upper bou
 
 Coordinates ``channel = ["R", "G", "B"]`` and ``bound = ["lower", "upper"]``.
 An optional ``coefficients`` (gy, gx, coefficient) float32 holds the guided
-coefficients (:class:`colorcube.pipeline.Coefficients`, attribute ``extent``)
+coefficients (:class:`colorcube.guided.Coefficients`, attribute ``extent``)
 the bands were made from: with ``gray`` they give back the unrounded colour and
 heuristic band half-width of any pixel, so bands for another alpha are rebuilt
 exactly from a stored calibration without the model (the explorer's slider);

@@ -22,7 +22,7 @@ from .conformal import LAMBDA_GRID, nested_interval
 from .errors import CalibrationError, ColorcubeError
 from .io import DEFAULT_MAX_PIXELS, file_hash, read_truth
 from .metrics import chroma_edges, ciede2000, colorfulness, psnr
-from .pipeline import PipelineSettings
+from .settings import PipelineSettings
 
 __all__ = ["coverage_at", "evaluate", "group_coverage", "share_interval", "terciles"]
 

@@ -13,7 +13,7 @@ storage grid (:mod:`colorcube.codes`: the kernel applies the same outward rule a
 The kernels release the GIL; :func:`run_rows` splits a tile over threads.
 :func:`full_stage`, :func:`stage_codes` and :func:`bands_at` run them on a tile
 (or a strided grid) of an image given its guided coefficients
-(:class:`colorcube.pipeline.Coefficients`).
+(:class:`colorcube.guided.Coefficients`).
 
 Memory safety
 -------------

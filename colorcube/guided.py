@@ -15,12 +15,14 @@ the kernel with ``NUMBA_BOUNDSCHECK=1``). No float is ever used as an index.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numba
 import numpy as np
 
 from .errors import ColorcubeError
 
-__all__ = ["MAPS", "MAP_A", "MAP_B", "MAP_SCALE", "N_COEF", "N_MAPS", "guided_coefficients"]
+__all__ = ["MAPS", "MAP_A", "MAP_B", "MAP_SCALE", "N_COEF", "N_MAPS", "Coefficients", "guided_coefficients"]
 
 #: The maps the working stage upsamples, in this order: the colour estimate's CIE a* and b*,
 #: then the R, G, B band scales.
@@ -129,3 +131,18 @@ def guided_coefficients(guide: np.ndarray, maps: np.ndarray, *, radius: int, eps
         raise ColorcubeError(f"guided filter: {coef.shape[2]} coefficients for {maps.shape[0]} maps")
     _channels(guide, maps, radius, eps, coef)
     return coef
+
+
+@dataclasses.dataclass
+class Coefficients:
+    """Guided-filter coefficients on the network's output grid, on the CPU.
+
+    ``coef`` : (h, w, 10) float32 array, the ``A`` then the ``B`` maps of
+    (:data:`MAPS`: a*, b*, R scale, G scale, B scale); ``shape`` is the full-resolution
+    (y, x); ``extent`` the (y, x) size, in grid cells, that the image spans.
+    """
+
+    coef: np.ndarray
+    shape: tuple
+    extent: tuple
+

@@ -1,7 +1,7 @@
 """Hints at work: on the network's working grid, pinned at full resolution, and what the bands then claim.
 
 The hints themselves (:class:`colorcube.hints.Hints`, parsed and validated from
-any accepted form) enter the pipeline (:func:`colorcube.pipeline.working_stage`) here:
+any accepted form) enter the pipeline (:func:`colorcube.working.working_stage`) here:
 
 1. :func:`working_hints` averages the hints' CIE (a*, b*) over each pixel of
    the network's working resolution; :func:`network_input` makes the

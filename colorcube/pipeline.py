@@ -1,16 +1,16 @@
-"""One gray image -> colour cube.
+"""One gray image -> colour cube: the run's preparation, both stages, the cube.
 
-Two stages (DESIGN section 3):
+1. *Working resolution* (:mod:`colorcube.working`): the network and the guided-filter
+   coefficients ``(A, B)``, 10 small maps per image.
+2. *Full resolution* (:mod:`colorcube.fullres`): every output pixel is ``A(x) * L(x) + B(x)``
+   with ``A`` and ``B`` bilinearly sampled at the pixel's position and ``L`` the
+   full-resolution lightness, then Lab -> RGB and the conformal interval, as storage
+   codes (:mod:`colorcube.codes`). The stage is pointwise given (A, B), so tiles of any
+   size reproduce the untiled result exactly; no halo is needed.
 
-1. *Working resolution*: the network runs on the lightness downsampled to
-   ``working_size`` (longer side); its chroma and R, G, B spread maps are
-   turned into fast-guided-filter coefficients ``(A, b)`` against the working
-   lightness (He & Sun 2015). This is small: 10 maps at working resolution.
-2. *Full resolution*: every output pixel is ``A(x) * L(x) + b(x)`` with ``A``
-   and ``b`` bilinearly sampled at the pixel's position and ``L`` the
-   full-resolution lightness, then Lab -> RGB and the conformal interval.
-   The stage is pointwise given (A, b), so tiles of any size reproduce the
-   untiled result exactly; no halo is needed.
+:func:`prepare_run` is the one preparation (alpha, model, calibration, settings, lambda,
+attributes) behind :func:`colorize`, the archive, the command line, the explorer and
+evaluation.
 """
 
 from __future__ import annotations
@@ -25,319 +25,40 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 import colorcube
 
 from .calibration import Calibration
 from .codes import check_compression, decode
-from .color import gray_to_lightness
 from .conformal import check_alpha
 from .errors import ColorcubeError, OptionError
 from .fullres import full_stage, stage_codes
-from .guided import N_MAPS, guided_coefficients
-from .hinting import calibration_hint_points, guarantee_note, network_input, pin, pin_codes, working_hints
+from .guided import N_MAPS, Coefficients
+from .hinting import calibration_hint_points, guarantee_note, pin, pin_codes
 from .hints import as_hints
 from .io import DEFAULT_MAX_PIXELS, read_gray
-from .model import OUT_STRIDE, SCALES, STRIDE, ColorNet, predict
-from .propagate import blend_hints
-from .reference import reference_histogram, reweighter
+from .model import ColorNet
+from .reference import reference_histogram
+from .settings import PipelineSettings
 from .weights import load_model, load_weights
+from .working import WorkingInput, coefficients_of, working_stage, working_stages
 
 __all__ = [
-    "Coefficients",
-    "PipelineSettings",
-    "WorkingInput",
-    "coefficients_of",
+    "Colorized",
+    "Run",
     "colorize",
-    "default_batch",
+    "colorize_codes",
+    "cube_attrs",
+    "default_calibration_path",
     "guided_attrs",
     "load_kernels",
-    "network_maps",
-    "network_shape",
     "predict_bands",
+    "prepare_run",
     "resolve_calibration",
-    "working_input",
-    "working_stage",
-    "working_stages",
 ]
 
 
-_PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
-#: Pipeline revision: 3 = hint-conditioned network with a learned error scale (2: guided
-#: filter on the network grid, fused kernel, 8-bit band codes). Calibrations record it; one
-#: made by another revision is refused, not silently reused.
-REVISION = 3
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineSettings:
-    """Resolution and upsampling policy; calibration is valid only for the same settings.
-
-    Attributes
-    ----------
-    working_size : int, longer side of the network input in pixels (>= 32); 384 by
-        default: on 120 benchmark photos it gave PSNR within 0.05 dB and CIEDE2000
-        within 0.5 % of 512 at 0.56x the network FLOPs (benchmarks/quality.py)
-    vividness : float or None, annealed-mean temperature (None: the model's default)
-    guided : bool, edge-aware guided upsampling (False: plain bilinear)
-    radius : int, guided-filter box radius on the network's output grid (1/4 of the
-        working size); 2 by default: on the held-out 5 % of train/ it gave the best
-        PSNR and CIEDE2000 of radius 1 / 2 and eps 1e-3 / 1e-4 (+1.14 dB, 10.47;
-        ``python benchmarks/validation.py``)
-    eps : float, guided-filter regulariser (guide in [0, 1])
-    precision : {"bfloat16", "float32"}, the network's arithmetic. bfloat16 (default)
-        runs the network 3x faster on this project's AMX CPU (``benchmarks/throughput.py``
-        prints both) and suits GPUs;
-        bench PSNR and coverage after recalibration are in the model card. On a CPU
-        without bf16 instructions it is correct but slow: calibrate with float32 there.
-    scale : {"learned", "spread"}, the band scale: the network's error head
-        (default) or the spread of its colour distribution (see :mod:`colorcube.model`)
-    revision : int, the pipeline revision (:data:`REVISION`); recorded so that a
-        calibration from another revision is refused instead of silently reused
-    """
-
-    working_size: int = 384
-    vividness: float | None = None
-    guided: bool = True
-    radius: int = 2
-    eps: float = 1e-3
-    precision: str = "bfloat16"
-    scale: str = "learned"
-    revision: int = REVISION
-
-    def __post_init__(self):
-        if int(self.working_size) < 32:
-            raise OptionError(f"working_size={self.working_size!r} is too small; use at least 32 (default 384)")
-        if self.vividness is not None and not 0.0 < float(self.vividness) <= 2.0:
-            raise OptionError(f"vividness={self.vividness!r} must be in (0, 2]; lower is more saturated")
-        if self.revision != REVISION:
-            raise ColorcubeError(f"these settings come from colorcube pipeline revision {self.revision}; this version "
-                                 f"runs revision {REVISION}: recalibrate with `colorcube calibrate`")
-        if self.precision not in _PRECISIONS:
-            raise OptionError(f"precision={self.precision!r}: use one of {sorted(_PRECISIONS)}")
-        if self.scale not in SCALES:
-            raise OptionError(f"scale={self.scale!r}: use one of {SCALES}")
-
-    @classmethod
-    def of(cls, calibration) -> PipelineSettings:
-        """The settings ``calibration`` was made with; the defaults when it is None."""
-        if calibration is None:
-            return cls()
-        # calibrations from before the revision field are revision 1
-        return cls(**{"revision": 1, **calibration.provenance["settings"]})
-
-    def as_dict(self, model: ColorNet | None = None) -> dict:
-        d = dataclasses.asdict(self)
-        if model is not None and d["vividness"] is None:
-            d["vividness"] = model.config.vividness
-        return d
-
-
-@dataclasses.dataclass
-class Coefficients:
-    """Guided-filter coefficients on the network's output grid, on the CPU.
-
-    ``coef`` : (h, w, 10) float32 array, the ``A`` then the ``B`` maps of
-    (a*, b*, R scale, G scale, B scale); ``shape`` is the full-resolution
-    (y, x); ``extent`` the (y, x) size, in grid cells, that the image spans.
-    """
-
-    coef: np.ndarray
-    shape: tuple
-    extent: tuple
-
-
-def _working_shape(h: int, w: int, working_size: int) -> tuple:
-    scale = min(1.0, working_size / max(h, w))
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def _grid(h: int, w: int, working_size: int) -> tuple:
-    """(gy, gx, extent) of the coefficient grid for a (h, w) image: the network's output
-    grid over the working image, and the size in grid cells that the image spans."""
-    hw, ww = _working_shape(h, w, working_size)
-    return -(-hw // OUT_STRIDE), -(-ww // OUT_STRIDE), (hw / OUT_STRIDE, ww / OUT_STRIDE)
-
-
-def _working_gray(gray: torch.Tensor, working_size: int) -> torch.Tensor:
-    h, w = gray.shape
-    hw, ww = _working_shape(h, w, working_size)
-    if (hw, ww) == (h, w):
-        return gray
-    return F.interpolate(gray[None, None], size=(hw, ww), mode="bilinear", antialias=True, align_corners=False)[0, 0]
-
-
-def working_stage(gray: np.ndarray | torch.Tensor, model: ColorNet, settings: PipelineSettings = PipelineSettings(),
-                  *, hints=None, reference=None, reference_strength: float = 1.0) -> Coefficients:
-    """Network and guided-filter coefficients for one image.
-
-    Uses torch's current intra-op thread count: results agree across thread
-    counts to float rounding (tested), not always to the last bit.
-
-    Parameters
-    ----------
-    gray : (y, x) float32 in [0, 1], the full-resolution input
-    model : ColorNet (its device is used)
-    settings : PipelineSettings
-    hints : optional colour hints, any form :func:`colorcube.hints.as_hints` takes; the
-        network runs once without and once with them, and :func:`colorcube.propagate.blend_hints`
-        applies them edge-aware (None: the automatic mode, one network run)
-    reference : optional colour photo (path, (y, x, 3) array or
-        :class:`colorcube.reference.Reference`) whose (a*, b*) histogram the predicted colours
-        are reweighted toward, with ``reference_strength`` (0: none, 1: match it)
-
-    Returns
-    -------
-    Coefficients (on the CPU)
-    """
-    shape = tuple(np.shape(gray))
-    hints = as_hints(hints, shape)
-    reweight = None
-    if reference is not None:
-        reweight = reweighter(reference_histogram(reference, model.bins), reference_strength)
-    with torch.inference_mode():
-        return _working_stage(gray, model, settings, hints, reweight)
-
-
-class WorkingInput(NamedTuple):
-    """One image ready for the network: ``shape`` the full-resolution (y, x), ``lightness``
-    (h, w) float32 L in [0, 100] at the working size, ``padded`` (1, 1, H, W) the network
-    input (:func:`network_shape`), on the model's device."""
-
-    shape: tuple
-    lightness: torch.Tensor
-    padded: torch.Tensor
-
-
-def working_input(gray, settings: PipelineSettings, *, device="cpu") -> WorkingInput:
-    """The network input of a (y, x) float32 gray image in [0, 1] (see :class:`WorkingInput`)."""
-    with torch.inference_mode():
-        g = torch.as_tensor(np.asarray(gray, dtype=np.float32) if not torch.is_tensor(gray) else gray).to(device)
-        lw = gray_to_lightness(_working_gray(g, int(settings.working_size)))
-        ny, nx = network_shape(tuple(g.shape), settings)
-        pad = (0, nx - lw.shape[1], 0, ny - lw.shape[0])
-        lin = F.pad(lw[None, None], pad, mode="replicate").contiguous(memory_format=torch.channels_last)
-    return WorkingInput(tuple(g.shape), lw, lin)
-
-
-def network_shape(shape: tuple, settings: PipelineSettings) -> tuple:
-    """(H, W) of the network input for a (y, x) image: the working size, replicate-padded.
-
-    Odd sizes are padded to a multiple of the stride and every side to at least two
-    strides: at one stride the 1/8-resolution features are 2 wide, and oneDNN's bfloat16
-    stride-2 convolution (down16) then reads memory it never wrote (torch 2.13,
-    AVX-512/AMX CPUs), giving wrong and at times NaN colours for any image whose working
-    side is <= 16 px (a 2000 x 5 scan). Images of equal network shape share a batch.
-    """
-    hw, ww = _working_shape(*shape, int(settings.working_size))
-    return hw + max((-hw) % STRIDE, 2 * STRIDE - hw), ww + max((-ww) % STRIDE, 2 * STRIDE - ww)
-
-
-def _predict_options(settings: PipelineSettings, reweight=None) -> dict:
-    return {"vividness": settings.vividness, "dtype": _PRECISIONS[settings.precision], "scale": settings.scale,
-                "reweight": reweight}
-
-
-def _maps(ab: torch.Tensor, scale: torch.Tensor, full_shape: tuple, settings: PipelineSettings) -> np.ndarray:
-    """One image's (5, gy, gx) float32 maps (a*, b*, R, G, B scale) on its coefficient grid."""
-    h4, w4, _ = _grid(*full_shape, int(settings.working_size))
-    return torch.cat([ab, scale], dim=1)[0, :, :h4, :w4].float().contiguous().cpu().numpy()
-
-
-def coefficients_of(maps: np.ndarray, inp: WorkingInput, settings: PipelineSettings) -> Coefficients:
-    """Guided-filter coefficients of an image's (5, gy, gx) maps (:func:`network_maps`) against
-    its working lightness; the plain maps as ``B`` (``A`` = 0) when ``settings.guided`` is off."""
-    h4, w4, extent = _grid(*inp.shape, int(settings.working_size))
-    if not settings.guided:
-        coef = np.concatenate([np.zeros_like(maps), maps]).transpose(1, 2, 0)
-        return Coefficients(np.ascontiguousarray(coef, np.float32), inp.shape, extent)
-    # The fast guided filter runs on the network's output grid (1/4 of the working
-    # size) against the lightness averaged to that grid; full resolution then
-    # applies A * L + B with the full-resolution L (He & Sun 2015).
-    with torch.inference_mode():
-        guide = (F.avg_pool2d(inp.padded.float(), OUT_STRIDE)[0, 0, :h4, :w4] / 100.0).contiguous().cpu().numpy()
-    r = max(0, min(int(settings.radius), (min(h4, w4) - 1) // 2))
-    return Coefficients(guided_coefficients(guide, maps, radius=r, eps=settings.eps), inp.shape, extent)
-
-
-def _working_stage(gray, model: ColorNet, settings: PipelineSettings, hints=None, reweight=None) -> Coefficients:
-    device = next(model.parameters()).device
-    inp = working_input(gray, settings, device=device)
-    options = _predict_options(settings, reweight)
-    maps = _maps(*predict(model, inp.padded, **options), inp.shape, settings)
-    if hints is not None:
-        # the network again with the hints, then the change they make applied edge-aware
-        hint_ab, hint_mask = working_hints(hints, tuple(inp.lightness.shape))
-        hinted = _maps(*predict(model, inp.padded, network_input(hint_ab, hint_mask, inp.padded.shape[-2:],
-                                                                 device=device), **options), inp.shape, settings)
-        maps = blend_hints(inp.lightness.float().cpu().numpy(), hint_ab, hint_mask, maps, hinted, factor=OUT_STRIDE)
-    return coefficients_of(maps, inp, settings)
-
-
-def default_batch(device) -> int:
-    """Images per network batch: 8 on a CPU (the bf16 network's throughput levels off
-    there, ``python benchmarks/archive.py``), 32 on a GPU."""
-    return 32 if torch.device(device).type == "cuda" else 8
-
-
-def network_maps(inputs: list, model: ColorNet, settings: PipelineSettings = PipelineSettings(), *,
-                 batch: int | None = None) -> list:
-    """The network's (5, gy, gx) float32 maps (a*, b*, R, G, B scale) of many images, batched
-    over images of one network-input shape.
-
-    Each image's maps equal those of running it alone bit for bit (tested): the
-    network computes every image of a batch as it computes it alone.
-
-    Parameters
-    ----------
-    inputs : list of :class:`WorkingInput` (:func:`working_input`)
-    batch : int, optional, most images per network call (default :func:`default_batch`)
-
-    Returns
-    -------
-    list of (5, gy, gx) float32 arrays, in the order of ``inputs``; :func:`coefficients_of`
-    turns each into the image's Coefficients
-    """
-    device = next(model.parameters()).device
-    batch = int(batch or default_batch(device))
-    if batch < 1:
-        raise OptionError(f"batch={batch!r}: use at least 1")
-    out = [None] * len(inputs)
-    groups: dict = {}
-    for i, inp in enumerate(inputs):
-        groups.setdefault(tuple(inp.padded.shape), []).append(i)
-    options = _predict_options(settings)
-    with torch.inference_mode():
-        for members in groups.values():
-            for start in range(0, len(members), batch):
-                part = members[start : start + batch]
-                ab, scale = predict(model, torch.cat([inputs[i].padded for i in part]).to(device), **options)
-                for k, i in enumerate(part):
-                    out[i] = _maps(ab[k : k + 1], scale[k : k + 1], inputs[i].shape, settings)
-    return out
-
-
-def working_stages(grays, model: ColorNet, settings: PipelineSettings = PipelineSettings(), *,
-                   batch: int | None = None) -> list:
-    """:func:`working_stage` of many images, the network batched (:func:`network_maps`).
-
-    Parameters
-    ----------
-    grays : sequence of (y, x) float32 arrays in [0, 1]
-    batch : int, optional, most images per network call (default :func:`default_batch`)
-
-    Returns
-    -------
-    list of Coefficients, in the order of ``grays``, each equal to ``working_stage``'s bit for bit
-    """
-    device = next(model.parameters()).device
-    inputs = [working_input(g, settings, device=device) for g in grays]
-    maps = network_maps(inputs, model, settings, batch=batch)
-    return [coefficients_of(m, inp, settings) for m, inp in zip(maps, inputs)]
-
-
-def predict_bands(gray, model: ColorNet, settings: PipelineSettings = PipelineSettings(), *,
+def predict_bands(gray, model: ColorNet, settings: PipelineSettings | None = None, *,
                   hints=None, reference=None, reference_strength: float = 1.0, block_pixels: int = 1 << 22):
     """Full pipeline before calibration: numpy (rgb, lower, upper), each (y, x, 3) float32.
 
@@ -350,7 +71,7 @@ def predict_bands(gray, model: ColorNet, settings: PipelineSettings = PipelineSe
     """
     gray = np.asarray(gray, dtype=np.float32)
     hints = as_hints(hints, gray.shape)
-    coeffs = working_stage(gray, model, settings, hints=hints, reference=reference,
+    coeffs = working_stage(gray, model, settings or PipelineSettings(), hints=hints, reference=reference,
                            reference_strength=reference_strength)
     h, w = gray.shape
     out = [np.empty((h, w, 3), np.float32) for _ in range(3)]
@@ -514,15 +235,15 @@ def colorize_codes(image, run: Run, *, max_pixels="default", hints=None, referen
     """
     gray, source = _as_gray(image, max_pixels)
     hints = as_hints(hints, gray.shape)
-    ref = None if reference is None else reweighter(reference_histogram(reference, run.model.bins),
-                                                     reference_strength)
+    # the reference is read (and refused if bad) before the network runs
+    histogram = None if reference is None else reference_histogram(reference, run.model.bins)
     attrs = {**run.attrs, "source": source}
-    if hints is not None or ref is not None:
+    if hints is not None or reference is not None:
         attrs.update(guided_attrs(attrs, run.calibration, hints=hints, reference=reference,
                                   strength=reference_strength))
     if coeffs is None:
-        with torch.inference_mode():
-            coeffs = _working_stage(gray, run.model, run.settings, hints, ref)
+        coeffs = working_stage(gray, run.model, run.settings, hints=hints, reference=histogram,
+                               reference_strength=reference_strength)
     codes = stage_codes(gray, coeffs, run.lam, with_gray=True)
     if hints is not None:
         pin_codes(hints, gray, codes)
@@ -618,3 +339,4 @@ def guided_attrs(attrs: dict, calibration, *, hints=None, reference=None, streng
     if note:
         new["guarantee"] = f"{attrs['guarantee']} {note}"
     return new
+

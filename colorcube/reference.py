@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from .color import rgb_to_lab
 from .errors import HintError
+from .io import read_rgb
 
 __all__ = ["BAND_CENTRES", "Reference", "band_weights", "reference_histogram", "reweighter"]
 
@@ -84,8 +85,6 @@ def reference_histogram(image, bins: torch.Tensor, *, name: str = "reference") -
         return image
     source = name
     if isinstance(image, (str, Path)):
-        from .io import read_rgb
-
         source = str(image)
         arr = read_rgb(image)
     else:

@@ -37,7 +37,7 @@ from .color import gray_to_lightness
 from .conformal import effective_sample_size
 from .errors import CalibrationError, ColorcubeError
 from .model import STRIDE, _in_dtype
-from .pipeline import PipelineSettings
+from .settings import PipelineSettings
 
 __all__ = [
     "WARN_ESS",

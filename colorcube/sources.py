@@ -16,7 +16,7 @@ import zarr
 from PIL import Image
 
 from .errors import ColorcubeError, ImageReadError
-from .io import IMAGE_SUFFIXES
+from .io import IMAGE_SUFFIXES, read_gray_checked
 
 __all__ = ["Source", "group_name", "list_sources", "read_source", "source_data", "source_hash", "source_pixels"]
 
@@ -125,8 +125,6 @@ def read_source(source: Source, max_pixels, data=None, *, allow_damaged: bool = 
     """The source as (y, x) float32 gray in [0, 1] (``data``: :func:`source_data`), and the
     damage found in its file ("" if none; a damaged file is refused unless ``allow_damaged``),
     see :func:`colorcube.io.find_damage`."""
-    from .io import read_gray_checked
-
     if source.array is None:
         return read_gray_checked(source.path, max_pixels=max_pixels, warn_color=False, allow_damaged=allow_damaged)
     arr = source_data(source) if data is None else data

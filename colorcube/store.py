@@ -1,4 +1,4 @@
-"""Cubes in zarr v3: write the storage codes fast, open them lazily as float32.
+"""Cubes and archives in zarr v3: write the storage codes fast, open them lazily as float32.
 
 The layout is what ``xarray.open_zarr`` reads (``dimension_names`` and a CF
 ``scale_factor`` per variable); colorcube writes it with zarr directly (no
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import pandas as pd
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
@@ -38,10 +39,21 @@ from zarr.storage import MemoryStore
 
 from .codes import BOUNDS, CHANNELS, CODES, DIMS, check_compression, decode
 from .cube import encode_cube, validate_cube
-from .errors import SchemaError
+from .errors import ColorcubeError, SchemaError
 
-__all__ = ["cube_to_zarr", "group_attrs", "lazy_cube", "open_cube", "update_group_attrs",
-           "write_cube", "zarr_compressors"]
+__all__ = [
+    "acquire_lock",
+    "archive_index",
+    "cube_to_zarr",
+    "group_attrs",
+    "lazy_cube",
+    "open_archive",
+    "open_cube",
+    "open_image",
+    "update_group_attrs",
+    "write_cube",
+    "zarr_compressors",
+]
 
 
 def zarr_compressors(compression: str = "none"):
@@ -304,3 +316,84 @@ def lazy_cube(arrays: dict, attrs: dict, *, chunks=None) -> xr.Dataset:
         data[name] = xr.Variable(dims, x, encoding={"chunks": arr.chunks})
     ds = xr.Dataset(data, coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, attrs=attrs)
     return validate_cube(ds)
+
+
+def acquire_lock(out: str):
+    """One writer per local archive: a lock file holding the writer's pid.
+
+    A second ``colorcube archive`` on the same folder is refused while the first
+    runs; a lock left by a killed run (its pid is gone) is taken over. Remote
+    (fsspec URL) archives are not locked: run one writer per URL.
+    """
+    if "://" in out:
+        return None
+    lock = Path(out) / ".colorcube.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _pid_alive(pid):
+                raise ColorcubeError(f"{out}: another colorcube process (pid {pid}) is writing this archive; "
+                                     f"wait for it, or delete {lock} if that process is gone") from None
+            lock.unlink(missing_ok=True)  # stale: its writer was killed
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        return lock
+    raise ColorcubeError(f"{out}: cannot take the archive lock {lock}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def archive_index(out):
+    """The archive's index: one row per source (name, source, status, error, damaged, size, hash).
+
+    ``damaged`` is the damage found in a file colorized with ``allow_damaged`` ("" for intact files).
+
+    Returns
+    -------
+    pandas.DataFrame, sorted by name
+    """
+    try:
+        images = zarr.open_group(str(out), path="images", mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise ColorcubeError(f"{out}: not a colorcube archive (no images group)") from exc
+    rows = []
+    for name, group in images.groups():
+        a = dict(group.attrs)
+        rows.append({"name": name, "source": a.get("source", ""), "status": a.get("colorcube_status", "incomplete"),
+                     "error": a.get("error", ""), "damaged": a.get("damaged", ""), "height": a.get("height", 0),
+                     "width": a.get("width", 0), "hash": a.get("source_hash", "")})
+    cols = ["name", "source", "status", "error", "damaged", "height", "width", "hash"]
+    return pd.DataFrame(rows, columns=cols).sort_values("name", ignore_index=True)
+
+
+def open_image(out, name: str, *, chunks: dict | None = None):
+    """One archived cube, lazily (dask chunks = zarr chunks unless ``chunks`` is given)."""
+    return open_cube(out, group=f"images/{name}", chunks={} if chunks is None else chunks)
+
+
+def open_archive(out, *, chunks: dict | None = None):
+    """Open an archive lazily as an ``xarray.DataTree``: one dask-backed cube per complete image.
+
+    Incomplete and failed images are left out (see :func:`archive_index`).
+    Nothing is computed until the caller asks for values.
+    """
+    index = archive_index(out)
+    done = index[index.status == "complete"]
+    dt = xr.DataTree.from_dict({f"/{name}": open_image(out, name, chunks=chunks) for name in done.name})
+    dt.attrs["n_images"] = len(done)
+    dt.attrs["n_failed"] = int((index.status == "failed").sum())
+    return dt

@@ -72,15 +72,18 @@ class TrainOptions:
     workers : int, processes decoding the photos
     """
 
+    # budget and optimiser
     minutes: float = 60.0
     batch: int = 16
-    crop: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.01
     seed: int = 0
+    # splits of the photos (per source) and of the time
     val_fraction: float = 0.05
     error_split: float = 0.08
     error_fraction: float = 0.12
+    # samples: size, class rebalancing, augmentation, simulated hints
+    crop: int = 128
     max_side: int = 256
     rebalance: float = 0.5
     sigma: float = 5.0
@@ -89,15 +92,17 @@ class TrainOptions:
     contrast: float = 0.2
     hint_none: float = 0.5
     hint_p: float = 0.125
-    checkpoint_seconds: float = 120.0
+    # the network and where it runs
     width: int = 64
     device: str = "auto"
     precision: str = "bfloat16"
     init: str | None = None
     workers: int = 2
+    # bookkeeping and limits (tests)
+    checkpoint_seconds: float = 120.0
+    val_every: int = 1
     max_images: int | None = None
     max_steps: int | None = None
-    val_every: int = 1
 
 
 def _hash01(name: str, seed: int) -> float:

@@ -26,7 +26,6 @@ import numpy as np
 import xarray as xr
 from PIL import Image
 
-from .archive import archive_index, open_image
 from .codes import CODE_MAX, round_outward
 from .conformal import lambda_star, loss_curve, nested_interval
 from .errors import ColorcubeError
@@ -34,10 +33,12 @@ from .fullres import bands_at
 from .hinting import pin
 from .hints import Hints, as_hints
 from .io import read_rgb
-from .pipeline import PipelineSettings, colorize, resolve_calibration, working_stage
+from .pipeline import colorize, resolve_calibration
 from .plot import channel_coverage, coverage_curve, pixel_bands
-from .store import open_cube
+from .settings import PipelineSettings
+from .store import archive_index, open_cube, open_image
 from .weights import load_model
+from .working import working_stage
 
 __all__ = ["Explorer", "explore"]
 

@@ -15,15 +15,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from skimage import data  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+from skimage import data
 
-import colorcube  # noqa: E402
-from colorcube.calibrate import image_curves  # noqa: E402
-from colorcube.pipeline import PipelineSettings, resolve_calibration  # noqa: E402
-from colorcube.weights import load_model  # noqa: E402
+import colorcube
+from colorcube.calibrate import image_curves
+from colorcube.pipeline import resolve_calibration
+from colorcube.settings import PipelineSettings
+from colorcube.weights import load_model
 
 
 def main() -> None:

@@ -18,13 +18,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from colorcube.io import read_truth  # noqa: E402
-from colorcube.metrics import psnr  # noqa: E402
-from colorcube.pipeline import PipelineSettings, predict_bands  # noqa: E402
-from colorcube.weights import load_model  # noqa: E402
+from colorcube.io import read_truth
+from colorcube.metrics import psnr
+from colorcube.pipeline import predict_bands
+from colorcube.settings import PipelineSettings
+from colorcube.weights import load_model
 
 BENCH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 

@@ -11,9 +11,11 @@ import zarr
 from PIL import Image
 
 import colorcube
-from colorcube.archive import Source, archive_index, colorize_archive, group_name, list_sources, open_archive
+from colorcube.archive import colorize_archive
 from colorcube.cli import main
 from colorcube.errors import ColorcubeError
+from colorcube.sources import Source, group_name, list_sources
+from colorcube.store import archive_index, open_archive
 from colorcube.testing import CountingScheduler, gray_of
 
 

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from colorcube.archive import archive_index
 from colorcube.cli import main
 from colorcube.errors import ColorcubeError
 from colorcube.io import read_gray
+from colorcube.store import archive_index
 from colorcube.testing import damage_png, gray_of
 
 

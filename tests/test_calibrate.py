@@ -5,9 +5,9 @@ import pytest
 
 import colorcube
 from colorcube.calibrate import calibrate, photo_records, source_of
-from colorcube.io import list_images
 from colorcube.errors import CalibrationError, ColorcubeError
-from colorcube.pipeline import PipelineSettings
+from colorcube.io import list_images
+from colorcube.settings import PipelineSettings
 from colorcube.shift import feature_names, image_features, likelihood_ratio_weights, ratio_features, reweight
 from colorcube.testing import gray_of
 

@@ -1,5 +1,5 @@
-import pytest
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from skimage import color as skcolor

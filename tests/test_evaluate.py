@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from colorcube.calibrate import calibrate
-from colorcube.io import list_images
 from colorcube.evaluate import coverage_at, evaluate, group_coverage, share_interval, terciles
-from colorcube.pipeline import PipelineSettings
+from colorcube.io import list_images
+from colorcube.settings import PipelineSettings
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from colorcube.codes import decode, round_outward
 from colorcube.color import gray_to_lightness, lab_to_rgb
 from colorcube.conformal import EPS, nested_interval
 from colorcube.fullres import _tile_axes
-from colorcube.pipeline import Coefficients
+from colorcube.guided import Coefficients
 
 
 def _coefficients(seed=0, h=9, w=13, shape=(40, 57)):

@@ -9,8 +9,10 @@ import colorcube
 from colorcube.color import gray_to_lightness, rgb_to_lab
 from colorcube.errors import ColorcubeError
 from colorcube.fullres import full_stage
-from colorcube.pipeline import PipelineSettings, predict_bands, working_stage
+from colorcube.pipeline import predict_bands
+from colorcube.settings import PipelineSettings
 from colorcube.testing import gray_of
+from colorcube.working import working_stage
 
 
 @pytest.fixture(scope="module")
@@ -192,8 +194,9 @@ def test_colorize_enters_each_module_once_in_data_flow_order(tiny_model, tmp_pat
     finally:
         sys.setprofile(None)
     runs = [m for i, m in enumerate(calls) if i == 0 or calls[i - 1] != m]
-    stages = ["io", "hints", "color", "model", "guided", "fullres"]
-    expected = ["codes", "conformal", *stages, "cube", "store"] if to_zarr else ["conformal", *stages, "codes", "cube"]
+    # preparation (alpha, settings), then the image: read, hints, working stage, full resolution, the cube
+    stages = ["conformal", "settings", "io", "hints", "working", "fullres"]
+    expected = ["codes", *stages, "cube", "store"] if to_zarr else [*stages, "codes", "cube"]
     assert runs == expected, " ".join(runs)
 
 

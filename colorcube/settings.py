@@ -1,0 +1,88 @@
+"""The pipeline's settings: the choices a calibration is valid for.
+
+A calibration records the settings it was made with (and the pipeline revision); one
+made with other settings is refused rather than silently reused
+(:meth:`colorcube.calibration.Calibration.check_compatible`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .errors import ColorcubeError, OptionError
+from .model import SCALES, ColorNet
+
+__all__ = ["PRECISIONS", "REVISION", "PipelineSettings"]
+
+#: the network's arithmetic, by name
+PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+#: Pipeline revision: 3 = hint-conditioned network with a learned error scale (2: guided
+#: filter on the network grid, fused kernel, 8-bit band codes). Calibrations record it; one
+#: made by another revision is refused, not silently reused.
+REVISION = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings:
+    """Resolution and upsampling policy; calibration is valid only for the same settings.
+
+    Attributes
+    ----------
+    working_size : int, longer side of the network input in pixels (>= 32); 384 by
+        default: on 120 benchmark photos it gave PSNR within 0.05 dB and CIEDE2000
+        within 0.5 % of 512 at 0.56x the network FLOPs (benchmarks/quality.py)
+    vividness : float or None, annealed-mean temperature (None: the model's default)
+    guided : bool, edge-aware guided upsampling (False: plain bilinear)
+    radius : int, guided-filter box radius on the network's output grid (1/4 of the
+        working size); 2 by default: on the held-out 5 % of train/ it gave the best
+        PSNR and CIEDE2000 of radius 1 / 2 and eps 1e-3 / 1e-4 (+1.14 dB, 10.47;
+        ``python benchmarks/validation.py``)
+    eps : float, guided-filter regulariser (guide in [0, 1])
+    precision : {"bfloat16", "float32"}, the network's arithmetic. bfloat16 (default)
+        runs the network 3x faster on this project's AMX CPU (``benchmarks/throughput.py``
+        prints both) and suits GPUs;
+        bench PSNR and coverage after recalibration are in the model card. On a CPU
+        without bf16 instructions it is correct but slow: calibrate with float32 there.
+    scale : {"learned", "spread"}, the band scale: the network's error head
+        (default) or the spread of its colour distribution (see :mod:`colorcube.model`)
+    revision : int, the pipeline revision (:data:`REVISION`); recorded so that a
+        calibration from another revision is refused instead of silently reused
+    """
+
+    working_size: int = 384
+    vividness: float | None = None
+    guided: bool = True
+    radius: int = 2
+    eps: float = 1e-3
+    precision: str = "bfloat16"
+    scale: str = "learned"
+    revision: int = REVISION
+
+    def __post_init__(self):
+        if int(self.working_size) < 32:
+            raise OptionError(f"working_size={self.working_size!r} is too small; use at least 32 (default 384)")
+        if self.vividness is not None and not 0.0 < float(self.vividness) <= 2.0:
+            raise OptionError(f"vividness={self.vividness!r} must be in (0, 2]; lower is more saturated")
+        if self.revision != REVISION:
+            raise ColorcubeError(f"these settings come from colorcube pipeline revision {self.revision}; this version "
+                                 f"runs revision {REVISION}: recalibrate with `colorcube calibrate`")
+        if self.precision not in PRECISIONS:
+            raise OptionError(f"precision={self.precision!r}: use one of {sorted(PRECISIONS)}")
+        if self.scale not in SCALES:
+            raise OptionError(f"scale={self.scale!r}: use one of {SCALES}")
+
+    @classmethod
+    def of(cls, calibration) -> PipelineSettings:
+        """The settings ``calibration`` was made with; the defaults when it is None."""
+        if calibration is None:
+            return cls()
+        # calibrations from before the revision field are revision 1
+        return cls(**{"revision": 1, **calibration.provenance["settings"]})
+
+    def as_dict(self, model: ColorNet | None = None) -> dict:
+        d = dataclasses.asdict(self)
+        if model is not None and d["vividness"] is None:
+            d["vividness"] = model.config.vividness
+        return d
