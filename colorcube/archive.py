@@ -8,9 +8,15 @@ Layout of an archive (zarr v3, a local path or any fsspec URL)::
 A group is written with status "incomplete" and marked "complete" only after
 all its arrays are written, so a crash never leaves a half-written image that
 looks finished. Re-running the same command skips complete images whose
-source hash is unchanged and redoes the rest. Each image's full-resolution
-stage runs chunk by chunk through dask and streams to zarr; its working stage
-(the network) runs once per image.
+source hash is unchanged and redoes the rest.
+
+On one machine, images of up to four chunks go through three overlapped stages
+(:func:`colorcube.batch.run_overlapped`): read (threads), the network batched across
+images of one input shape (:func:`colorcube.working.network_maps`), then the guided
+coefficients, the full-resolution stage and the writes (threads); each cube equals
+:func:`colorcube.colorize`'s bit for bit. Larger images follow one at a time, their
+full-resolution stage chunk by chunk through dask, streamed to zarr. On a
+dask.distributed cluster each image is one task doing all stages.
 
 Whatever goes wrong with one image (a bad file, a damaged one, any exception
 while it is processed) becomes that image's "failed" record with a one-line
