@@ -12,7 +12,7 @@ Coordinates ``channel = ["R", "G", "B"]`` and ``bound = ["lower", "upper"]``.
 An optional ``coefficients`` (gy, gx, coefficient) float32 holds the guided
 coefficients (:class:`colorcube.guided.Coefficients`, attribute ``extent``)
 the bands were made from: with ``gray`` they give back the unrounded colour and
-heuristic band half-width of any pixel, so bands for another alpha are rebuilt
+band scale (the heuristic band's half-width before lambda) of any pixel, so bands for another alpha are rebuilt
 exactly from a stored calibration without the model (the explorer's slider);
 they cost a few hundred kB per image instead of 3 bytes per pixel.
 ``ds.interval.sel(channel="R")`` is the specification's m x n x 2 matrix for R.

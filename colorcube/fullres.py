@@ -3,7 +3,7 @@
 Given the working-resolution guided-filter coefficients, every output pixel
 is computed independently: bilinear sample of the :data:`~colorcube.guided.N_COEF`
 coefficient maps at the pixel, ``q = A * L / 100 + B`` for each of the
-:data:`~colorcube.guided.N_MAPS` maps (a*, b*, R, G, B spread), Lab -> sRGB,
+:data:`~colorcube.guided.N_MAPS` maps (a*, b*, R, G, B band scale), Lab -> sRGB,
 and (in the ``codes`` pass) the conformal interval rounded outward to the
 storage grid (:mod:`colorcube.codes`: the kernel applies the same outward rule as
 :func:`colorcube.codes.round_outward`, tested). One loop over the pixels instead of
@@ -77,7 +77,7 @@ _FAST = {"contract", "nsz"}
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
 def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, s):
-    """Colour ``f`` (3, tx) and spread ``s`` (3, tx) of tile row ``i``, float32.
+    """Colour ``f`` (3, tx) and band scale ``s`` (3, tx) of tile row ``i``, float32.
 
     Written as simple loops over the row so LLVM vectorises them (AVX-512 gathers
     for the tables), rather than one function call per pixel.
@@ -119,7 +119,7 @@ def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, 
         f[0, j] = _F(3.2404813432005266) * x - _F(1.5371515162713185) * y - _F(0.4985363261688878) * z
         f[1, j] = _F(-0.9692549499965682) * x + _F(1.8759900014898907) * y + _F(0.0415559265582928) * z
         f[2, j] = _F(0.0556466391351772) * x - _F(0.2040413383665112) * y + _F(1.0573110696453443) * z
-    for c in range(3):  # sRGB encoding by table interpolation; spread clamped at 0
+    for c in range(3):  # sRGB encoding by table interpolation; scale clamped at 0
         for j in range(tx):
             # f is NaN when the coefficients are (or overflow: inf - inf in Lab -> RGB), and min/max
             # pass NaN on: int32(NaN) is INT_MIN on x86, an index ~8 GB before the table. fmax/fmin
@@ -128,15 +128,15 @@ def _row(gray, coef, i, i0, i1, wy, j0, j1, wx, lut_l, lut_g, row, q, light, f, 
             k = min(np.int32(v), np.int32(_GAMMA_STEPS - 1))
             t = v - _F(k)
             f[c, j] = lut_g[k] * (_F(1.0) - t) + lut_g[k + 1] * t
-            # an undefined (NaN) spread becomes an unbounded one: the band then claims nothing
+            # an undefined (NaN) scale becomes an unbounded one: the band then claims nothing
             sp = q[MAP_SCALE + c, j]
             s[c, j] = sp if sp >= _F(0.0) else (_F(0.0) if sp < _F(0.0) else _F(np.inf))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
-def _bands_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, rgb, spread, start, stop):
+def _bands_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, rgb, scale, start, stop):
     """Rows start:stop of :func:`bands`; ``0 <= start <= stop <= gray.shape[0]`` and ``rgb``,
-    ``spread`` are (gray.shape[0], tx, 3), so with :func:`_row`'s invariants every index is in range."""
+    ``scale`` are (gray.shape[0], tx, 3), so with :func:`_row`'s invariants every index is in range."""
     tx = gray.shape[1]
     row, q, light = np.empty((coef.shape[1], N_COEF), _F), np.empty((N_MAPS, tx), _F), np.empty(tx, _F)
     f, s = np.empty((3, tx), _F), np.empty((3, tx), _F)
@@ -145,7 +145,7 @@ def _bands_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, rgb, spread, s
         for j in range(tx):
             for c in range(3):
                 rgb[i, j, c] = f[c, j]
-                spread[i, j, c] = s[c, j]
+                scale[i, j, c] = s[c, j]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy", boundscheck=False)
@@ -161,7 +161,7 @@ def _codes_rows(gray, coef, i0, i1, wy, j0, j1, wx, lut_l, lut_g, lam, eps, rgb_
         for c in range(3):
             lc = lam[c]
             for j in range(tx):
-                half = lc * (s[c, j] + eps)  # NaN when lam = 0 meets an infinite spread
+                half = lc * (s[c, j] + eps)  # NaN when lam = 0 meets an infinite scale
                 # clamps that send NaN outward (lo to 0, hi to 1), so the codes are in [0, 255]
                 lo = np.fmin(np.fmax(f[c, j] - half, _F(0.0)), _F(1.0))
                 hi = np.fmax(np.fmin(f[c, j] + half, _F(1.0)), _F(0.0))
@@ -187,27 +187,27 @@ def run_rows(fn, n_rows: int, args: tuple, *, threads: int = 1) -> None:
 
 
 def bands(gray, coef, rows, cols, *, threads: int = 1):
-    """Colour and heuristic spread of a tile, float32.
+    """Colour and band scale of a tile, float32.
 
     Parameters
     ----------
     gray : (ty, tx) float32 in [0, 1]
-    coef : (h, w, N_COEF) float32, the (A, B) guided coefficients of (a*, b*, R, G, B spread)
+    coef : (h, w, N_COEF) float32, the (A, B) guided coefficients of (a*, b*, R, G, B band scale)
     rows, cols : (i0, i1, w) index/weight triples of the tile's rows and columns
     threads : int
 
     Returns
     -------
-    rgb : (ty, tx, 3) float32 in [0, 1]; spread : (ty, tx, 3) float32 >= 0
+    rgb : (ty, tx, 3) float32 in [0, 1]; scale : (ty, tx, 3) float32 >= 0
     """
     gray, coef, rows, cols = _check_inputs(gray, coef, rows, cols)
     ty, tx = gray.shape
     rgb = np.empty((ty, tx, 3), np.float32)
-    spread = np.empty((ty, tx, 3), np.float32)
+    scale = np.empty((ty, tx, 3), np.float32)
     if gray.size:  # the kernels take j0.min(): no empty rows
-        run_rows(_bands_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), rgb, spread),
+        run_rows(_bands_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), rgb, scale),
                  threads=threads)
-    return rgb, spread
+    return rgb, scale
 
 
 def codes(gray, coef, rows, cols, lam, eps: float, *, threads: int = 1):
@@ -312,7 +312,7 @@ def _threads(threads: int | None) -> int:
 
 
 def full_stage(gray_tile, coeffs, *, y0: int = 0, x0: int = 0, threads: int | None = None):
-    """Colour and heuristic spread of a full-resolution tile.
+    """Colour and band scale of a full-resolution tile.
 
     Pointwise given ``coeffs`` (bilinear samples at each pixel's global
     position), so any tiling reproduces the untiled result exactly.
@@ -327,7 +327,8 @@ def full_stage(gray_tile, coeffs, *, y0: int = 0, x0: int = 0, threads: int | No
     Returns
     -------
     rgb : (ty, tx, 3) float32 array in [0, 1], the colour estimate
-    spread : (ty, tx, 3) float32 array >= 0, the heuristic band half-width
+    scale : (ty, tx, 3) float32 array >= 0, the band scale: the heuristic band's half-width
+        before lambda (:func:`colorcube.conformal.nested_interval`)
     """
     g = np.ascontiguousarray(gray_tile, dtype=np.float32)
     rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
@@ -335,7 +336,7 @@ def full_stage(gray_tile, coeffs, *, y0: int = 0, x0: int = 0, threads: int | No
 
 
 def bands_at(gray, coef, extent, *, shape=None, step: int = 1, threads: int | None = None):
-    """Unrounded colour and heuristic spread at every ``step``-th pixel of a stored cube.
+    """Unrounded colour and band scale at every ``step``-th pixel of a stored cube.
 
     Parameters
     ----------
@@ -348,7 +349,7 @@ def bands_at(gray, coef, extent, *, shape=None, step: int = 1, threads: int | No
 
     Returns
     -------
-    rgb, spread : shaped like ``gray`` plus a channel axis of 3, float32, as the
+    rgb, scale : shaped like ``gray`` plus a channel axis of 3, float32, as the
         pipeline computed them before rounding, so ``nested_interval`` at any lambda
         rebuilds the bands colorize would store
     """

@@ -213,8 +213,12 @@ class ColorNet(nn.Module):
         y = F.interpolate(y, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         y = self.up4(torch.cat([y, f4], dim=1))
         mask4 = F.max_pool2d(x[:, -1:], OUT_STRIDE)
-        err = F.softplus(self.error(torch.cat([y.detach(), mask4], dim=1)).float())
-        return self.head(y), err
+        err = self.error(torch.cat([y.detach(), mask4], dim=1)).float()
+        if self.training:
+            return self.head(y), F.softplus(err)
+        # image by image: softplus takes a scalar path for the elements after the last full vector,
+        # so in a batch an image's values would round as they do alone only by luck of position
+        return self.head(y), torch.cat([F.softplus(e) for e in err.split(1)])
 
 
 def hint_maps(shape: tuple, points=(), *, device="cpu") -> torch.Tensor:
@@ -339,8 +343,9 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
         # bins last and contiguous: the softmaxes and bin sums become row reductions and GEMMs
         b, q, h, w = logits.shape
         if scale == "learned" and reweight is None:
-            return _annealed_rows(logits.permute(0, 2, 3, 1).reshape(-1, q), model.bins, t).reshape(
-                b, h, w, 2).permute(0, 3, 1, 2), err.float()
+            rows = logits.permute(0, 2, 3, 1).reshape(b, -1, q)
+            ab = torch.stack([_annealed_rows(rows[i], model.bins, t) for i in range(b)])  # image by image, as alone
+            return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), err.float()
         z = logits.float().permute(0, 2, 3, 1).reshape(-1, q)
         if reweight is not None:
             light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
@@ -365,7 +370,8 @@ def _annealed_rows(logits: torch.Tensor, bins: torch.Tensor, t: float) -> torch.
 
     The same arithmetic as ``softmax(logits.float() / t) @ bins`` row for row (bit for bit,
     tested), a third faster on the CPU for a batch of eight photos: the five passes of the
-    softmax over each block stay in cache.
+    softmax over each block stay in cache. :func:`predict` calls it image by image, so that
+    the blocks of an image in a batch are the blocks it has alone.
     """
     out = torch.empty(logits.shape[0], bins.shape[1], device=logits.device)
     for start in range(0, logits.shape[0], _DECODE_ROWS):

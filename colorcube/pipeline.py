@@ -77,10 +77,10 @@ def predict_bands(gray, model: ColorNet, settings: PipelineSettings | None = Non
     out = [np.empty((h, w, 3), np.float32) for _ in range(3)]
     rows = max(1, block_pixels // w)
     for y0 in range(0, h, rows):
-        rgb, spread = full_stage(gray[y0 : y0 + rows], coeffs, y0=y0)
+        rgb, scale = full_stage(gray[y0 : y0 + rows], coeffs, y0=y0)
         out[0][y0 : y0 + rows] = rgb
-        np.subtract(rgb, spread, out=out[1][y0 : y0 + rows])
-        np.add(rgb, spread, out=out[2][y0 : y0 + rows])
+        np.subtract(rgb, scale, out=out[1][y0 : y0 + rows])
+        np.add(rgb, scale, out=out[2][y0 : y0 + rows])
     if hints is not None:
         pin(hints, gray, *out)
     return tuple(out)

@@ -181,8 +181,12 @@ def network_maps(inputs: list, model: ColorNet, settings: PipelineSettings = _DE
     """The network's (5, gy, gx) float32 maps (a*, b*, R, G, B scale) of many images, batched
     over images of one network-input shape.
 
-    Each image's maps equal those of running it alone bit for bit (tested): the
-    network computes every image of a batch as it computes it alone.
+    On a CPU each image's maps equal those of running it alone bit for bit (tested): in
+    bfloat16 oneDNN computes every image of a batch as it computes it alone, and the
+    decoding runs image by image; in float32 it does not (its convolutions change
+    algorithm with the batch size), so float32 runs one image per call, which costs little:
+    the float32 network already runs near the CPU's float32 peak. On a GPU the batch is kept
+    and results equal lone ones to float rounding (cuDNN also picks kernels by batch size).
 
     Parameters
     ----------
@@ -198,6 +202,8 @@ def network_maps(inputs: list, model: ColorNet, settings: PipelineSettings = _DE
     batch = int(batch or default_batch(device))
     if batch < 1:
         raise OptionError(f"batch={batch!r}: use at least 1")
+    if settings.precision == "float32" and device.type == "cpu":
+        batch = 1  # see above: float32 batches round differently from lone images
     out = [None] * len(inputs)
     groups: dict = {}
     for i, inp in enumerate(inputs):

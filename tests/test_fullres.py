@@ -15,12 +15,12 @@ def _coefficients(seed=0, h=9, w=13, shape=(40, 57)):
     coef = np.zeros((h, w, 10), np.float32)
     coef[..., 0:2] = rng.normal(0, 40, (h, w, 2))  # A of a*, b*
     coef[..., 5:7] = rng.normal(0, 30, (h, w, 2))  # B of a*, b*
-    coef[..., 7:10] = rng.uniform(-0.02, 0.2, (h, w, 3))  # B of the spreads, some negative (clamped)
+    coef[..., 7:10] = rng.uniform(-0.02, 0.2, (h, w, 3))  # B of the band scales, some negative (clamped)
     return Coefficients(coef, shape, (h, w)), rng.random(shape).astype(np.float32)
 
 
 def _reference(gray, coeffs):
-    """The same computation in torch/kornia, written independently of the kernel."""
+    """The same computation in torch, written independently of the kernel."""
     (i0, i1, wy), (j0, j1, wx) = _tile_axes(coeffs, 0, gray.shape[0], 0, gray.shape[1])
     c = torch.from_numpy(coeffs.coef).double()
     wy, wx = torch.from_numpy(wy).double()[:, None, None], torch.from_numpy(wx).double()[None, :, None]
@@ -35,20 +35,20 @@ def _reference(gray, coeffs):
 
 def test_bands_match_an_independent_torch_reference():
     coeffs, gray = _coefficients()
-    rgb, spread = fullres.bands(gray, coeffs.coef, *_tile_axes(coeffs, 0, 40, 0, 57))
-    ref_rgb, ref_spread = _reference(gray, coeffs)
+    rgb, scale = fullres.bands(gray, coeffs.coef, *_tile_axes(coeffs, 0, 40, 0, 57))
+    ref_rgb, ref_scale = _reference(gray, coeffs)
     # gamma by table interpolation (2e-5) and lightness on the 16-bit grid: far below one 8-bit step
     np.testing.assert_allclose(rgb, ref_rgb, atol=2e-4)
-    np.testing.assert_allclose(spread, ref_spread, atol=1e-5)
+    np.testing.assert_allclose(scale, ref_scale, atol=1e-5)
 
 
 @pytest.mark.parametrize("lam", [[0.0, 1.0, 3.0], [np.inf, 0.5, 1.2]])
 def test_codes_contain_the_computed_band(lam):
     coeffs, gray = _coefficients(1)
     axes = _tile_axes(coeffs, 0, 40, 0, 57)
-    rgb, spread = fullres.bands(gray, coeffs.coef, *axes)
+    rgb, scale = fullres.bands(gray, coeffs.coef, *axes)
     rgb_c, iv_c = fullres.codes(gray, coeffs.coef, *axes, np.array(lam), EPS, threads=2)
-    lo, hi = nested_interval(rgb, rgb - spread, rgb + spread, np.array(lam))
+    lo, hi = nested_interval(rgb, rgb - scale, rgb + scale, np.array(lam))
     lo_d, hi_d = decode(iv_c[..., 0]), decode(iv_c[..., 1])
     assert (lo_d <= lo + 1e-6).all() and (hi_d >= hi - 1e-6).all()  # outward
     assert (lo - lo_d).max() < 1 / 255 + 1e-6 and (hi_d - hi).max() < 1 / 255 + 1e-6  # by less than one step
@@ -106,8 +106,8 @@ def _fuzz_kernels(seed: int, cases: int) -> None:
         lam = rng.choice([0.0, 0.7, 3.0, np.inf], 3)
         threads = int(rng.integers(1, 5))
         whole = fullres.stage_codes(gray, coeffs, lam, threads=threads)
-        rgb, spread = fullres.full_stage(gray, coeffs, threads=threads)
-        assert rgb.min() >= 0 and rgb.max() <= 1 and not np.isnan(spread).any() and spread.min() >= 0
+        rgb, scale = fullres.full_stage(gray, coeffs, threads=threads)
+        assert rgb.min() >= 0 and rgb.max() <= 1 and not np.isnan(scale).any() and scale.min() >= 0
         for _ in range(3):  # tiles anywhere, ending at the image's last row / column half the time
             ty, tx = int(rng.integers(1, h + 1)), int(rng.integers(1, w + 1))
             y0 = h - ty if rng.random() < 0.5 else int(rng.integers(0, h - ty + 1))
@@ -186,6 +186,6 @@ def test_inputs_are_checked_before_the_kernels_run(damage):
 
 def test_empty_tiles_give_empty_outputs():
     coeffs, gray = _coefficients(4)
-    rgb, spread = fullres.full_stage(gray[:, :0], coeffs)
-    assert rgb.shape == spread.shape == (40, 0, 3)
+    rgb, scale = fullres.full_stage(gray[:, :0], coeffs)
+    assert rgb.shape == scale.shape == (40, 0, 3)
     assert fullres.stage_codes(gray[:0], coeffs, np.ones(3))["interval"].shape == (0, 57, 3, 2)
