@@ -29,9 +29,7 @@ def run(argv=None) -> int:
     forwarded = ["colorize", args.image, "-o", ".", "--alpha", args.alpha]
     if args.zarr:
         forwarded.append("--zarr")
-    if args.calibration:
-        forwarded += ["--calibration", args.calibration]
-    for option in ("hints", "reference", "reference_strength"):
+    for option in ("calibration", "hints", "reference", "reference_strength"):
         if getattr(args, option):
             forwarded += ["--" + option.replace("_", "-"), getattr(args, option)]
     return main(forwarded)

@@ -41,7 +41,7 @@ from colorcube.archive import colorize_archive
 from colorcube.model import predict
 from colorcube.settings import PipelineSettings
 from colorcube.sources import list_sources
-from colorcube.weights import load_pretrained, select_device
+from colorcube.weights import load_model, select_device
 from colorcube.working import network_shape
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
@@ -130,7 +130,7 @@ def main() -> None:
         print(f"  = {n / dt * t_eccv:.1f} x: images the archive finishes in the ECCV16 network's time for one")
         print(f"  stages: {res.stage_times.summary()}")
 
-        model = load_pretrained(device=dev)
+        model = load_model(device=dev)
         settings = PipelineSettings()
         low = torch.bfloat16 if settings.precision == "bfloat16" else torch.float32
         shapes = collections.Counter()

@@ -46,7 +46,7 @@ from colorcube.io import read_truth
 from colorcube.pipeline import predict_bands, resolve_calibration
 from colorcube.settings import PipelineSettings
 from colorcube.shift import likelihood_ratios, ratio_features, reweight
-from colorcube.weights import load_pretrained
+from colorcube.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ALPHAS = (0.05, 0.1, 0.2)
@@ -268,7 +268,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    model = load_pretrained(device="cpu")
+    model = load_model(device="cpu")
     if args.leave_one_source_out:  # the default settings, as `colorcube calibrate` uses them
         out = leave_one_source_out(args, model, PipelineSettings())
     else:

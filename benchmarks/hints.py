@@ -31,7 +31,7 @@ from colorcube.io import read_truth
 from colorcube.metrics import ciede2000, psnr
 from colorcube.pipeline import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.weights import load_pretrained
+from colorcube.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / ".." / "shared" / "data" / "bench"
@@ -59,7 +59,7 @@ def main() -> None:
         later = [q for q in paths[i + 1 :] + paths[:i] if source_of(q) == source_of(p)]
         same_source[p] = later[0] if later else None
     paths = paths[: args.limit]
-    model = load_pretrained(device="cpu")
+    model = load_model(device="cpu")
     settings = PipelineSettings()
     rows = {k: {"psnr": [], "ciede2000": [], "hint_err": []} for k in args.points}
     refs = {"reference = truth": {"psnr": [], "ciede2000": []},

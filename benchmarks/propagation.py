@@ -36,8 +36,8 @@ from colorcube.model import OUT_STRIDE, STRIDE, predict
 from colorcube.propagate import blend_hints
 from colorcube.settings import PRECISIONS, PipelineSettings
 from colorcube.train import TrainOptions, split_by_source
-from colorcube.weights import load_pretrained, load_weights
-from colorcube.working import _grid, _working_gray
+from colorcube.weights import load_model, load_weights
+from colorcube.working import _grid, working_gray
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train"
 
@@ -45,7 +45,7 @@ DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "trai
 def network_maps(gray, truth, model, settings, k, seed):
     """Everything the blend needs for one photo, the network run once without and once with hints."""
     g = torch.from_numpy(gray)
-    lw = gray_to_lightness(_working_gray(g, settings.working_size))
+    lw = gray_to_lightness(working_gray(g, settings.working_size))
     hw, ww = lw.shape
     lin = F.pad(lw[None, None], (0, (-ww) % STRIDE, 0, (-hw) % STRIDE), mode="replicate")
     opts = dict(vividness=settings.vividness, dtype=PRECISIONS[settings.precision], scale=settings.scale)
@@ -79,7 +79,7 @@ def main() -> None:
     ap.add_argument("--texture", type=float, nargs="+", default=[0.0, 2.0, 5.0])
     ap.add_argument("--net-off", action="store_true", help="also score the propagation alone")
     args = ap.parse_args()
-    model = load_weights(args.weights) if args.weights else load_pretrained(device="cpu")
+    model = load_weights(args.weights) if args.weights else load_model(device="cpu")
     opts = TrainOptions()
     val = split_by_source(list_images(args.train_dir), val_fraction=opts.val_fraction,
                           error_split=opts.error_split, seed=opts.seed)[1][: args.limit]

@@ -23,7 +23,7 @@ from colorcube.io import read_truth
 from colorcube.metrics import chroma_edges, ciede2000, colorfulness, psnr
 from colorcube.pipeline import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.weights import load_pretrained
+from colorcube.weights import load_model
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--working-size", type=int, default=384)
     args = ap.parse_args()
     paths = list_images(args.folder)[: args.limit]
-    model = load_pretrained(device="cpu")
+    model = load_model(device="cpu")
     methods = {"colorcube": PipelineSettings(working_size=args.working_size),
                "colorcube (float32 network)": PipelineSettings(working_size=args.working_size, precision="float32"),
                "colorcube (no guided upsampling)": PipelineSettings(working_size=args.working_size, guided=False)}

@@ -120,11 +120,11 @@ def main() -> None:
     from colorcube.pipeline import cube_attrs, resolve_calibration
     from colorcube.settings import PipelineSettings
     from colorcube.store import cube_to_zarr
-    from colorcube.weights import load_pretrained
+    from colorcube.weights import load_model
     from colorcube.working import working_stage
 
     dev = torch.device(args.device)
-    model = load_pretrained(device=dev)
+    model = load_model(device=dev)
     cal = resolve_calibration("default", model)
     settings = PipelineSettings.of(cal)
     lam = cal.lambda_for(0.1)

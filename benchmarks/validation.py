@@ -27,7 +27,7 @@ from colorcube.metrics import ciede2000, colorfulness, psnr
 from colorcube.pipeline import predict_bands
 from colorcube.settings import PipelineSettings
 from colorcube.train import TrainOptions, split_by_source
-from colorcube.weights import load_pretrained, load_weights
+from colorcube.weights import load_model, load_weights
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train"
 
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--vividness", type=float, nargs="+", default=[0.2, 0.25, 0.3, 0.4, 0.5])
     ap.add_argument("--limit", type=int, help="use every k-th validation photo so that about N remain")
     args = ap.parse_args()
-    model = load_weights(args.weights) if args.weights else load_pretrained(device="cpu")
+    model = load_weights(args.weights) if args.weights else load_model(device="cpu")
     opts = TrainOptions()
     _, val, _ = split_by_source(list_images(args.train_dir), val_fraction=opts.val_fraction,
                                 error_split=opts.error_split, seed=opts.seed)

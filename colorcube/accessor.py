@@ -13,7 +13,6 @@ to a plain function: :func:`colorcube.fullres.bands_at` and
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from .calibration import Calibration
-from .codes import BOUNDS, CHANNELS, round_outward
+from .codes import BOUNDS, CHANNELS, DIMS, round_outward
 from .conformal import check_alpha, nested_interval
 from .errors import CalibrationError, ColorcubeError, SchemaError
 from .fullres import bands_at
@@ -29,24 +28,10 @@ from .hinting import pin
 from .hints import Hints
 from .io import read_rgb, write_png
 from .metrics import coverage
-from .pipeline import default_calibration_path
+from .pipeline import resolve_calibration
 from .widgets import explore
 
 __all__ = ["CubeAccessor"]
-
-_IMAGE_DIMS = {"gray": ("y", "x"), "rgb": ("y", "x", "channel"), "interval": ("y", "x", "channel", "bound")}
-
-
-@functools.lru_cache(maxsize=2)
-def _load_calibration(path: str, mtime_ns: int) -> Calibration:
-    """A ``.cal`` file read once per version of the file (``mtime_ns`` keys the cache)."""
-    return Calibration.from_file(path)
-
-
-def _shipped_calibration() -> Calibration:
-    p = default_calibration_path()
-    return _load_calibration(str(p), p.stat().st_mtime_ns)
-
 
 class CubeAccessor:
     """``ds.colorcube``: bands at any alpha, the explorer, a PNG of the colour, coverage against truth.
@@ -66,8 +51,8 @@ class CubeAccessor:
         ds = self._ds
         if name not in ds.data_vars:
             raise SchemaError(f"variable {name!r} is missing; a cube holds gray, rgb and interval")
-        if ds[name].dims != _IMAGE_DIMS[name]:
-            raise SchemaError(f"variable {name!r} has dims {ds[name].dims}, expected {_IMAGE_DIMS[name]}")
+        if ds[name].dims != DIMS[name]:
+            raise SchemaError(f"variable {name!r} has dims {ds[name].dims}, expected {DIMS[name]}")
         return np.asarray(ds[name].values, np.float32)
 
     def _attr(self, key: str):
@@ -77,7 +62,7 @@ class CubeAccessor:
 
     def _interval(self, values: np.ndarray, alpha: float, lam) -> xr.DataArray:
         ds = self._ds
-        return xr.DataArray(values, dims=_IMAGE_DIMS["interval"],
+        return xr.DataArray(values, dims=DIMS["interval"],
                             coords={"channel": list(CHANNELS), "bound": list(BOUNDS)}, name="interval",
                             attrs={"alpha": float(alpha), "lambda": [float(v) for v in lam],
                                    "calibration": ds.attrs.get("calibration", "{}")})
@@ -116,7 +101,7 @@ class CubeAccessor:
             except (TypeError, ValueError) as exc:
                 raise CalibrationError(f"calibration: the cube's 'calibration' attribute is not the JSON summary of "
                                        f"a calibration ({exc}); pass calibration=") from exc
-            shipped = _shipped_calibration()
+            shipped = resolve_calibration("default")
             if json.loads(json.dumps(shipped.summary())) != named:
                 raise CalibrationError(
                     f"calibration: the cube names a calibration of {named.get('n_images', '?')} images "
@@ -124,17 +109,7 @@ class CubeAccessor:
                     f"{str(named.get('model_hash', ''))[:12]}), which is not the shipped one; pass calibration= "
                     "the .cal file the cube was made with")
             return shipped
-        if isinstance(calibration, str) and calibration == "default":
-            cal = _shipped_calibration()
-        elif isinstance(calibration, (str, Path)):
-            p = Path(calibration)
-            if not p.is_file():
-                raise CalibrationError(f"calibration={str(calibration)!r}: calibration file not found")
-            cal = _load_calibration(str(p.resolve()), p.stat().st_mtime_ns)
-        elif isinstance(calibration, Calibration):
-            cal = calibration
-        else:
-            raise CalibrationError(f"calibration={calibration!r}: give None, 'default', a .cal path or a Calibration")
+        cal = resolve_calibration(calibration)  # model: checked below against the cube's own hash
         try:
             settings = json.loads(ds.attrs.get("settings") or "{}")
         except (TypeError, ValueError):

@@ -46,10 +46,10 @@ from .cube import code_dataset
 from .errors import ColorcubeError, HintError, OptionError
 from .fullres import stage_codes
 from .guided import Coefficients
-from .hinting import calibration_hint_points, guarantee_note, pin_codes
+from .hinting import calibration_hint_points, pin_codes
 from .hints import as_hints, find_hint_file
 from .io import DEFAULT_MAX_PIXELS, file_hash
-from .pipeline import prepare_run
+from .pipeline import guided_attrs, prepare_run
 from .settings import PipelineSettings
 from .sources import Source, group_name, list_sources, read_source, source_data, source_hash, source_pixels
 from .store import acquire_lock, group_attrs, update_group_attrs, write_cube
@@ -98,7 +98,7 @@ class _Job:
     out: str
     weights: str
     device: str
-    settings: dict
+    settings: PipelineSettings
     lam: tuple
     chunk: int
     max_pixels: int | None
@@ -187,7 +187,7 @@ def _prepare(source: Source, name: str, job: _Job) -> tuple:
         work.gray, work.row["damaged"] = read_source(source, job.max_pixels, data, allow_damaged=job.allow_damaged)
         work.hints = as_hints(hint_file, work.gray.shape) if hint_file else None
         if work.hints is None:
-            work.inp = working_input(work.gray, PipelineSettings(**job.settings), device=job.device)
+            work.inp = working_input(work.gray, job.settings, device=job.device)
         return True
 
     return work.row, (work if _guarded(work, job, read) else None)
@@ -198,12 +198,13 @@ def _network(works: list, job: _Job) -> list:
     of those without hints, in one batched call (if it fails, each alone), and the
     Coefficients of those with hints, one :func:`working_stage` each."""
     model = _model(job.weights, job.device)
-    settings = PipelineSettings(**job.settings)
+    settings = job.settings
     out = [None] * len(works)
     plain = [i for i, w in enumerate(works) if w.inp is not None]
     if len(plain) > 1:
         try:
-            for i, maps in zip(plain, network_maps([works[i].inp for i in plain], model, settings)):
+            # the runner sized the batch (batch=): one network call for all of them
+            for i, maps in zip(plain, network_maps([works[i].inp for i in plain], model, settings, batch=len(plain))):
                 out[i] = maps
         except Exception:
             log.debug("a network batch failed; running its images one at a time", exc_info=True)
@@ -230,8 +231,7 @@ def _finish(work: _Work, result, job: _Job, times=None) -> dict:
 
 def _write(work: _Work, result, job: _Job, times=None) -> bool:
     t0 = time.perf_counter()
-    coeffs = result if isinstance(result, Coefficients) else coefficients_of(result, work.inp,
-                                                                           PipelineSettings(**job.settings))
+    coeffs = result if isinstance(result, Coefficients) else coefficients_of(result, work.inp, job.settings)
     gray, hints, name = work.gray, work.hints, work.name
     h, w = gray.shape
     attrs = {**job.attrs, "source": work.source.label, "source_hash": work.row["hash"], "height": h, "width": w,
@@ -239,9 +239,7 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
     if work.row["damaged"]:
         attrs["damaged"] = work.row["damaged"]
     if hints is not None:
-        note = guarantee_note(hint_points=job.hint_points, n_hints=len(hints))
-        attrs.update(hints=len(hints), hint_source=hints.source, hint_hash=work.hint_hash,
-                     guarantee=f"{attrs['guarantee']} {note}")
+        attrs.update(guided_attrs(attrs, job.hint_points, hints=hints), hint_hash=work.hint_hash)
     lam = np.asarray(job.lam)
     if h * w <= _SMALL_CHUNKS * job.chunk**2:  # in memory at once, no dask graph to build
         codes = stage_codes(gray, coeffs, lam, threads=1, with_gray=True)
@@ -376,7 +374,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     except OSError as exc:
         raise ColorcubeError(f"{out}: cannot create the archive ({exc.strerror or exc})") from exc
     lock = acquire_lock(out)
-    job = _Job(out=out, weights=weights, device=dev, settings=run.settings.as_dict(run.model),
+    job = _Job(out=out, weights=weights, device=dev, settings=run.settings,
                lam=tuple(float(v) for v in run.lam),
                chunk=int(chunk), max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels,
                attrs=attrs, compression=compression, allow_damaged=bool(allow_damaged),

@@ -9,7 +9,7 @@ bounded and the slowest stage sets the pace:
 3. *finish* (a thread pool): the full-resolution stage and the writes.
 
 Threads suffice: image decoding, torch and the numba kernels release the GIL.
-The network takes its turns alone (:class:`Turns`): torch's threads meet at a
+The network takes its turns alone (:class:`_Turns`): torch's threads meet at a
 barrier after every layer, so a core taken by another stage for a moment stalls
 all of them (``python benchmarks/archive.py`` prints the network's share of the
 attainable convolution throughput inside the archive).
@@ -27,12 +27,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["StageTimes", "Turns", "run_overlapped"]
+__all__ = ["StageTimes", "run_overlapped"]
 
 _DONE = object()
 
 
-class Turns:
+class _Turns:
     """A shared/exclusive lock with exclusive preference: the other stages share the cores,
     the network takes them alone; once it waits, no new shared turn starts."""
 
@@ -69,7 +69,7 @@ class Turns:
 
 
 class _Turn:
-    def __init__(self, turns: Turns, *, exclusive: bool):
+    def __init__(self, turns: _Turns, *, exclusive: bool):
         self.turns, self.exclusive = turns, exclusive
 
     def __enter__(self):
@@ -95,7 +95,7 @@ class StageTimes:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
     def timed(self, stage: str, fn, *args, turn=None):
-        """``fn(*args)`` (inside ``turn``, a :class:`Turns` context), its time added to ``stage``."""
+        """``fn(*args)`` (inside ``turn``, a :class:`_Turns` context), its time added to ``stage``."""
         with turn or contextlib.nullcontext():
             t0 = time.perf_counter()
             try:
@@ -113,7 +113,7 @@ class StageTimes:
 
 
 def run_overlapped(items, *, prepare, key, network, finish, collect, batch: int, workers: int,
-                   times: StageTimes | None = None, max_pending: int | None = None) -> None:
+                   times: StageTimes | None = None) -> None:
     """Run ``items`` through prepare -> network (batched) -> finish, overlapped.
 
     Parameters
@@ -128,16 +128,14 @@ def run_overlapped(items, *, prepare, key, network, finish, collect, batch: int,
     batch : int >= 1, most works per network call
     workers : int >= 1, threads of the prepare pool and of the finish pool
     times : StageTimes, optional; gets "prepare", "network" and "finish" busy time
-    max_pending : int, most prepared works held back waiting for their batch to fill
-        (default ``4 * batch``); above it the largest group runs part-full
-
     The three stage functions must not raise: each turns its item's failure into
     the item's row (a raise ends the run, as a full disk must). At most about
-    ``2 * batch + max_pending + 3 * workers`` items are held in memory at once.
+    ``6 * batch + 3 * workers`` items (prepared works wait for their batch to fill up to ``4 * batch``; above
+    that the largest group runs part-full) are held in memory at once.
     """
     times = times or StageTimes()
-    turns = Turns()
-    max_pending = max(batch, max_pending or 4 * batch)
+    turns = _Turns()
+    max_pending = 4 * batch
     prepared: queue.Queue = queue.Queue(maxsize=2 * batch)
     rows: queue.Queue = queue.Queue()
     errors: list = []

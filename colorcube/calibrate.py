@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 #: half-width of the constant reference band ``f +/- lambda * 0.1`` whose curves records keep
 CONSTANT_HALF_WIDTH = 0.1
 #: bump when a record's content changes, so stale cache entries are not reused
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: features from the pipeline's network input (two-stride padding of thin images)
 
 
 _INDEX_CACHE: dict = {}

@@ -158,7 +158,7 @@ def _cmd_evaluate(args) -> int:
         raise ColorcubeError("evaluate needs a calibration; drop --uncalibrated")
     run = _run(args)
     res = colorcube.evaluate(list_images(args.folder), model=run.model, calibration=run.calibration,
-                             alphas=args.alpha, settings=_settings(args), beta=args.beta)
+                             alphas=args.alpha, settings=run.settings, beta=args.beta)
     res.pop("test_curves")
     Path(args.json).write_text(json.dumps(res, indent=1))
     q = res["quality"]

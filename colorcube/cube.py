@@ -41,6 +41,7 @@ __all__ = ["REQUIRED_ATTRS", "code_dataset", "cube_dataset", "decode_codes", "en
 # a float32 value k/255 times 255 lands within 1e-5 of k: this slack keeps the
 # outward rounding from widening an already-coded bound by one more step
 _SLACK = 1e-3
+_IMAGE_VARIABLES = ("gray", "rgb", "interval")
 REQUIRED_ATTRS = ("alpha", "method", "lambda", "calibrated", "guarantee", "model_name", "model_hash",
                   "source", "colorcube_version")
 
@@ -138,8 +139,8 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
     """
     if not isinstance(ds, xr.Dataset):
         raise SchemaError(f"expected an xarray.Dataset, got {type(ds).__name__}")
-    expected = {"gray": ("y", "x"), "rgb": ("y", "x", "channel"), "interval": ("y", "x", "channel", "bound")}
-    for name, dims in expected.items():
+    for name in _IMAGE_VARIABLES:
+        dims = DIMS[name]
         if name not in ds.data_vars:
             raise SchemaError(f"variable {name!r} is missing; a cube holds gray, rgb and interval")
         if ds[name].dims != dims:
@@ -166,7 +167,7 @@ def validate_cube(ds: xr.Dataset, *, check_values: bool = False) -> xr.Dataset:
     if len(ds.attrs["lambda"]) != 3:
         raise SchemaError("attribute 'lambda' must hold one value per channel (R, G, B)")
     if check_values:
-        for name in expected:
+        for name in _IMAGE_VARIABLES:
             v = np.asarray(ds[name].values)
             if not np.isfinite(v).all():
                 raise SchemaError(f"variable {name!r} holds NaN or infinite values")

@@ -126,9 +126,7 @@ def guided_coefficients(guide: np.ndarray, maps: np.ndarray, *, radius: int, eps
     if not (np.isfinite(guide).all() and np.isfinite(maps).all()):
         raise ColorcubeError("the network's output for this image holds NaN or infinite values "
                              "(with precision bfloat16, try --precision float32)")
-    coef = np.empty((*guide.shape, N_COEF), np.float32)
-    if coef.shape[2] != 2 * maps.shape[0]:  # _channels writes A of map c at c and B at N_MAPS + c
-        raise ColorcubeError(f"guided filter: {coef.shape[2]} coefficients for {maps.shape[0]} maps")
+    coef = np.empty((*guide.shape, N_COEF), np.float32)  # maps checked above: N_COEF = 2 * maps.shape[0]
     _channels(guide, maps, radius, eps, coef)
     return coef
 

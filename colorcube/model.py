@@ -347,8 +347,8 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
             ab = torch.stack([_annealed_rows(rows[i], model.bins, t) for i in range(b)])  # image by image, as alone
             return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), err.float()
         z = logits.float().permute(0, 2, 3, 1).reshape(-1, q)
+        light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
         if reweight is not None:
-            light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
             z = z + reweight(torch.softmax(z, dim=1), light4).float()
         # softmaxes in place: fresh multi-MB temporaries cost more in page faults than the arithmetic;
         # z itself is scaled in place when it is a copy no one reads again
@@ -356,7 +356,6 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
         ab = _softmax_(z.mul_(1.0 / t) if fresh and scale == "learned" else z * (1.0 / t)) @ model.bins
         if scale == "learned":
             return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), err.float()
-        light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
         m1, m2 = _moments_at_lightness(_softmax_(z), model.rgb_table, light4)
         spread = (m2 - m1 * m1).clamp_min(0).sqrt()
     return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), spread.reshape(b, h, w, 3).permute(0, 3, 1, 2)

@@ -16,6 +16,7 @@ evaluation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import warnings
@@ -31,7 +32,7 @@ import colorcube
 from .calibration import Calibration
 from .codes import check_compression, decode
 from .conformal import check_alpha
-from .errors import ColorcubeError, OptionError
+from .errors import CalibrationError, ColorcubeError, OptionError
 from .fullres import full_stage, stage_codes
 from .guided import N_MAPS, Coefficients
 from .hinting import calibration_hint_points, guarantee_note, pin, pin_codes
@@ -100,15 +101,33 @@ def default_calibration_path() -> Path:
     return Path(str(resources.files("colorcube") / "weights" / "default.cal"))
 
 
-def resolve_calibration(calibration, model: ColorNet):
-    """``"default"``, a path, a Calibration or None -> Calibration or None."""
+@functools.lru_cache(maxsize=4)
+def _read_calibration(path: str, mtime_ns: int) -> Calibration:
+    """A ``.cal`` file read and checksummed once per version of the file (0.12 s for the
+    shipped one; ``mtime_ns`` keys the cache, so a rewritten file is read again)."""
+    return Calibration.from_file(path)
+
+
+def resolve_calibration(calibration, model: ColorNet | None = None):
+    """``"default"``, a path, a Calibration or None -> Calibration or None.
+
+    Files are read once per process (and again when they change); a calibration made for
+    another model than ``model`` is refused (CalibrationError).
+    """
     if calibration is None or isinstance(calibration, Calibration):
         return calibration
     if isinstance(calibration, str) and calibration == "default":
-        return Calibration.from_file(default_calibration_path(), model_hash=getattr(model, "weights_hash", None))
-    if isinstance(calibration, (str, Path)):
-        return Calibration.from_file(calibration, model_hash=getattr(model, "weights_hash", None))
-    raise OptionError(f"calibration={calibration!r}: give 'default', a .cal path, a Calibration or None")
+        path = default_calibration_path()
+    elif isinstance(calibration, (str, Path)):
+        path = Path(calibration)
+    else:
+        raise OptionError(f"calibration={calibration!r}: give 'default', a .cal path, a Calibration or None")
+    if not path.is_file():
+        raise CalibrationError(f"{path}: calibration file not found")
+    cal = _read_calibration(str(path.resolve()), path.stat().st_mtime_ns)
+    if getattr(model, "weights_hash", None) is not None:
+        cal.check_compatible(model_hash=model.weights_hash, where=str(path))
+    return cal
 
 
 def _finite_or_str(x: float):
@@ -233,13 +252,19 @@ def colorize_codes(image, run: Run, *, max_pixels="default", hints=None, referen
     Parameters are those of :func:`colorize`; ``run`` from :func:`prepare_run`; ``coeffs``:
     the image's working stage when already computed (:func:`working_stages`).
     """
-    gray, source = _as_gray(image, max_pixels)
+    return _codes(*_as_gray(image, max_pixels), run, hints=hints, reference=reference,
+                  reference_strength=reference_strength, coeffs=coeffs)
+
+
+def _codes(gray: np.ndarray, source: str, run: Run, *, hints=None, reference=None, reference_strength: float = 1.0,
+           coeffs: Coefficients | None = None) -> Colorized:
     hints = as_hints(hints, gray.shape)
     # the reference is read (and refused if bad) before the network runs
     histogram = None if reference is None else reference_histogram(reference, run.model.bins)
     attrs = {**run.attrs, "source": source}
     if hints is not None or reference is not None:
-        attrs.update(guided_attrs(attrs, run.calibration, hints=hints, reference=reference,
+        hint_points = None if run.calibration is None else calibration_hint_points(run.calibration)
+        attrs.update(guided_attrs(attrs, hint_points, hints=hints, reference=reference,
                                   strength=reference_strength))
     if coeffs is None:
         coeffs = working_stage(gray, run.model, run.settings, hints=hints, reference=histogram,
@@ -303,12 +328,15 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         done = colorize_codes(image, run, max_pixels=max_pixels, hints=hints, reference=reference,
                               reference_strength=reference_strength)
         return _cube(done, out=out, chunk=chunk, compression=compression)
-    grays = [_as_gray(im, max_pixels)[0] for im in image]
+    read = [_as_gray(im, max_pixels) for im in image]  # (gray, source) of each, read once
+    if reference is not None:  # one histogram for every image
+        reference = reference_histogram(reference, run.model.bins,
+                                        name=str(reference) if isinstance(reference, (str, Path)) else "<array>")
     guided = hints is not None or reference is not None
-    coeffs = [None] * len(grays) if guided else working_stages(grays, run.model, run.settings, batch=batch)
-    return [_cube(colorize_codes(im if isinstance(im, (str, Path)) else g, run, max_pixels=max_pixels, hints=hints,
-                                 reference=reference, reference_strength=reference_strength, coeffs=c))
-            for im, g, c in zip(image, grays, coeffs)]
+    coeffs = [None] * len(read) if guided else working_stages([g for g, _ in read], run.model, run.settings,
+                                                              batch=batch)
+    return [_cube(_codes(g, source, run, hints=hints, reference=reference, reference_strength=reference_strength,
+                         coeffs=c)) for (g, source), c in zip(read, coeffs)]
 
 
 def _cube(done: Colorized, *, out=None, chunk: int = 1024, compression: str = "none"):
@@ -322,10 +350,11 @@ def _cube(done: Colorized, *, out=None, chunk: int = 1024, compression: str = "n
                                                                     done.coefficients, done.hints))
 
 
-def guided_attrs(attrs: dict, calibration, *, hints=None, reference=None, strength: float = 1.0) -> dict:
+def guided_attrs(attrs: dict, hint_points: int | None, *, hints=None, reference=None, strength: float = 1.0) -> dict:
     """The cube attributes that record user guidance: ``hints`` (count), ``hint_source``,
     ``reference``, ``reference_strength``, and the ``guarantee`` with what it claims then
-    (:func:`colorcube.hints.guarantee_note`)."""
+    (:func:`colorcube.hinting.guarantee_note`; ``hint_points``: the calibration's simulated hint
+    points, :func:`colorcube.hinting.calibration_hint_points`, None when uncalibrated)."""
     new = {}
     ref_name = None
     if reference is not None:
@@ -334,8 +363,7 @@ def guided_attrs(attrs: dict, calibration, *, hints=None, reference=None, streng
         new.update(reference=ref_name, reference_strength=float(strength))
     if hints is not None:
         new.update(hints=len(hints), hint_source=hints.source)
-    note = guarantee_note(hint_points=None if calibration is None else calibration_hint_points(calibration),
-                          n_hints=len(hints) if hints is not None else 0, reference=ref_name)
+    note = guarantee_note(hint_points=hint_points, n_hints=len(hints) if hints is not None else 0, reference=ref_name)
     if note:
         new["guarantee"] = f"{attrs['guarantee']} {note}"
     return new

@@ -39,14 +39,14 @@ def coverage_curve(calibration, test_curves: np.ndarray, *, alphas=None, ax=None
 
     ax = _axes(ax)
     alphas = np.linspace(0.02, 0.4, 20) if alphas is None else np.asarray(alphas)
-    alphas = alphas[alphas >= 1.0 / (calibration.n + 1)]
+    alphas = alphas[alphas >= calibration.min_alpha()]
     nominal = 1 - alphas
     ax.fill_between(nominal, nominal, np.minimum(1, nominal + 2 / (calibration.n + 1)), color="0.85",
                     label=f"CRC band (n={calibration.n})")
     ax.plot([nominal.min(), 1], [nominal.min(), 1], color="0.4", lw=1, ls="--", label="nominal")
+    covered = np.array([coverage_at(test_curves, calibration.lambda_for(a)).mean(axis=0) for a in alphas])
     for c, name in enumerate("RGB"):
-        emp = [coverage_at(test_curves, calibration.lambda_for(a))[:, c].mean() for a in alphas]
-        ax.plot(nominal, emp, marker="o", ms=3, color=_COLORS[name], label=name)
+        ax.plot(nominal, covered[:, c], marker="o", ms=3, color=_COLORS[name], label=name)
     ax.set_xlabel("nominal coverage 1 - alpha")
     ax.set_ylabel(f"empirical coverage ({test_curves.shape[0]} test photos)")
     ax.set_title("Coverage of the R, G, B bands")

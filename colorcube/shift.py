@@ -30,14 +30,13 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
-from torch.nn import functional as F
 
 from .calibration import Calibration
-from .color import gray_to_lightness
 from .conformal import effective_sample_size
 from .errors import CalibrationError, ColorcubeError
-from .model import STRIDE, _in_dtype
+from .model import _in_dtype
 from .settings import PipelineSettings
+from .working import working_gray, working_input
 
 __all__ = [
     "WARN_ESS",
@@ -93,25 +92,18 @@ def image_features(model, gray: np.ndarray, settings: PipelineSettings | None = 
     g = np.asarray(gray, dtype=np.float32)
     if g.ndim != 2 or g.size == 0:
         raise ColorcubeError(f"image_features: expected a (y, x) gray array, got shape {g.shape}")
-    h, w = g.shape
-    scale = min(1.0, int(settings.working_size) / max(h, w))
-    hw, ww = max(1, round(h * scale)), max(1, round(w * scale))
     device = next(model.parameters()).device
     net = _in_dtype(model, getattr(torch, settings.precision))  # the pipeline's cached bf16 copy, if bf16
     kept = {}
-    hook_at = net.attention if hasattr(net, "attention") else net.down16
-    handle = hook_at.register_forward_hook(lambda _m, _i, out: kept.__setitem__("f16", out))
+    handle = net.attention.register_forward_hook(lambda _m, _i, out: kept.__setitem__("f16", out))
     try:
         with torch.inference_mode():
-            t = torch.as_tensor(g, device=device)
-            if (hw, ww) != (h, w):
-                t = F.interpolate(t[None, None], size=(hw, ww), mode="bilinear", antialias=True,
-                                  align_corners=False)[0, 0]
-            work = t
-            lin = F.pad(gray_to_lightness(t)[None, None], (0, (-ww) % STRIDE, 0, (-hw) % STRIDE), mode="replicate")
-            logits, err = net(lin)
+            inp = working_input(g, settings, device=device)  # the pipeline's own network input and padding
+            work = working_gray(torch.as_tensor(g, device=device), int(settings.working_size))
+            logits, err = net(inp.padded)
     finally:
         handle.remove()
+    hw, ww = inp.lightness.shape
     f16 = kept["f16"].float()[0, :, : -(-hw // 16), : -(-ww // 16)]
     emb = f16.mean(dim=(1, 2))
     h4, w4 = -(-hw // 4), -(-ww // 4)
@@ -124,7 +116,7 @@ def image_features(model, gray: np.ndarray, settings: PipelineSettings | None = 
     wk = work.float().cpu().numpy()
     gradient = np.hypot(*np.gradient(wk)).mean() if min(wk.shape) > 1 else 0.0
     stats = [g.mean(), g.std(), *np.quantile(g, [0.05, 0.5, 0.95]), gradient,
-             math.log10(g.size), math.log(h / w)]
+             math.log10(g.size), math.log(g.shape[0] / g.shape[1])]
     out = np.concatenate([emb.cpu().numpy(), head.cpu().numpy(), np.asarray(stats, np.float64)])
     return out.astype(np.float32)
 

@@ -16,7 +16,7 @@ import zarr
 from PIL import Image
 
 from .errors import ColorcubeError, ImageReadError
-from .io import IMAGE_SUFFIXES, read_gray_checked
+from .io import IMAGE_SUFFIXES, file_hash, read_gray_checked
 
 __all__ = ["Source", "group_name", "list_sources", "read_source", "source_data", "source_hash", "source_pixels"]
 
@@ -96,17 +96,12 @@ def source_data(source: Source):
 
 def source_hash(source: Source, data=None) -> str:
     """SHA-256 of the file's bytes, or of a zarr array's data (``data``: :func:`source_data`)."""
-    h = hashlib.sha256()
-    if source.array is None:
-        try:
-            with open(source.path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-        except OSError as exc:
-            raise ImageReadError(f"{source.path}: cannot be read ({exc.strerror or exc})") from exc
-    else:
-        h.update((source_data(source) if data is None else data).tobytes())
-    return h.hexdigest()
+    if source.array is not None:
+        return hashlib.sha256((source_data(source) if data is None else data).tobytes()).hexdigest()
+    try:
+        return file_hash(source.path)
+    except OSError as exc:
+        raise ImageReadError(f"{source.path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def source_pixels(source: Source) -> int:

@@ -5,7 +5,7 @@ The layout is what ``xarray.open_zarr`` reads (``dimension_names`` and a CF
 per-chunk fill-value scan, two arrays at a time) rather than through
 ``Dataset.to_zarr``, and opens it without xarray's open machinery, which cost
 more than the writing itself for a 1-MP image. The codes themselves are defined
-in :mod:`colorcube.cube`.
+in :mod:`colorcube.codes`.
 
 Uncompressed cubes held in memory and written to a local folder take a direct
 route (:func:`_write_local`): zarr writes the metadata documents of a cube's
@@ -128,9 +128,14 @@ def _local_path(store) -> Path | None:
     return None
 
 
+def _chunk_sizes(ds: xr.Dataset, chunk: int) -> dict:
+    """Chunk length per dim: ``chunk`` in y and x (at most the image's size), whole along the others."""
+    return {**ds.sizes, "y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"])}
+
+
 def _layout(ds: xr.Dataset, chunk: int) -> tuple:
     """Hashable description of the arrays :func:`_write_variables` would create for ``ds``."""
-    sizes = {**ds.sizes, "y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"])}
+    sizes = _chunk_sizes(ds, chunk)
     return tuple((name, var.shape, var.dtype.str, tuple(sizes[d] for d in var.dims), var.dims,
                   json.dumps(var.attrs, sort_keys=True)) for name, var in ds.data_vars.items())
 
@@ -251,7 +256,7 @@ def _write_variables(root, ds: xr.Dataset, *, chunk: int, compression: str) -> d
     keep both cores busy), dask data chunk by chunk with ``da.store`` under the
     current scheduler. Returns name -> ``zarr.Array``.
     """
-    sizes = {**ds.sizes, "y": min(chunk, ds.sizes["y"]), "x": min(chunk, ds.sizes["x"])}
+    sizes = _chunk_sizes(ds, chunk)
     compressors = zarr_compressors(compression)
     arrays = {name: root.create_array(
         name, shape=var.shape, dtype=var.dtype, chunks=tuple(sizes[d] for d in var.dims),

@@ -31,7 +31,6 @@ __all__ = [
     "fold_batchnorm",
     "init_from",
     "load_model",
-    "load_pretrained",
     "load_weights",
     "save_weights",
     "select_device",
@@ -156,5 +155,3 @@ def load_model(*, device: str | torch.device = "auto") -> ColorNet:
     return load_weights(default_weights_path(), device=device)
 
 
-#: :func:`load_model` under the name the pipeline, the CLI and the benchmarks import
-load_pretrained = load_model

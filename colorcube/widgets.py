@@ -28,7 +28,7 @@ from PIL import Image
 
 from .codes import CODE_MAX, round_outward
 from .conformal import lambda_star, loss_curve, nested_interval
-from .errors import ColorcubeError
+from .errors import CalibrationError, ColorcubeError
 from .fullres import bands_at
 from .hinting import pin
 from .hints import Hints, as_hints
@@ -167,9 +167,8 @@ class Explorer:
         truth = self.truth.get(name)
         d["truth"] = None if truth is None else np.asarray(truth, np.float32)[::step, ::step]
         d["attrs"], d["step"] = dict(ds.attrs), step
-        cal = self.calibration
-        # the slider may only rescale bands with the calibration of the model that made them
-        d["cal"] = cal if cal is not None and cal.provenance.get("model_hash") == d["attrs"].get("model_hash") else None
+        # the slider may only rescale bands with a calibration of the model and settings that made them
+        d["cal"] = _compatible(self.calibration, d["attrs"])
         self.data = d
         self._stored = dict(d)  # the cube as loaded, restored when every hint is undone
         h, w = d["gray"].shape
@@ -394,6 +393,18 @@ def _images_from(obj) -> dict:
     if path.is_file():
         return {path.stem: lambda: colorize(path)}
     raise ColorcubeError(f"{obj}: not a cube, an archive, a zarr store or an image file")
+
+
+def _compatible(calibration, attrs: dict):
+    """``calibration`` if it was made for the model and settings named in a cube's ``attrs``, else None."""
+    if calibration is None:
+        return None
+    try:
+        calibration.check_compatible(model_hash=attrs.get("model_hash") or None,
+                                     settings=json.loads(attrs.get("settings") or "{}"))
+    except (CalibrationError, ValueError):
+        return None
+    return calibration
 
 
 def explore(obj, *, calibration="default", truth=None, max_side: int = 512, model=None):

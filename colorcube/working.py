@@ -34,6 +34,7 @@ __all__ = [
     "default_batch",
     "network_maps",
     "network_shape",
+    "working_gray",
     "working_input",
     "working_stage",
     "working_stages",
@@ -55,7 +56,8 @@ def _grid(h: int, w: int, working_size: int) -> tuple:
     return -(-hw // OUT_STRIDE), -(-ww // OUT_STRIDE), (hw / OUT_STRIDE, ww / OUT_STRIDE)
 
 
-def _working_gray(gray: torch.Tensor, working_size: int) -> torch.Tensor:
+def working_gray(gray: torch.Tensor, working_size: int) -> torch.Tensor:
+    """(y, x) gray -> the gray at the working size (longer side ``working_size``; antialiased)."""
     h, w = gray.shape
     hw, ww = _working_shape(h, w, working_size)
     if (hw, ww) == (h, w):
@@ -109,7 +111,7 @@ def working_input(gray, settings: PipelineSettings, *, device="cpu") -> WorkingI
     """The network input of a (y, x) float32 gray image in [0, 1] (see :class:`WorkingInput`)."""
     with torch.inference_mode():
         g = torch.as_tensor(np.asarray(gray, dtype=np.float32) if not torch.is_tensor(gray) else gray).to(device)
-        lw = gray_to_lightness(_working_gray(g, int(settings.working_size)))
+        lw = gray_to_lightness(working_gray(g, int(settings.working_size)))
         ny, nx = network_shape(tuple(g.shape), settings)
         pad = (0, nx - lw.shape[1], 0, ny - lw.shape[0])
         lin = F.pad(lw[None, None], pad, mode="replicate").contiguous(memory_format=torch.channels_last)

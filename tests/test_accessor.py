@@ -9,7 +9,6 @@ import zarr
 from PIL import Image
 
 import colorcube
-from colorcube.accessor import CubeAccessor
 from colorcube.errors import CalibrationError, ColorcubeError, SchemaError
 from colorcube.testing import random_cube, write_gray_png
 from colorcube.widgets import explore
@@ -41,11 +40,6 @@ def codes(stored):
     """The stored uint8 codes, read with zarr alone."""
     root = zarr.open_group(str(stored[0]), mode="r")
     return {name: np.asarray(root[name][...]) for name in ("rgb", "interval")}
-
-
-def test_registered_on_import(ours):
-    assert isinstance(ours.colorcube, CubeAccessor)
-    assert isinstance(xr.Dataset().colorcube, CubeAccessor)
 
 
 def test_bands_at_another_alpha_are_the_explorers(plain, ours):
