@@ -12,16 +12,20 @@ coverage (mean over photos, with 95 % intervals over photos), the joint
 coverage of the per-channel bands, mean width (0-255), coverage per benchmark
 source, and the per-image guarantee (alpha 0.1, beta 0.2: share of photos with
 at least 80 % of pixels covered, Clopper-Pearson interval). It also times
-``Calibration.lambda_for`` (changing alpha needs no model call).
+``Calibration.lambda_for`` (changing alpha needs no model call). ``--target-bench`` also
+weights the calibration for the benchmark's own gray images (no truth used) and reports the
+coverage of each photo's own weighted lambda.
 
 Leave-one-source-out mode. For each source of calib/ (the file-name prefix,
 or INDEX.tsv's ``source`` column), calibrate on the other sources -- plain CRC,
 archive-weighted CRC with the held-out source's gray images as the target,
 and the per-image mode (beta 0.2), plain and weighted -- and report coverage on
-the held-out source. The weighted mode is run for each ``--clip-quantile`` q
-(w_test = the q quantile of the held-out source's own weights; one classifier
-fit per source serves them all): the first is tabulated, all are summarised,
-with the issue's acceptance checks at alpha 0.1. Each photo's loss curves and features are computed once
+the held-out source. Weighted modes: "weighted own" gives each held-out photo
+weighted CRC with its own likelihood ratio (what colorize serves the photos of
+``calibrate --target``), tabulated; and for each ``--clip-quantile`` q one lambda
+for all with w_test = the q quantile of the held-out source's own weights (what
+any other photo gets). One classifier fit per source serves them all; all are
+summarised, with the issue's acceptance checks at alpha 0.1. Each photo's loss curves and features are computed once
 (``--cache`` keeps them across runs, shared with ``colorcube calibrate --cache``);
 the weighting and every held-out source reuse them, so no model runs twice.
 """
@@ -37,11 +41,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from colorcube.calibrate import CONSTANT_HALF_WIDTH, list_images, photo_records, source_of
+from colorcube.calibrate import CONSTANT_HALF_WIDTH, gray_features, list_images, photo_records, source_of
 from colorcube.codes import round_outward
 from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
 from colorcube.errors import CalibrationError
-from colorcube.evaluate import coverage_at, group_coverage, share_interval
+from colorcube.evaluate import group_coverage, share_interval
 from colorcube.io import read_truth
 from colorcube.pipeline import predict_bands, resolve_calibration
 from colorcube.settings import PipelineSettings
@@ -50,6 +54,7 @@ from colorcube.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ALPHAS = (0.05, 0.1, 0.2)
+OWN = "weighted own"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "colorcube"
 
 
@@ -88,13 +93,21 @@ def bench(args, model, cal, settings) -> dict:
     pi_alpha, beta = 0.1, args.beta
     pi_lam, pi_joint = cal.lambda_for(pi_alpha, beta=beta), cal.lambda_for(pi_alpha, beta=beta, joint=True)
 
-    res = {a: {k: [] for k in ("cov_a", "w_a", "cov_c", "w_c", "joint_a")} for a in ALPHAS}
+    res = {a: {k: [] for k in ("cov_a", "w_a", "cov_c", "w_c", "joint_a", "cov_w")} for a in ALPHAS}
     per_image, per_image_joint, sources = [], [], []
     paths = _subset(list_images(args.bench), args.per_source)[: args.limit]
-    for p in tqdm(paths, desc="bench", unit="img"):
+    weighted = None
+    if args.target_bench:  # the benchmark's gray images as the archive (no truth used), each photo its own weight
+        feats, _, digests = gray_features(paths, model=model, settings=settings, cache=args.cache)
+        weighted = reweight(cal, feats, description="the benchmark", target_hashes=digests, warn=False)
+    for k, p in enumerate(tqdm(paths, desc="bench", unit="img")):
         truth, gray = read_truth(p)
         f, lo, hi = predict_bands(gray, model, settings)
         sources.append(source_of(p))
+        if weighted is not None:
+            for a in ALPHAS:
+                l, u = round_outward(*nested_interval(f, lo, hi, weighted.lambda_for_photo(a, digests[k])[0]))
+                res[a]["cov_w"].append(((truth >= l) & (truth <= u)).reshape(-1, 3).mean(axis=0))
         for a in ALPHAS:
             for tag, (l, u) in (("a", round_outward(*nested_interval(f, lo, hi, adapt_lam[a]))),
                                 ("c", round_outward(*nested_interval(f, f - CONSTANT_HALF_WIDTH,
@@ -131,6 +144,12 @@ def bench(args, model, cal, settings) -> dict:
         ok = bool(np.all(np.abs(cov_a - (1 - a)) <= 0.015))
         print(f"{a:5.2f} width ratio adaptive / constant: {ratio:.3f}; per-channel coverage within 1.5 points of "
               f"{1 - a:.2f}: {'yes' if ok else 'NO'}")
+        if weighted is not None:
+            cov_w = np.mean(r["cov_w"], axis=0)
+            ok_w = bool(np.all(np.abs(cov_w - (1 - a)) <= 0.015))
+            print(f"{a:5.2f} archive-weighted for the benchmark's gray images (each photo its own weight; effective "
+                  f"sample size {weighted.ess:.0f}): coverage {_fmt(cov_w)}; within 1.5 points: "
+                  f"{'yes' if ok_w else 'NO'}")
         out["alphas"][str(a)] = {"coverage": cov_a.tolist(), "joint_of_per_channel": float(np.mean(r["joint_a"])),
                                  "width": np.mean(r["w_a"], axis=0).tolist(), "width_ratio": float(ratio),
                                  "within_1.5_points": ok,
@@ -154,22 +173,35 @@ def bench(args, model, cal, settings) -> dict:
     return out
 
 
+def _losses(test, cal, alpha, *, joint=False, beta=None) -> np.ndarray:
+    """(n, 3) (or (n, 1) joint) losses of the held-out photos at ``cal``'s lambdas: one lambda for
+    all, or each photo's own (:meth:`Calibration.lambda_for_photo`) when ``cal`` keeps the photos' ratios."""
+    curves = test.joint_curves[:, None] if joint else test.curves
+    if cal.target_ratios is None:
+        lam = cal.lambda_for(alpha, joint=joint, beta=beta)
+        return _loss_at(curves, lam[:1] if joint else lam)
+    rows = []
+    for i, digest in enumerate(test.sha256):
+        lam = cal.lambda_for_photo(alpha, digest, joint=joint, beta=beta)[0]
+        rows.append(_loss_at(curves[i : i + 1], lam[:1] if joint else lam)[0])
+    return np.array(rows)
+
+
 def _evaluate_on(test, cal, alpha, beta) -> dict:
     """Coverage (expected and per-image) of ``cal``'s lambdas on the held-out records ``test``."""
     entry = {}
     try:
-        lam = cal.lambda_for(alpha)
-        cov = coverage_at(test.curves, lam).mean(axis=0)
-        jl = cal.lambda_for(alpha, joint=True)
-        joint = float(1 - _loss_at(test.joint_curves[:, None], jl[:1]).mean())
-        entry["expected"] = {"lambda": lam.tolist(), "coverage": cov.tolist(), "joint": joint,
-                             "dev": float(np.mean(np.abs(cov - (1 - alpha))))}
+        cov = 1 - _losses(test, cal, alpha).mean(axis=0)
+        joint = float(1 - _losses(test, cal, alpha, joint=True).mean())
+        entry["expected"] = {"coverage": cov.tolist(), "joint": joint, "dev": float(np.mean(np.abs(cov - (1 - alpha))))}
+        if cal.target_ratios is not None:  # the share of photos whose own weight allows no finite lambda
+            entry["expected"]["full_band"] = float(np.mean(
+                [np.isinf(cal.lambda_for_photo(alpha, d)[0]).all() for d in test.sha256]))
     except CalibrationError as exc:
         entry["expected"] = {"refused": str(exc)}
     try:
-        lam = cal.lambda_for(alpha, beta=beta)
-        share = (_loss_at(test.curves, lam) <= np.float32(beta)).mean(axis=0)
-        entry["per_image"] = {"lambda": lam.tolist(), "share": share.tolist()}
+        share = (_losses(test, cal, alpha, beta=beta) <= np.float32(beta)).mean(axis=0)
+        entry["per_image"] = {"share": share.tolist()}
     except CalibrationError as exc:
         entry["per_image"] = {"refused": str(exc)}
     return entry
@@ -194,10 +226,12 @@ def leave_one_source_out(args, model, settings) -> dict:
     sources = np.array(recs.sources)
     names = sorted(set(recs.sources))
     quantiles = args.clip_quantile
-    modes = ["plain"] + [f"weighted q={q:g}" for q in quantiles]
+    modes = ["plain", OWN] + [f"weighted q={q:g}" for q in quantiles]
     print(f"leave-one-source-out on {recs.n} photos of {len(names)} sources from {args.calib}; alphas {ALPHAS}, "
-          f"per-image beta {args.beta}; weighted: w_test = the q quantile of the held-out source's own weights, "
-          f"q in {quantiles}")
+          f"per-image beta {args.beta}; {OWN}: each held-out photo weighted by its own likelihood ratio (what "
+          "colorize serves the photos of `calibrate --target`; photos with no finite lambda get the band [0, 1]); "
+          f"weighted q: w_test = the q quantile of the held-out source's own weights (any other photo), q in "
+          f"{quantiles}")
     rows = {}
     for s in tqdm(names, desc="held-out sources", unit="source"):
         held = sources == s
@@ -205,8 +239,9 @@ def leave_one_source_out(args, model, settings) -> dict:
         base = recs.select(~held).calibration(model=model, settings=settings)
         # one classifier fit per source serves every clip quantile
         ratios = likelihood_ratios(ratio_features(base.features), ratio_features(test.features), seed=args.seed)
-        cals = {"plain": base}
-        for q, mode in zip(quantiles, modes[1:]):
+        cals = {"plain": base, OWN: reweight(base, test.features, description=s, ratios=ratios, warn=False,
+                                             target_hashes=test.sha256)}
+        for q, mode in zip(quantiles, modes[2:]):
             cals[mode] = reweight(base, test.features, description=s, clip_quantile=q, ratios=ratios, warn=False)
         row = {"n": test.n, "auc": ratios[2]["auc"], "ess": {m: c.ess for m, c in cals.items()}, "alphas": {}}
         for a in ALPHAS:
@@ -233,6 +268,8 @@ def leave_one_source_out(args, model, settings) -> dict:
                 cells.append(f"{'refused' if 'refused' in pi else _fmt(pi['share'], 2):>19s}")
             print(f"{s:22s} {row['n']:4d} {row['ess'][main_mode]:7.1f} {row['auc']:5.2f}  " + " ".join(cells[:2])
                   + "  " + " ".join(cells[2:4]) + "  " + "  ".join(cells[4:]))
+        full = {s: row["alphas"][key][OWN]["expected"].get("full_band", 0.0) for s, row in rows.items()}
+        print(f"photos given the band [0, 1] ({OWN}): " + ", ".join(f"{s} {v:.2f}" for s, v in full.items()))
         summary[key] = {}
         for mode in modes[1:]:
             sm = _summary(rows, mode, a)
@@ -265,6 +302,9 @@ def main() -> None:
     ap.add_argument("--clip-quantile", type=float, nargs="+", default=[0.95, 0.5, 1.0],
                     help="weighted: w_test = this quantile of the archive's weights (several: compared; the first "
                          "is tabulated)")
+    ap.add_argument("--target-bench", action="store_true",
+                    help="benchmark mode: also weight the calibration for the benchmark's gray images (no truth "
+                         "used) and serve each photo its own weighted lambda")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()

@@ -157,7 +157,7 @@ class CubeAccessor:
             raise SchemaError("variable 'coefficients' is missing: bands at another alpha are rebuilt from the guided "
                               "coefficients colorize stores; colorize the image again at this alpha instead")
         cal = self.calibration(calibration)
-        lam = cal.lambda_for(alpha)
+        lam, _ = cal.lambda_for_photo(alpha, str(ds.attrs.get("source_hash", "")))  # own weight, if it has one
         gray = self._values("gray")
         coef = ds["coefficients"]
         f, s = bands_at(gray, np.asarray(coef.values, np.float32), coef.attrs["extent"])

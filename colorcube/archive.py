@@ -49,7 +49,7 @@ from .guided import Coefficients
 from .hinting import calibration_hint_points, pin_codes
 from .hints import as_hints, find_hint_file
 from .io import DEFAULT_MAX_PIXELS, file_hash
-from .pipeline import guided_attrs, prepare_run
+from .pipeline import guided_attrs, photo_lambda, prepare_run
 from .settings import PipelineSettings
 from .sources import Source, group_name, list_sources, read_source, source_data, source_hash, source_pixels
 from .store import acquire_lock, group_attrs, update_group_attrs, write_cube
@@ -108,6 +108,7 @@ class _Job:
     hints: str | None = None  # folder of per-image hint files
     hint_points: int | None = None  # the calibration's simulated hint points (None: uncalibrated)
     scheduler: str = "threads"  # dask's, for a large image's chunks ("synchronous" inside a dask worker)
+    photo_lambdas: dict = dataclasses.field(default_factory=dict)  # Run.photo_lambdas
 
 
 @functools.lru_cache(maxsize=2)
@@ -234,13 +235,13 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
     coeffs = result if isinstance(result, Coefficients) else coefficients_of(result, work.inp, job.settings)
     gray, hints, name = work.gray, work.hints, work.name
     h, w = gray.shape
+    lam, own = photo_lambda(job.photo_lambdas, work.row["hash"], job.lam)
     attrs = {**job.attrs, "source": work.source.label, "source_hash": work.row["hash"], "height": h, "width": w,
-             "colorcube_status": "incomplete"}
+             "colorcube_status": "incomplete", **own}
     if work.row["damaged"]:
         attrs["damaged"] = work.row["damaged"]
     if hints is not None:
         attrs.update(guided_attrs(attrs, job.hint_points, hints=hints), hint_hash=work.hint_hash)
-    lam = np.asarray(job.lam)
     if h * w <= _SMALL_CHUNKS * job.chunk**2:  # in memory at once, no dask graph to build
         codes = stage_codes(gray, coeffs, lam, threads=1, with_gray=True)
         if hints is not None:
@@ -379,7 +380,7 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
                chunk=int(chunk), max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels,
                attrs=attrs, compression=compression, allow_damaged=bool(allow_damaged),
                hints=None if hints is None else str(hints),
-               hint_points=None if cal is None else calibration_hint_points(cal))
+               hint_points=None if cal is None else calibration_hint_points(cal), photo_lambdas=run.photo_lambdas)
     names = [group_name(s) for s in sources]
     result = ArchiveResult(len(sources), [], [], [], {}, 0.0, 0.0)
     t0 = time.perf_counter()

@@ -296,7 +296,7 @@ def photo_records(paths, *, model, settings: PipelineSettings | None = None, cac
 
 
 def gray_features(target, *, model, settings: PipelineSettings | None = None, cache=None, progress: bool = True,
-                  max_pixels=DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str]]:
+                  max_pixels=DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, list[str], list[str]]:
     """:func:`colorcube.shift.image_features` of an archive of gray images (no truth needed).
 
     Parameters
@@ -310,10 +310,11 @@ def gray_features(target, *, model, settings: PipelineSettings | None = None, ca
     -------
     features : (m, d) float32
     labels : list of m source labels (unreadable images are skipped with a warning)
+    digests : list of m SHA-256 (hex) of each image (:func:`colorcube.sources.source_hash`)
     """
     settings = settings or PipelineSettings()
     folder = _cache_folder(cache, model, settings, "features")
-    feats, labels = [], []
+    feats, labels, digests = [], [], []
     for src in tqdm(list_sources(target), desc="archive features", unit="img", disable=not progress):
         try:
             data = source_data(src)
@@ -323,6 +324,7 @@ def gray_features(target, *, model, settings: PipelineSettings | None = None, ca
                 try:
                     feats.append(np.load(entry, allow_pickle=False))
                     labels.append(src.label)
+                    digests.append(digest)
                     continue
                 except (OSError, ValueError, EOFError):
                     pass
@@ -337,9 +339,10 @@ def gray_features(target, *, model, settings: PipelineSettings | None = None, ca
             tmp.replace(entry)
         feats.append(f)
         labels.append(src.label)
+        digests.append(digest)
     if not feats:
         raise CalibrationError(f"{target}: no readable gray images in the target archive")
-    return np.stack(feats), labels
+    return np.stack(feats), labels, digests
 
 
 def _photo_paths(photos) -> list[Path]:
@@ -373,7 +376,9 @@ def calibrate(photos, *, model=None, settings: PipelineSettings | None = None, m
         Serve the per-image guarantee by default: with probability >= 1 - alpha a
         new photo has at least ``1 - per_image`` of its pixels covered.
     target : gray archive (folder, glob, list, zarr; see :func:`gray_features`) or
-        its (m, d) feature array, optional: archive-weighted calibration (CRC only)
+        its (m, d) feature array, optional: archive-weighted calibration (CRC only). Given
+        as images, each one's own likelihood ratio is kept, and colorizing that image later
+        serves its own weighted-conformal lambda (photos outside it: the archive-wide bound)
     target_description : str, names the archive in the guarantee (default: ``target``)
     source : str, description recorded in the provenance
     progress : bool, tqdm progress bars
@@ -404,10 +409,10 @@ def calibrate(photos, *, model=None, settings: PipelineSettings | None = None, m
     if target is None:
         return cal
     if isinstance(target, np.ndarray):
-        feats, desc = target, target_description or f"{len(target)} images"
+        feats, desc, digests = target, target_description or f"{len(target)} images", None
     else:
-        feats, _ = gray_features(target, model=model, settings=settings, cache=cache, progress=progress,
-                                 max_pixels=max_pixels)
+        feats, _, digests = gray_features(target, model=model, settings=settings, cache=cache, progress=progress,
+                                          max_pixels=max_pixels)
         desc = target_description or str(target)
-    return reweight(cal, feats, description=desc, seed=seed, clip_quantile=clip_quantile)
+    return reweight(cal, feats, description=desc, seed=seed, clip_quantile=clip_quantile, target_hashes=digests)
 

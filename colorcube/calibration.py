@@ -26,6 +26,7 @@ import numpy as np
 from .conformal import (
     LAMBDA_GRID,
     _check_beta,
+    check_alpha,
     crc_lambda,
     effective_sample_size,
     image_level_curves,
@@ -41,6 +42,7 @@ _FORMAT = "colorcube-calibration-2"
 #: formats :meth:`Calibration.from_file` reads (1: curves only, before features and weights)
 _READABLE = ("colorcube-calibration-1", _FORMAT)
 _UNSET = object()
+_ARRAYS = ("curves", "joint_curves", "grid", "features", "weights", "ratios", "target_ratios")
 
 
 
@@ -72,6 +74,12 @@ class Calibration:
     weights : (n,) float64 or None, likelihood ratios archive / calibration of the
         calibration photos (archive-weighted calibration; None: unweighted)
     w_test : float or None, the bound used for the new photo's weight (weighted only)
+    ratios : (n,) float64 or None, the calibration photos' likelihood ratios unclipped,
+        served with a target photo's own ratio (:meth:`lambda_for_photo`)
+    target_ratios : (m,) float64 or None, each target archive photo's own likelihood
+        ratio (cross-fitted: from a classifier fit that did not see it), on the scale of
+        ``ratios``; ``provenance["target"]["sha256"]`` names the photos (SHA-256 of the
+        file, or of a zarr array's data, as :func:`colorcube.sources.source_hash`)
     """
 
     curves: np.ndarray
@@ -85,7 +93,10 @@ class Calibration:
     features: np.ndarray | None = None
     weights: np.ndarray | None = None
     w_test: float | None = None
-    #: per-(joint, beta) mean (or weighted sum) of the curves over images, made on first use
+    ratios: np.ndarray | None = None
+    target_ratios: np.ndarray | None = None
+    #: per-(joint, beta, weights) mean (or weighted sum) of the curves over images, and the target photos'
+    #: ratios by SHA-256 ("table"), made on first use
     _sums: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -115,6 +126,18 @@ class Calibration:
             self.w_test = float(self.w_test)
             if self.method != "crc":
                 raise CalibrationError("an archive-weighted calibration serves CRC only; use method='crc'")
+        if (self.ratios is None) != (self.target_ratios is None) or (self.ratios is not None and not self.weighted):
+            raise CalibrationError("ratios and target_ratios come together, in a weighted calibration only")
+        if self.ratios is not None:
+            self.ratios = r = np.asarray(self.ratios, dtype=np.float64)
+            self.target_ratios = t = np.asarray(self.target_ratios, dtype=np.float64)
+            names = self.provenance.get("target", {}).get("sha256", [])
+            if (r.shape != (c.shape[0],) or t.ndim != 1 or len(names) != len(t)
+                    or not (np.isfinite(r).all() and np.isfinite(t).all() and (r >= 0).all() and (t > 0).all())
+                    or r.sum() <= 0):
+                raise CalibrationError(f"ratios of shape {r.shape} and target ratios of shape {t.shape} for "
+                                       f"{len(names)} target photos named: expected ({c.shape[0]},) and one per "
+                                       "name, finite, > 0")
 
     @property
     def n(self) -> int:
@@ -174,24 +197,65 @@ class Calibration:
             alpha below what this calibration can serve (too few photos, or too
             small an effective sample size), or an unknown method.
         """
+        return self._lambda(alpha, method, delta, joint, beta, self.weights, w_test)
+
+    def _lambda(self, alpha, method, delta, joint, beta, weights, w_test) -> np.ndarray:
         method, delta, joint, beta = self._resolve(method, delta, joint, beta)
         cur = self.joint_curves[:, None] if joint else self.curves  # (n, k, grid)
-        key = (bool(joint), beta, self.weighted)
+        key = (bool(joint), beta, self.weighted, weights is self.ratios)
         if key not in self._sums:  # the (weighted) mean over images is all any alpha needs: made once
             if beta is not None:
                 cur = image_level_curves(cur, beta)
-            self._sums[key] = (np.einsum("n,nkg->kg", self.weights, cur.astype(np.float64)) if self.weighted
+            self._sums[key] = (np.einsum("n,nkg->kg", weights, cur.astype(np.float64)) if self.weighted
                                else cur.mean(axis=0, dtype=np.float64))
         sums = self._sums[key]
         k = range(sums.shape[0])  # cur[:, c] below only gives n: the sums stand for the curves
         if self.weighted:
             wt = self.w_test if w_test is None else w_test
-            lams = [weighted_crc_lambda(cur[:, c], alpha, self.weights, wt, self.grid, weighted_sum=sums[c]) for c in k]
+            lams = [weighted_crc_lambda(cur[:, c], alpha, weights, wt, self.grid, weighted_sum=sums[c]) for c in k]
         elif method == "crc":
             lams = [crc_lambda(cur[:, c], alpha, self.grid, mean=sums[c]) for c in k]
         else:
             lams = [rcps_lambda(cur[:, c], alpha, delta, self.grid, mean=sums[c]) for c in k]
         return np.full(3, lams[0]) if joint else np.array(lams)
+
+    def photo_ratio(self, digest: str) -> float | None:
+        """A target archive photo's own likelihood ratio (:attr:`target_ratios`), None for any other photo."""
+        if self.target_ratios is None or not digest:
+            return None
+        if "table" not in self._sums:
+            names = self.provenance["target"]["sha256"]
+            self._sums["table"] = dict(zip(names, self.target_ratios.tolist()))
+        return self._sums["table"].get(digest)
+
+    def lambda_for_photo(self, alpha: float, digest: str, *, joint: bool | None = None,
+                         beta=_UNSET) -> tuple[np.ndarray, float | None]:
+        """Lambda per channel for one photo, and the weight it was served with.
+
+        A photo of the target archive of a weighted calibration (its SHA-256 in
+        ``provenance["target"]["sha256"]``) gets weighted CRC with its own likelihood
+        ratio as the new photo's weight (Tibshirani et al. 2019; the calibration photos
+        weighted by their unclipped :attr:`ratios`). When that weight alone takes more
+        than alpha of the risk, nothing short of the whole range [0, 1] can be promised
+        for the photo: its lambda is ``inf``. Any other photo gets :meth:`lambda_for`
+        (the archive-wide bound :attr:`w_test` for weighted calibrations), weight None.
+
+        Parameters
+        ----------
+        alpha : float in (0, 1); digest : str, the photo's SHA-256 (hex)
+
+        Returns
+        -------
+        lam : (3,) float64, ``inf`` where the photo gets the band [0, 1]
+        weight : float or None, the photo's own ratio when it was used
+        """
+        w = self.photo_ratio(digest)
+        if w is None:
+            return self.lambda_for(alpha, joint=joint, beta=beta), None
+        alpha = check_alpha(alpha)
+        if w / (float(self.ratios.sum()) + w) > alpha:  # weighted_crc_lambda would refuse: no finite lambda
+            return np.full(3, np.inf), w
+        return self._lambda(alpha, None, None, joint, beta, self.ratios, w), w
 
     def min_alpha(self, *, method: str | None = None, delta: float | None = None) -> float:
         """Smallest alpha this calibration can serve (at ``lambda = inf``, the band [0, 1]).
@@ -252,7 +316,9 @@ class Calibration:
     def _target_words(self) -> str:
         t = self.provenance.get("target", {})
         name = t.get("description") or "the archive"
-        return (f"{name}, {t.get('n_images', '?')} images; likelihood ratio estimated from gray-image features; "
+        own = (" (each of these photos weighted by its own ratio, any other photo by the archive-wide bound)"
+               if self.target_ratios is not None else "")
+        return (f"{name}, {t.get('n_images', '?')} images; likelihood ratio estimated from gray-image features{own}; "
                 f"effective sample size {self.ess:.0f} of {self.n} calibration photos")
 
     def summary(self) -> dict:
@@ -264,7 +330,8 @@ class Calibration:
         if self.weighted:
             t = p.get("target", {})
             out.update(ess=round(self.ess, 2), w_test=self.w_test, target=t.get("description", ""),
-                       target_images=t.get("n_images"))
+                       target_images=t.get("n_images"),
+                       own_weights=0 if self.target_ratios is None else len(self.target_ratios))
         return out
 
     def check_compatible(self, *, model_hash: str | None = None, settings: dict | None = None,
@@ -318,6 +385,9 @@ class Calibration:
             arrays["features"] = self.features.astype(np.float32)
         if self.weights is not None:
             arrays["weights"] = self.weights.astype(np.float64)
+        if self.ratios is not None:
+            arrays["ratios"] = self.ratios.astype(np.float64)
+            arrays["target_ratios"] = self.target_ratios.astype(np.float64)
         digest = _digest(arrays, meta)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
@@ -335,7 +405,7 @@ class Calibration:
             raise CalibrationError(f"{p}: calibration file not found")
         try:
             with np.load(p, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("curves", "joint_curves", "grid", "features", "weights") if k in z.files}
+                arrays = {k: z[k] for k in _ARRAYS if k in z.files}
                 meta_bytes, stored = z["meta"].tobytes(), z["sha256"].tobytes().decode()
             meta = json.loads(meta_bytes)
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
@@ -348,7 +418,8 @@ class Calibration:
             cal = cls(curves=arrays["curves"], joint_curves=arrays["joint_curves"], grid=arrays["grid"],
                       method=meta["method"], delta=float(meta["delta"]), joint=bool(meta["joint"]),
                       provenance=meta["provenance"], beta=meta.get("beta"), features=arrays.get("features"),
-                      weights=arrays.get("weights"), w_test=meta.get("w_test"))
+                      weights=arrays.get("weights"), w_test=meta.get("w_test"), ratios=arrays.get("ratios"),
+                      target_ratios=arrays.get("target_ratios"))
         except KeyError as exc:
             raise CalibrationError(f"{p}: calibration file lacks {exc}; recalibrate") from exc
         if model_hash is not None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
+import logging
 import math
 import warnings
 from importlib import resources
@@ -32,12 +34,12 @@ import colorcube
 from .calibration import Calibration
 from .codes import check_compression, decode
 from .conformal import check_alpha
-from .errors import CalibrationError, ColorcubeError, OptionError
+from .errors import CalibrationError, ColorcubeError, ImageReadError, OptionError
 from .fullres import full_stage, stage_codes
 from .guided import N_MAPS, Coefficients
 from .hinting import calibration_hint_points, guarantee_note, pin, pin_codes
 from .hints import as_hints
-from .io import DEFAULT_MAX_PIXELS, read_gray
+from .io import DEFAULT_MAX_PIXELS, file_hash, read_gray
 from .model import ColorNet
 from .reference import reference_histogram
 from .settings import PipelineSettings
@@ -53,10 +55,14 @@ __all__ = [
     "default_calibration_path",
     "guided_attrs",
     "load_kernels",
+    "photo_lambda",
     "predict_bands",
     "prepare_run",
     "resolve_calibration",
+    "source_digest",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def predict_bands(gray, model: ColorNet, settings: PipelineSettings | None = None, *,
@@ -166,7 +172,9 @@ class Run:
     """What every image of one colorization run shares (:func:`prepare_run`).
 
     ``lam`` : (3,) float64 lambda per R, G, B (ones when uncalibrated); ``attrs`` : the
-    cube attributes of the run (:func:`cube_attrs`), ``source`` still "<array>".
+    cube attributes of the run (:func:`cube_attrs`), ``source`` still "<array>";
+    ``photo_lambdas`` : {SHA-256: ((3,) lambda, weight)} for the target archive's photos of a
+    weighted calibration that keeps their own ratios (see :func:`photo_lambda`), else empty.
     """
 
     model: ColorNet
@@ -175,6 +183,44 @@ class Run:
     alpha: float
     lam: np.ndarray
     attrs: dict
+    photo_lambdas: dict = dataclasses.field(default_factory=dict)
+
+
+def photo_lambda(photo_lambdas: dict, digest: str, lam) -> tuple[np.ndarray, dict]:
+    """The lambda one photo is served with, and the cube attributes that record it.
+
+    Parameters
+    ----------
+    photo_lambdas : :attr:`Run.photo_lambdas`; digest : the photo's SHA-256 ("" if unknown)
+    lam : (3,) the run's lambda, for any photo not in ``photo_lambdas``
+
+    Returns
+    -------
+    lam : (3,) float64 (``inf`` where the photo's own weight allows no finite lambda:
+        its band is [0, 1])
+    attrs : {} or ``lambda``, ``calibration_weight`` (the photo's own likelihood ratio) and
+        ``source_hash`` (what the bands at another alpha are looked up by)
+    """
+    own = photo_lambdas.get(digest) if digest else None
+    if own is None:
+        return np.asarray(lam, np.float64), {}
+    own_lam, weight = own
+    if not np.isfinite(own_lam).all():
+        log.warning("photo %s… looks unlike every calibration photo (likelihood ratio %.3g): its weighted-conformal "
+                    "band is the whole range [0, 1]", digest[:12], weight)
+    return np.asarray(own_lam, np.float64), {"lambda": [_finite_or_str(float(v)) for v in own_lam],
+                                             "calibration_weight": float(weight), "source_hash": digest}
+
+
+def source_digest(image) -> str:
+    """SHA-256 of an image as given: a file's bytes or an array's data (as
+    :func:`colorcube.sources.source_hash` hashes archive sources)."""
+    if isinstance(image, (str, Path)):
+        try:
+            return file_hash(image)
+        except OSError as exc:
+            raise ImageReadError(f"{image}: cannot be read ({exc.strerror or exc})") from exc
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(image)).tobytes()).hexdigest()
 
 
 def prepare_run(*, alpha: float = 0.1, model: ColorNet | None = None, weights=None, device="auto",
@@ -209,7 +255,10 @@ def prepare_run(*, alpha: float = 0.1, model: ColorNet | None = None, weights=No
         cal.check_compatible(model_hash=getattr(model, "weights_hash", None), settings=sdict, **options)
     lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=sdict)
-    return Run(model, cal, settings, alpha, np.asarray(lam, np.float64), attrs)
+    own = {}
+    if cal is not None and cal.target_ratios is not None:
+        own = {d: cal.lambda_for_photo(alpha, d) for d in cal.provenance["target"]["sha256"]}
+    return Run(model, cal, settings, alpha, np.asarray(lam, np.float64), attrs, own)
 
 
 def _as_gray(image, max_pixels) -> tuple[np.ndarray, str]:
@@ -253,15 +302,17 @@ def colorize_codes(image, run: Run, *, max_pixels="default", hints=None, referen
     the image's working stage when already computed (:func:`working_stages`).
     """
     return _codes(*_as_gray(image, max_pixels), run, hints=hints, reference=reference,
-                  reference_strength=reference_strength, coeffs=coeffs)
+                  reference_strength=reference_strength, coeffs=coeffs,
+                  digest=source_digest(image) if run.photo_lambdas else "")
 
 
 def _codes(gray: np.ndarray, source: str, run: Run, *, hints=None, reference=None, reference_strength: float = 1.0,
-           coeffs: Coefficients | None = None) -> Colorized:
+           coeffs: Coefficients | None = None, digest: str = "") -> Colorized:
     hints = as_hints(hints, gray.shape)
     # the reference is read (and refused if bad) before the network runs
     histogram = None if reference is None else reference_histogram(reference, run.model.bins)
-    attrs = {**run.attrs, "source": source}
+    lam, own = photo_lambda(run.photo_lambdas, digest, run.lam)
+    attrs = {**run.attrs, "source": source, **own}
     if hints is not None or reference is not None:
         hint_points = None if run.calibration is None else calibration_hint_points(run.calibration)
         attrs.update(guided_attrs(attrs, hint_points, hints=hints, reference=reference,
@@ -269,7 +320,7 @@ def _codes(gray: np.ndarray, source: str, run: Run, *, hints=None, reference=Non
     if coeffs is None:
         coeffs = working_stage(gray, run.model, run.settings, hints=hints, reference=histogram,
                                reference_strength=reference_strength)
-    codes = stage_codes(gray, coeffs, run.lam, with_gray=True)
+    codes = stage_codes(gray, coeffs, lam, with_gray=True)
     if hints is not None:
         pin_codes(hints, gray, codes)
     return Colorized(codes, attrs, (coeffs.coef, coeffs.extent), None if hints is None else hints.to_array())
@@ -335,8 +386,9 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     guided = hints is not None or reference is not None
     coeffs = [None] * len(read) if guided else working_stages([g for g, _ in read], run.model, run.settings,
                                                               batch=batch)
+    digests = [source_digest(im) if run.photo_lambdas else "" for im in image]
     return [_cube(_codes(g, source, run, hints=hints, reference=reference, reference_strength=reference_strength,
-                         coeffs=c)) for (g, source), c in zip(read, coeffs)]
+                         coeffs=c, digest=d)) for (g, source), c, d in zip(read, coeffs, digests)]
 
 
 def _cube(done: Colorized, *, out=None, chunk: int = 1024, compression: str = "none"):

@@ -256,7 +256,7 @@ def _clipped(ratios: tuple, clip_quantile: float):
 
 def reweight(calibration: Calibration, target_features: np.ndarray, *, description: str = "", folds: int = 5,
              seed: int = 0, components: int = 32, clip_quantile: float = 0.95, warn: bool = True,
-             ratios: tuple | None = None) -> Calibration:
+             ratios: tuple | None = None, target_hashes=None) -> Calibration:
     """An archive-weighted copy of ``calibration`` for an archive with these features.
 
     Needs the calibration's stored features (``calibration.features``); the
@@ -274,10 +274,16 @@ def reweight(calibration: Calibration, target_features: np.ndarray, *, descripti
     warn : bool, warn when the effective sample size is small
     ratios : optional ``likelihood_ratios(...)`` output for the :func:`ratio_features` of these, reused
         (e.g. to compare clip quantiles without refitting the classifier)
+    target_hashes : sequence of m str, optional, the SHA-256 of each archive image
+        (:func:`colorcube.sources.source_hash`, in the order of ``target_features``): the
+        calibration then keeps each one's own ratio, so that colorizing it serves the
+        weighted-conformal lambda of that photo
+        (:meth:`~colorcube.calibration.Calibration.lambda_for_photo`)
 
     Returns
     -------
-    Calibration with ``weights``, ``w_test`` and ``provenance["target"]``
+    Calibration with ``weights``, ``w_test`` and ``provenance["target"]`` (and with
+    ``target_hashes``: ``ratios``, ``target_ratios`` and ``provenance["target"]["sha256"]``)
     """
     if calibration.features is None:
         raise CalibrationError("this calibration keeps no image features (made before colorcube stored them); "
@@ -288,9 +294,17 @@ def reweight(calibration: Calibration, target_features: np.ndarray, *, descripti
     w, w_test, info = _clipped(ratios, clip_quantile)
     prov = dict(calibration.provenance)
     prov["target"] = {"description": description, "n_images": len(target_features), **info}
+    own = {}
+    if target_hashes is not None:
+        target_hashes = [str(h) for h in target_hashes]
+        if len(target_hashes) != len(target_features):
+            raise CalibrationError(f"{len(target_hashes)} target hashes for {len(target_features)} target images; "
+                                   "give one per image, in the same order")
+        prov["target"]["sha256"] = target_hashes
+        own = {"ratios": ratios[0], "target_ratios": ratios[1]}
     out = Calibration(curves=calibration.curves, joint_curves=calibration.joint_curves, grid=calibration.grid,
                       method="crc", delta=calibration.delta, joint=calibration.joint, provenance=prov,
-                      beta=calibration.beta, features=calibration.features, weights=w, w_test=w_test)
+                      beta=calibration.beta, features=calibration.features, weights=w, w_test=w_test, **own)
     ess = out.ess
     if warn and (ess < WARN_ESS or ess < calibration.n / 4):
         warnings.warn(

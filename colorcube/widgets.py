@@ -194,7 +194,7 @@ class Explorer:
         alpha = self.alpha.value if alpha is None else alpha
         if d["cal"] is None or np.isclose(alpha, float(d["attrs"]["alpha"])):
             return d["interval"]
-        lam = d["cal"].lambda_for(alpha)
+        lam, _ = d["cal"].lambda_for_photo(alpha, str(d["attrs"].get("source_hash", "")))  # own weight, if any
         return self._bands_for(lam)
 
     def _bands_for(self, lam) -> np.ndarray:

@@ -171,6 +171,76 @@ def test_weighted_calibration_end_to_end_warns_and_refuses(tmp_path, tiny_model,
     # the stored features let the weighting be redone without the network
     again = reweight(wc.subset(np.arange(12)), wc.features[:3], description="again", warn=False)
     assert again.weighted and again.provenance["target"]["description"] == "again"
+    assert again.target_ratios is None  # features alone name no photo: every photo gets the bound
+
+
+def test_archive_photos_get_their_own_weighted_lambda(tmp_path, tiny_model, tiny_weights, photo_dir, photos, cache):
+    """Calibrated with --target, each archive photo (by SHA-256) is served weighted CRC with its own
+    likelihood ratio, in colorize and in the archive; other photos get the bound."""
+    import dataclasses
+    import hashlib
+
+    from PIL import Image
+
+    from colorcube.conformal import weighted_crc_lambda
+    from colorcube.weights import load_weights
+
+    model = load_weights(tiny_weights)  # the archive loads the weights file: calibrate that model
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for k in range(6):
+        Image.fromarray(photos["coffee"][k * 30 : k * 30 + 200, ::2]).convert("L").save(archive / f"scan{k}.png")
+    with pytest.warns(UserWarning, match="looks unlike"):
+        wc = calibrate(list_images(photo_dir), model=model, settings=SETTINGS, target=archive,
+                       progress=False, cache=cache)
+    scans = list_images(archive)
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in scans]
+    assert wc.provenance["target"]["sha256"] == digests and wc.target_ratios.shape == (6,)
+    assert wc.ratios.shape == (12,) and (wc.weights <= wc.w_test).all() and wc.ratios.max() >= wc.weights.max()
+    alpha = 0.9  # 12 photos and 6 unlike them: a large alpha leaves some finite lambdas
+    own = {}
+    for p, d in zip(scans, digests):
+        lam, w = wc.lambda_for_photo(alpha, d)
+        assert w == pytest.approx(wc.target_ratios[digests.index(d)])
+        if w / (wc.ratios.sum() + w) > alpha:
+            assert np.isinf(lam).all()
+        else:
+            expect = [weighted_crc_lambda(wc.curves[:, c], alpha, wc.ratios, w) for c in range(3)]
+            np.testing.assert_array_equal(lam, expect)
+        ds = colorcube.colorize(p, model=model, calibration=wc, alpha=alpha)
+        assert ds.attrs["lambda"] == [float(v) if np.isfinite(v) else "inf" for v in lam]
+        assert ds.attrs["calibration_weight"] == pytest.approx(w)
+        own[p.stem] = ds
+    assert len({str(ds.attrs["lambda"]) for ds in own.values()}) > 1  # each photo its own
+    # bands at another alpha, rebuilt from the cube, use the photo's own weight too
+    lam85 = wc.lambda_for_photo(0.85, digests[1])[0]
+    assert not np.array_equal(lam85, wc.lambda_for(0.85))
+    np.testing.assert_array_equal(own["scan1"].colorcube.bands(0.85, calibration=wc).attrs["lambda"], lam85)
+    # a photo whose own weight takes more than alpha of the risk: no finite lambda, its band is [0, 1]
+    unlike = dataclasses.replace(wc, target_ratios=np.r_[1e6, wc.target_ratios[1:]])
+    assert np.isinf(unlike.lambda_for_photo(alpha, digests[0])[0]).all()
+    ds = colorcube.colorize(scans[0], model=model, calibration=unlike, alpha=alpha)
+    assert ds.attrs["lambda"] == ["inf"] * 3 and ds.attrs["calibration_weight"] == 1e6
+    assert (ds["interval"].sel(bound="lower") == 0).all() and (ds["interval"].sel(bound="upper") == 1).all()
+    # photos are known by their source's bytes: the pixels of scan0 as an array are another photo, and
+    # a photo outside the archive gets the archive-wide bound, no own weight
+    bound = [float(v) if np.isfinite(v) else "inf" for v in wc.lambda_for(alpha)]
+    for image in (np.asarray(Image.open(scans[0])), gray_of(photos["astronaut"])):
+        other = colorcube.colorize(image, model=model, calibration=wc, alpha=alpha)
+        assert other.attrs["lambda"] == bound and "calibration_weight" not in other.attrs
+    # the archive serves the same per-photo lambdas and bands
+    from colorcube.archive import colorize_archive
+    from colorcube.store import open_image
+
+    out = tmp_path / "arch.zarr"
+    res = colorize_archive(archive, out, weights=tiny_weights, calibration=wc, alpha=alpha, progress=False)
+    assert not res.failed
+    assert len(res.done) == len(own)
+    for name in res.done:
+        cube, ds = open_image(out, name), own[name.rsplit("-", 1)[0]]
+        assert cube.attrs["lambda"] == ds.attrs["lambda"]
+        np.testing.assert_array_equal(cube["interval"].values, ds["interval"].values)
 
 
 def test_calibrate_command_per_image_target_and_cache(tmp_path, tiny_weights, photo_dir, capsys):
@@ -195,6 +265,7 @@ def test_calibrate_command_per_image_target_and_cache(tmp_path, tiny_weights, ph
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "effective sample size" in captured.out and "Approximately" in captured.out
+    assert "each of the 12 archive images is served with its own weight" in captured.out
 
 
 def test_calibration_with_random_hints(cal, tiny_model, photo_dir, cache):

@@ -425,6 +425,38 @@ def test_weighted_calibration_object():
     assert (wc.lambda_for(0.2, w_test=0.01) <= wc.lambda_for(0.2)).all()
 
 
+def test_photo_lambda_is_weighted_crc_with_the_photos_own_ratio(tmp_path):
+    rng = np.random.default_rng(19)
+    cal = _cal(rng, n=60)
+    ratios = rng.lognormal(0, 1, 60)
+    mine = np.array([0.5, 3.0, 1e3])
+    wc = Calibration(curves=cal.curves, joint_curves=cal.joint_curves, weights=np.minimum(ratios, 2.0), w_test=2.0,
+                     ratios=ratios, target_ratios=mine,
+                     provenance={"target": {"description": "scans", "n_images": 3, "sha256": ["a", "b", "c"]}})
+    for name, w in zip("ab", mine):
+        lam, got = wc.lambda_for_photo(0.2, name)
+        assert got == w
+        np.testing.assert_array_equal(lam, [weighted_crc_lambda(cal.curves[:, c], 0.2, ratios, w) for c in range(3)])
+    # 1e3 / (sum + 1e3) > 0.2: no finite lambda serves that photo (weighted_crc_lambda refuses)
+    assert 1e3 / (ratios.sum() + 1e3) > 0.2
+    lam, got = wc.lambda_for_photo(0.2, "c")
+    assert np.isinf(lam).all() and got == 1e3
+    with pytest.raises(CalibrationError):
+        weighted_crc_lambda(cal.curves[:, 0], 0.2, ratios, 1e3)
+    # any other photo: the archive-wide bound
+    lam, got = wc.lambda_for_photo(0.2, "zz")
+    assert got is None and (lam == wc.lambda_for(0.2)).all()
+    assert "its own ratio" in wc.guarantee(0.2) and wc.summary()["own_weights"] == 3
+    back = Calibration.from_file(wc.to_file(tmp_path / "own.cal"))
+    np.testing.assert_array_equal(back.target_ratios, mine)
+    np.testing.assert_array_equal(back.lambda_for_photo(0.2, "b")[0], wc.lambda_for_photo(0.2, "b")[0])
+    with pytest.raises(CalibrationError, match="one per name"):
+        Calibration(curves=cal.curves, joint_curves=cal.joint_curves, weights=ratios, w_test=2.0, ratios=ratios,
+                    target_ratios=mine[:2], provenance={"target": {"sha256": ["a", "b", "c"]}})
+    with pytest.raises(CalibrationError, match="come together"):
+        Calibration(curves=cal.curves, joint_curves=cal.joint_curves, ratios=ratios, target_ratios=mine)
+
+
 def test_file_round_trip_of_features_weights_and_beta(tmp_path):
     rng = np.random.default_rng(16)
     cal = _cal(rng, n=40)

@@ -37,7 +37,7 @@ def test_forward_shapes_and_ranges(tiny_model):
 
 
 def test_empty_hints_equal_no_hints_and_hints_change_the_output(tiny_model):
-    lightness = torch.rand(1, 1, 64, 64) * 100
+    lightness = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(3)) * 100
     empty = hint_maps((64, 64))
     hinted = hint_maps((64, 64), [(10, 12, 60.0, 40.0), (40, 50, -30.0, 20.0)])
     assert hinted.shape == (1, 3, 64, 64) and float(hinted[0, 2].sum()) == 2
@@ -45,7 +45,8 @@ def test_empty_hints_equal_no_hints_and_hints_change_the_output(tiny_model):
     with torch.no_grad():
         none, zero, some = (tiny_model(lightness, h)[0] for h in (None, empty, hinted))
     torch.testing.assert_close(none, zero, rtol=0, atol=0)
-    assert float((none - some).abs().max()) > 1e-4
+    # exact equality above, so any change is the hints' (the tiny random network's effect is small)
+    assert float((none - some).abs().max()) > 1e-6
 
 
 def test_warm_start_from_an_older_layout_computes_the_same_colours(tmp_path):
