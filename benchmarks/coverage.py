@@ -41,12 +41,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from colorcube.calibrate import CONSTANT_HALF_WIDTH, gray_features, list_images, photo_records, source_of
+from colorcube.calibrate import CONSTANT_HALF_WIDTH, gray_features, list_images, photo_records
 from colorcube.codes import round_outward
 from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
 from colorcube.errors import CalibrationError
 from colorcube.evaluate import group_coverage, share_interval
-from colorcube.io import read_truth
+from colorcube.io import read_truth, source_of
 from colorcube.pipeline import predict_bands, resolve_calibration
 from colorcube.settings import PipelineSettings
 from colorcube.shift import likelihood_ratios, ratio_features, reweight

@@ -27,7 +27,7 @@ import numpy as np
 
 from colorcube.calibrate import list_images
 from colorcube.hinting import random_points
-from colorcube.io import read_truth
+from colorcube.io import read_truth, source_of
 from colorcube.metrics import ciede2000, psnr
 from colorcube.pipeline import predict_bands
 from colorcube.settings import PipelineSettings
@@ -35,11 +35,6 @@ from colorcube.weights import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / ".." / "shared" / "data" / "bench"
-
-
-def source_of(path: Path) -> str:
-    """A bench file's source tag, the part of its name before ``__``."""
-    return path.name.split("__")[0] if "__" in path.name else ""
 
 
 def stored(rgb: np.ndarray) -> np.ndarray:

@@ -46,7 +46,7 @@ from .cube import code_dataset
 from .errors import ColorcubeError, HintError, OptionError
 from .fullres import stage_codes
 from .guided import Coefficients
-from .hinting import calibration_hint_points, pin_codes
+from .hinting import calibration_hint_points
 from .hints import as_hints, find_hint_file
 from .io import DEFAULT_MAX_PIXELS, file_hash
 from .pipeline import guided_attrs, photo_lambda, prepare_run
@@ -120,9 +120,8 @@ def _model(weights: str, device: str):
 def _block(gray_block, coef, shape, extent, lam, hints=None, block_info=None):
     """Full-resolution codes of one chunk -> (ty, tx, 9) uint8: rgb, lower, upper."""
     (y0, _), (x0, _) = block_info[0]["array-location"]
-    c = stage_codes(gray_block, Coefficients(coef, tuple(shape), tuple(extent)), lam, y0=y0, x0=x0, threads=1)
-    if hints is not None:
-        pin_codes(hints, gray_block, c, y0=y0, x0=x0)
+    c = stage_codes(gray_block, Coefficients(coef, tuple(shape), tuple(extent)), lam, y0=y0, x0=x0, threads=1,
+                    hints=hints)
     return np.concatenate([c["rgb"], c["interval"][..., 0], c["interval"][..., 1]], axis=-1)
 
 
@@ -243,9 +242,7 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
     if hints is not None:
         attrs.update(guided_attrs(attrs, job.hint_points, hints=hints), hint_hash=work.hint_hash)
     if h * w <= _SMALL_CHUNKS * job.chunk**2:  # in memory at once, no dask graph to build
-        codes = stage_codes(gray, coeffs, lam, threads=1, with_gray=True)
-        if hints is not None:
-            pin_codes(hints, gray, codes)
+        codes = stage_codes(gray, coeffs, lam, threads=1, with_gray=True, hints=hints)
     else:  # chunk by chunk, streamed to zarr
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
         stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, lam, hints,

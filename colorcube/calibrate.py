@@ -34,10 +34,10 @@ from .codes import CODE_MAX
 from .conformal import LAMBDA_GRID, lambda_star, loss_curve
 from .errors import CalibrationError, ColorcubeError
 from .hinting import CALIBRATION_KEY, random_points
-from .io import DEFAULT_MAX_PIXELS, file_hash, list_images, read_truth
+from .io import DEFAULT_MAX_PIXELS, file_hash, list_images, read_truth, source_of
 from .pipeline import predict_bands
 from .settings import PipelineSettings
-from .shift import image_features, reweight
+from .shift import features_of, image_features, network_outputs, reweight
 from .sources import list_sources, read_source, source_data, source_hash
 from .weights import load_model
 
@@ -50,7 +50,6 @@ __all__ = [
     "image_record",
     "photo_records",
     "simulated_hints",
-    "source_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,29 +58,6 @@ log = logging.getLogger(__name__)
 CONSTANT_HALF_WIDTH = 0.1
 #: bump when a record's content changes, so stale cache entries are not reused
 RECORD_VERSION = 2  # 2: features from the pipeline's network input (two-stride padding of thin images)
-
-
-_INDEX_CACHE: dict = {}
-
-
-def source_of(path) -> str:
-    """The source a photo comes from: its ``INDEX.tsv`` row's ``source`` column when its folder
-    has one, else the file-name prefix before ``__`` (``kodak24__kodim01.png`` -> ``kodak24``),
-    else the folder's name."""
-    p = Path(path)
-    index = p.parent / "INDEX.tsv"
-    if index not in _INDEX_CACHE:
-        table = {}
-        if index.is_file():
-            lines = index.read_text(encoding="utf-8").splitlines()
-            head = lines[0].split("\t") if lines else []
-            if "file" in head and "source" in head:
-                i, j = head.index("file"), head.index("source")
-                table = {row[i]: row[j] for row in (ln.split("\t") for ln in lines[1:]) if len(row) > max(i, j)}
-        _INDEX_CACHE[index] = table
-    if p.name in _INDEX_CACHE[index]:
-        return _INDEX_CACHE[index][p.name]
-    return p.name.split("__")[0] if "__" in p.name else p.parent.name
 
 
 def image_curves(truth: np.ndarray, gray: np.ndarray, model, settings: PipelineSettings, *, grid=LAMBDA_GRID,
@@ -118,11 +94,14 @@ def image_record(truth: np.ndarray, gray: np.ndarray, model, settings: PipelineS
     stored, ``constant`` (3, grid) curves of the constant band ``f +/- lambda * 0.1``
     (rounded the same way), ``features`` (d,) from :func:`colorcube.shift.image_features`, all float32.
     """
-    curves, joint, (rgb, _, _) = image_curves(truth, gray, model, settings, grid=grid, hints=hints)
+    with network_outputs(model, settings) as kept:  # the features from the pipeline's own network run
+        curves, joint, (rgb, _, _) = image_curves(truth, gray, model, settings, grid=grid, hints=hints)
+    # a hinted photo's run saw its hints; the features are of the gray input alone, as an archive's are
+    features = image_features(model, gray, settings) if hints is not None else features_of(model, gray, settings, kept)
     half = np.float32(CONSTANT_HALF_WIDTH)
     const = loss_curve(lambda_star(rgb, rgb - half, rgb + half, truth, levels=CODE_MAX).reshape(-1, 3), grid)
     return {"curves": curves.astype(np.float32), "joint": joint.astype(np.float32),
-            "constant": const.astype(np.float32), "features": image_features(model, gray, settings)}
+            "constant": const.astype(np.float32), "features": features}
 
 
 @dataclasses.dataclass

@@ -16,11 +16,11 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
-from .calibrate import image_curves, simulated_hints, source_of
+from .calibrate import image_curves, simulated_hints
 from .codes import round_outward
 from .conformal import LAMBDA_GRID, nested_interval
 from .errors import CalibrationError, ColorcubeError
-from .io import DEFAULT_MAX_PIXELS, file_hash, read_truth
+from .io import DEFAULT_MAX_PIXELS, file_hash, read_truth, source_of
 from .metrics import chroma_edges, ciede2000, colorfulness, psnr
 from .settings import PipelineSettings
 

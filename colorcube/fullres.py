@@ -43,6 +43,7 @@ from .codes import GRAY_CODE_MAX, encode_gray
 from .conformal import EPS
 from .errors import ColorcubeError
 from .guided import MAP_A, MAP_B, MAP_SCALE, N_COEF, N_MAPS
+from .hinting import pin_codes
 
 __all__ = ["bands", "bands_at", "codes", "full_stage", "gamma_table", "lightness_table", "run_rows", "stage_codes"]
 
@@ -365,7 +366,7 @@ def bands_at(gray, coef, extent, *, shape=None, step: int = 1, threads: int | No
 
 
 def stage_codes(gray_tile, coeffs, lam, *, y0: int = 0, x0: int = 0, threads: int | None = None,
-                with_gray: bool = False):
+                with_gray: bool = False, hints=None):
     """Storage codes of a tile's cube, straight from the coefficients (see :mod:`colorcube.fullres`).
 
     Parameters
@@ -374,6 +375,8 @@ def stage_codes(gray_tile, coeffs, lam, *, y0: int = 0, x0: int = 0, threads: in
     lam : (3,) float, conformal lambda per channel (``inf`` allowed)
     with_gray : bool, also the gray's code (:func:`colorcube.codes.encode_gray`); for a
         whole image only: its dtype depends on every pixel
+    hints : :class:`colorcube.hints.Hints` of the whole image or None; those inside the tile
+        are pinned (:func:`colorcube.hinting.pin_codes`)
 
     Returns
     -------
@@ -384,6 +387,8 @@ def stage_codes(gray_tile, coeffs, lam, *, y0: int = 0, x0: int = 0, threads: in
     rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
     out = codes(g, coeffs.coef, rows, cols, np.asarray(lam, np.float64).reshape(3), EPS, threads=_threads(threads))
     result = dict(zip(("rgb", "interval"), out))
+    if hints is not None:
+        pin_codes(hints, g, result, y0=y0, x0=x0)
     if with_gray:
         result["gray"] = encode_gray(gray_tile)
     return result

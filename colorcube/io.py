@@ -35,6 +35,7 @@ __all__ = [
     "read_gray_checked",
     "read_rgb",
     "read_truth",
+    "source_of",
     "write_intervals_npz",
     "write_png",
 ]
@@ -409,3 +410,26 @@ def write_intervals_npz(path, interval: np.ndarray, *, alpha: float, attrs: dict
         tmp.unlink(missing_ok=True)
         raise ColorcubeError(f"{p}: cannot write ({exc.strerror or exc})") from exc
     return p
+
+
+_INDEX_CACHE: dict = {}
+
+
+def source_of(path) -> str:
+    """The source a photo comes from: its ``INDEX.tsv`` row's ``source`` column when its folder
+    has one, else the file-name prefix before ``__`` (``kodak24__kodim01.png`` -> ``kodak24``),
+    else the folder's name."""
+    p = Path(path)
+    index = p.parent / "INDEX.tsv"
+    if index not in _INDEX_CACHE:
+        table = {}
+        if index.is_file():
+            lines = index.read_text(encoding="utf-8").splitlines()
+            head = lines[0].split("\t") if lines else []
+            if "file" in head and "source" in head:
+                i, j = head.index("file"), head.index("source")
+                table = {row[i]: row[j] for row in (ln.split("\t") for ln in lines[1:]) if len(row) > max(i, j)}
+        _INDEX_CACHE[index] = table
+    if p.name in _INDEX_CACHE[index]:
+        return _INDEX_CACHE[index][p.name]
+    return p.name.split("__")[0] if "__" in p.name else p.parent.name

@@ -37,7 +37,7 @@ from .conformal import check_alpha
 from .errors import CalibrationError, ColorcubeError, ImageReadError, OptionError
 from .fullres import full_stage, stage_codes
 from .guided import N_MAPS, Coefficients
-from .hinting import calibration_hint_points, guarantee_note, pin, pin_codes
+from .hinting import calibration_hint_points, guarantee_note, pin
 from .hints import as_hints
 from .io import DEFAULT_MAX_PIXELS, file_hash, read_gray
 from .model import ColorNet
@@ -320,9 +320,7 @@ def _codes(gray: np.ndarray, source: str, run: Run, *, hints=None, reference=Non
     if coeffs is None:
         coeffs = working_stage(gray, run.model, run.settings, hints=hints, reference=histogram,
                                reference_strength=reference_strength)
-    codes = stage_codes(gray, coeffs, lam, with_gray=True)
-    if hints is not None:
-        pin_codes(hints, gray, codes)
+    codes = stage_codes(gray, coeffs, lam, with_gray=True, hints=hints)
     return Colorized(codes, attrs, (coeffs.coef, coeffs.extent), None if hints is None else hints.to_array())
 
 

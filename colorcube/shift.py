@@ -18,6 +18,7 @@ serves the archive:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -42,9 +43,11 @@ __all__ = [
     "WARN_ESS",
     "clip_weights",
     "feature_names",
+    "features_of",
     "image_features",
     "likelihood_ratio_weights",
     "likelihood_ratios",
+    "network_outputs",
     "ratio_features",
     "reweight",
 ]
@@ -89,35 +92,65 @@ def image_features(model, gray: np.ndarray, settings: PipelineSettings | None = 
     mean gradient magnitude, log10 pixel count and log aspect ratio.
     """
     settings = settings or PipelineSettings()
+    g = _check_gray(gray)
+    device = next(model.parameters()).device
+    with network_outputs(model, settings) as kept, torch.inference_mode():
+        _network(model, settings)(working_input(g, settings, device=device).padded)
+    return features_of(model, g, settings, kept)
+
+
+def _check_gray(gray) -> np.ndarray:
     g = np.asarray(gray, dtype=np.float32)
     if g.ndim != 2 or g.size == 0:
         raise ColorcubeError(f"image_features: expected a (y, x) gray array, got shape {g.shape}")
-    device = next(model.parameters()).device
-    net = _in_dtype(model, getattr(torch, settings.precision))  # the pipeline's cached bf16 copy, if bf16
-    kept = {}
-    handle = net.attention.register_forward_hook(lambda _m, _i, out: kept.__setitem__("f16", out))
+    return g
+
+
+def _network(model, settings: PipelineSettings):
+    return _in_dtype(model, getattr(torch, settings.precision))  # the pipeline's cached bf16 copy, if bf16
+
+
+@contextlib.contextmanager
+def network_outputs(model, settings: PipelineSettings):
+    """Keep what :func:`features_of` needs from the next network run in the settings' precision
+    (its bottleneck after self-attention, its logits and error scale): a dict, filled by forward
+    hooks while the block is open, so a pipeline pass (``predict_bands`` without hints) yields
+    the features without running the network again."""
+    net = _network(model, settings)
+    kept: dict = {}
+    handles = [net.attention.register_forward_hook(lambda _m, _i, out: kept.__setitem__("f16", out)),
+               net.register_forward_hook(lambda _m, _i, out: kept.__setitem__("out", out))]
     try:
-        with torch.inference_mode():
-            inp = working_input(g, settings, device=device)  # the pipeline's own network input and padding
-            work = working_gray(torch.as_tensor(g, device=device), int(settings.working_size))
-            logits, err = net(inp.padded)
+        yield kept
     finally:
-        handle.remove()
-    hw, ww = inp.lightness.shape
-    f16 = kept["f16"].float()[0, :, : -(-hw // 16), : -(-ww // 16)]
-    emb = f16.mean(dim=(1, 2))
-    h4, w4 = -(-hw // 4), -(-ww // 4)
-    e = err.float()[0, :, :h4, :w4].reshape(3, -1)
-    z = logits.float()[0, :, :h4, :w4].reshape(logits.shape[1], -1)
-    p = torch.softmax(z, dim=0)
-    chroma = (model.bins.float().T @ p).norm(dim=0).mean() / 110.0
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=0).mean()
-    head = torch.cat([e.mean(dim=1), torch.quantile(e, 0.9, dim=1), chroma[None], entropy[None]])
-    wk = work.float().cpu().numpy()
+        for h in handles:
+            h.remove()
+
+
+def features_of(model, gray: np.ndarray, settings: PipelineSettings, kept: dict) -> np.ndarray:
+    """:func:`image_features` from the outputs :func:`network_outputs` kept of one network run on
+    ``gray`` (without hints)."""
+    if "out" not in kept:
+        raise ColorcubeError("features_of: the network did not run inside network_outputs()")
+    g = _check_gray(gray)
+    logits, err = kept["out"]
+    with torch.inference_mode():
+        work = working_gray(torch.as_tensor(g), int(settings.working_size))
+        hw, ww = work.shape
+        f16 = kept["f16"].float()[0, :, : -(-hw // 16), : -(-ww // 16)]
+        emb = f16.mean(dim=(1, 2))
+        h4, w4 = -(-hw // 4), -(-ww // 4)
+        e = err.float()[0, :, :h4, :w4].reshape(3, -1)
+        z = logits.float()[0, :, :h4, :w4].reshape(logits.shape[1], -1)
+        p = torch.softmax(z, dim=0)
+        chroma = (model.bins.float().T @ p).norm(dim=0).mean() / 110.0
+        entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(dim=0).mean()
+        head = torch.cat([e.mean(dim=1), torch.quantile(e, 0.9, dim=1), chroma[None], entropy[None]]).cpu()
+    wk = work.float().numpy()
     gradient = np.hypot(*np.gradient(wk)).mean() if min(wk.shape) > 1 else 0.0
     stats = [g.mean(), g.std(), *np.quantile(g, [0.05, 0.5, 0.95]), gradient,
              math.log10(g.size), math.log(g.shape[0] / g.shape[1])]
-    out = np.concatenate([emb.cpu().numpy(), head.cpu().numpy(), np.asarray(stats, np.float64)])
+    out = np.concatenate([emb.cpu().numpy(), head.numpy(), np.asarray(stats, np.float64)])
     return out.astype(np.float32)
 
 

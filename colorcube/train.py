@@ -2,8 +2,8 @@
 
 Recipe (the model card records the exact command of the shipped weights):
 
-* Photos are split by source (the file-name prefix before ``__``; one source
-  when there is none), deterministically by a hash of the name: a validation
+* Photos are split by source (:func:`colorcube.io.source_of`: the folder's
+  ``INDEX.tsv``, else the file-name prefix before ``__``, else the folder), deterministically by a hash of the name: a validation
   split (checkpoint and vividness choice), an error split (the error head's
   training photos, unseen by the colour network) and the rest for training.
 * Colour phase (samples: :mod:`colorcube.trainset`): random scaled crops and
@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from .color import lab_to_rgb, luma, rgb_to_lab
 from .errors import ColorcubeError, OptionError
-from .io import IMAGE_SUFFIXES
+from .io import IMAGE_SUFFIXES, source_of
 from .metrics import colorfulness, psnr
 from .model import OUT_STRIDE, ColorNet, ModelConfig, annealed_mean
 from .trainset import Bank, bin_prior, gray_lightness, jitter, load_bank, random_hints, sample_crops
@@ -110,11 +110,6 @@ def _hash01(name: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def source_of(name: str) -> str:
-    """A photo's source tag: the file-name prefix before ``__`` ("" when there is none)."""
-    return name.split("__", 1)[0] if "__" in name else ""
-
-
 def split_by_source(paths, *, val_fraction: float, error_split: float, seed: int):
     """Deterministic (train, val, error) split of ``paths``, stratified by source.
 
@@ -125,7 +120,7 @@ def split_by_source(paths, *, val_fraction: float, error_split: float, seed: int
     """
     by_source: dict = {}
     for p in paths:
-        by_source.setdefault(source_of(Path(p).name), []).append(p)
+        by_source.setdefault(source_of(p), []).append(p)
     train, val, err = [], [], []
     for group in by_source.values():
         group = sorted(group, key=lambda p: _hash01(Path(p).name, seed))

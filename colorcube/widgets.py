@@ -194,8 +194,21 @@ class Explorer:
         alpha = self.alpha.value if alpha is None else alpha
         if d["cal"] is None or np.isclose(alpha, float(d["attrs"]["alpha"])):
             return d["interval"]
-        lam, _ = d["cal"].lambda_for_photo(alpha, str(d["attrs"].get("source_hash", "")))  # own weight, if any
-        return self._bands_for(lam)
+        return self._kept("bands", alpha, lambda: self._bands_for(
+            d["cal"].lambda_for_photo(alpha, str(d["attrs"].get("source_hash", "")))[0]))  # own weight, if any
+
+    def _kept(self, kind: str, key, make):
+        """The last ``make()`` of each kind, while the image data on show and ``key`` stay the same:
+        one slider move redraws the image, the pixel chart and the coverage panel from one set of
+        bands. The data dict itself is held, so a new one (another image, a recolorization) is
+        never mistaken for it; one entry per kind bounds the memory."""
+        memo = getattr(self, "_memo", None)
+        if memo is None or memo[0] is not self.data:
+            memo = self._memo = (self.data, {})
+        have = memo[1].get(kind)
+        if have is None or have[0] != key:
+            have = memo[1][kind] = (key, make())
+        return have[1]
 
     def _bands_for(self, lam) -> np.ndarray:
         """Bands at ``lam`` from the displayed colour and scale, rounded outward, widened at the hints."""
@@ -369,7 +382,8 @@ class Explorer:
             return
         self.coverage_panel.layout.display = "flex"
         rgb, s, t = d["f"], d["scale"], d["truth"]
-        curves = loss_curve(lambda_star(rgb, rgb - s, rgb + s, t, levels=CODE_MAX).reshape(-1, 3))[None]
+        curves = self._kept("curves", None, lambda: loss_curve(lambda_star(rgb, rgb - s, rgb + s, t,
+                                                                      levels=CODE_MAX).reshape(-1, 3))[None])
         fig, (a1, a2) = _pyplot().subplots(1, 2, figsize=(8, 3))
         coverage_curve(d["cal"], curves, ax=a1)
         iv = self.bands()

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import colorcube
-from colorcube.calibrate import calibrate, photo_records, source_of
+from colorcube.calibrate import calibrate, photo_records
 from colorcube.errors import CalibrationError, ColorcubeError
-from colorcube.io import list_images
+from colorcube.io import list_images, source_of
 from colorcube.settings import PipelineSettings
 from colorcube.shift import feature_names, image_features, likelihood_ratio_weights, ratio_features, reweight
 from colorcube.testing import gray_of
@@ -102,6 +102,22 @@ def test_image_features_are_deterministic_and_carry_the_gray_statistics(tiny_mod
     other = image_features(tiny_model, gray_of(photos["rocket"][::3, ::3]), SETTINGS)
     emb = [i for i, n in enumerate(names) if n.startswith("embed_")]
     assert np.abs(f[emb] - other[emb]).max() > 0.1 * np.abs(f[emb]).max()  # the embedding differs between photos
+
+
+def test_a_record_runs_the_network_once_and_keeps_the_same_features(tiny_model, photos, monkeypatch):
+    from colorcube import model as model_module
+    from colorcube.calibrate import image_record
+
+    truth = photos["coffee"][::3, ::3].astype(np.float32) / 255
+    g = gray_of(photos["coffee"][::3, ::3])
+    calls = []
+    forward = model_module.ColorNet.forward
+    monkeypatch.setattr(model_module.ColorNet, "forward", lambda self, *a, **k: calls.append(1) or forward(self, *a, **k))
+    rec = image_record(truth, g, tiny_model, SETTINGS)
+    assert len(calls) == 1  # colours, bands and features from one network run
+    np.testing.assert_array_equal(rec["features"], image_features(tiny_model, g, SETTINGS))
+    hinted = image_record(truth, g, tiny_model, SETTINGS, hints=[(5, 5, (200, 30, 30))])
+    np.testing.assert_array_equal(hinted["features"], rec["features"])  # of the gray input alone, as an archive's
 
 
 def test_records_cache_is_reused_and_keyed_by_settings(cal, cache, tiny_model, photo_dir, monkeypatch):

@@ -36,6 +36,22 @@ def test_views_slider_and_pixel_chart(cube_and_truth):
     assert e.current_view().shape == ds.rgb.shape
 
 
+def test_one_slider_move_builds_the_bands_once(cube_and_truth, monkeypatch):
+    """The image, the pixel chart and the coverage panel redraw from one set of bands."""
+    ds, truth = cube_and_truth
+    e = explore(ds, truth=truth).explorer
+    e.view.value = "band width"
+    built = []
+    real = type(e)._bands_for
+    monkeypatch.setattr(type(e), "_bands_for", lambda self, lam: built.append(lam) or real(self, lam))
+    e.alpha.value = 0.25
+    assert len(built) == 1
+    e.alpha.value = 0.15
+    assert len(built) == 2
+    e.bands()  # the alpha on show again: kept
+    assert len(built) == 2
+
+
 def test_without_truth_or_matching_calibration(cube_and_truth):
     ds, _ = cube_and_truth
     foreign = ds.assign_attrs(model_hash="f" * 64)
