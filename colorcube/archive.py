@@ -54,7 +54,15 @@ from .settings import PipelineSettings
 from .sources import Source, group_name, list_sources, read_source, source_data, source_hash, source_pixels
 from .store import acquire_lock, group_attrs, update_group_attrs, write_cube
 from .weights import default_weights_path, load_weights, select_device
-from .working import WorkingInput, coefficients_of, default_batch, network_maps, working_input, working_stage
+from .working import (
+    WorkingInput,
+    coefficients_of,
+    decoded_maps,
+    default_batch,
+    network_maps,
+    working_input,
+    working_stage,
+)
 
 __all__ = ["ArchiveResult", "colorize_archive"]
 
@@ -194,17 +202,22 @@ def _prepare(source: Source, name: str, job: _Job) -> tuple:
 
 
 def _network(works: list, job: _Job) -> list:
-    """The network's part of each work, None where it failed: the maps (:func:`network_maps`)
-    of those without hints, in one batched call (if it fails, each alone), and the
+    """The network's part of each work, None where it failed: the network outputs
+    (:func:`network_maps`; undecoded with the learned scale, decoded while finishing) of
+    those without hints, in one batched call (if it fails, each alone), and the
     Coefficients of those with hints, one :func:`working_stage` each."""
     model = _model(job.weights, job.device)
     settings = job.settings
+    # the decoding (a softmax over the bins per pixel) runs in the finishing threads, beside the
+    # next batch's network, which then has the cores to itself only for its convolutions
+    decode = settings.scale != "learned"
     out = [None] * len(works)
     plain = [i for i, w in enumerate(works) if w.inp is not None]
     if len(plain) > 1:
         try:
             # the runner sized the batch (batch=): one network call for all of them
-            for i, maps in zip(plain, network_maps([works[i].inp for i in plain], model, settings, batch=len(plain))):
+            for i, maps in zip(plain, network_maps([works[i].inp for i in plain], model, settings, batch=len(plain),
+                                                   decode=decode)):
                 out[i] = maps
         except Exception:
             log.debug("a network batch failed; running its images one at a time", exc_info=True)
@@ -212,7 +225,7 @@ def _network(works: list, job: _Job) -> list:
         if out[i] is not None:
             continue
         if w.inp is not None:
-            maps = _guarded(w, job, network_maps, [w.inp], model, settings)
+            maps = _guarded(w, job, network_maps, [w.inp], model, settings, decode=decode)
             out[i] = None if maps is None else maps[0]
         else:
             out[i] = _guarded(w, job, working_stage, w.gray, model, settings, hints=w.hints)
@@ -231,6 +244,8 @@ def _finish(work: _Work, result, job: _Job, times=None) -> dict:
 
 def _write(work: _Work, result, job: _Job, times=None) -> bool:
     t0 = time.perf_counter()
+    if isinstance(result, tuple):  # the network's outputs, undecoded
+        result = decoded_maps(result, work.inp, _model(job.weights, job.device), job.settings)
     coeffs = result if isinstance(result, Coefficients) else coefficients_of(result, work.inp, job.settings)
     gray, hints, name = work.gray, work.hints, work.name
     h, w = gray.shape

@@ -37,10 +37,12 @@ __all__ = [
     "SCALES",
     "STRIDE",
     "ColorNet",
+    "ConvReLU",
     "ModelConfig",
     "ab_bins",
     "annealed_mean",
     "bin_rgb_table",
+    "decode_learned",
     "hint_maps",
     "predict",
 ]
@@ -108,6 +110,26 @@ def ab_bins(step: float = 10.0) -> torch.Tensor:
     rgb = lab_to_rgb(lab.permute(2, 0, 1), clip=False)  # (3, nL, G)
     inside = ((rgb >= -0.02) & (rgb <= 1.02)).all(dim=0).any(dim=0)
     return ab[inside].contiguous()
+
+
+class ConvReLU(nn.Conv2d):
+    """A convolution whose ReLU is applied inside it (the layers :func:`colorcube.weights.fold_batchnorm`
+    leaves as convolution then ReLU).
+
+    A bfloat16 CPU inference call runs as one oneDNN convolution with a ReLU post-op: the
+    same numbers as the convolution then a ReLU (rounding to bfloat16 keeps signs and
+    zero), without a pass over the feature map. Elsewhere (training, float32, GPU, a torch
+    without that operator) it is the convolution then ``relu``. The parameters keep their
+    names, so a state dict reads the same.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.bfloat16 and x.device.type == "cpu" and not torch.is_grad_enabled():
+            fused = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+            if fused is not None:
+                return fused(x, self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation),
+                             self.groups, "relu", [None], "")
+        return F.relu(self._conv_forward(x, self.weight, self.bias))
 
 
 def _conv(cin: int, cout: int, *, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -200,9 +222,15 @@ class ColorNet(nn.Module):
         # normalise in float32, then run in the weights' dtype (a bfloat16 copy runs in bf16)
         dtype = self.head.weight.dtype
         x = lightness.float() / 50.0 - 1.0
-        if hints is None:
-            hints = x.new_zeros((x.shape[0], HINT_CHANNELS, *x.shape[-2:]))
-        x = torch.cat([x, hints.float()], dim=1).to(dtype).contiguous(memory_format=torch.channels_last)
+        if hints is None:  # zero hint channels, made in the network's dtype and layout (no concatenation)
+            b, _, hh, ww = x.shape
+            lightness_channel = x.to(dtype)
+            x = torch.empty((b, hh, ww, 1 + HINT_CHANNELS), dtype=dtype, device=x.device).permute(0, 3, 1, 2)
+            x.zero_()[:, :1] = lightness_channel
+            mask4 = x.new_zeros((b, 1, hh // OUT_STRIDE, ww // OUT_STRIDE)).contiguous(memory_format=torch.channels_last)
+        else:
+            x = torch.cat([x, hints.float()], dim=1).to(dtype).contiguous(memory_format=torch.channels_last)
+            mask4 = F.max_pool2d(x[:, -1:], OUT_STRIDE)
         f4 = self.stem(x)
         f8 = self.down8(f4)
         f16 = self.attention(self.down16(f8))
@@ -212,7 +240,6 @@ class ColorNet(nn.Module):
         y = self.up8(torch.cat([y, f8], dim=1))
         y = F.interpolate(y, size=f4.shape[-2:], mode="bilinear", align_corners=False)
         y = self.up4(torch.cat([y, f4], dim=1))
-        mask4 = F.max_pool2d(x[:, -1:], OUT_STRIDE)
         err = self.error(torch.cat([y.detach(), mask4], dim=1)).float()
         if self.training:
             return self.head(y), F.softplus(err)
@@ -343,9 +370,7 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
         # bins last and contiguous: the softmaxes and bin sums become row reductions and GEMMs
         b, q, h, w = logits.shape
         if scale == "learned" and reweight is None:
-            rows = logits.permute(0, 2, 3, 1).reshape(b, -1, q)
-            ab = torch.stack([_annealed_rows(rows[i], model.bins, t) for i in range(b)])  # image by image, as alone
-            return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), err.float()
+            return decode_learned(model, logits, err, vividness=t)
         z = logits.float().permute(0, 2, 3, 1).reshape(-1, q)
         light4 = F.avg_pool2d(lightness.float(), OUT_STRIDE).reshape(-1)
         if reweight is not None:
@@ -359,6 +384,29 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
         m1, m2 = _moments_at_lightness(_softmax_(z), model.rgb_table, light4)
         spread = (m2 - m1 * m1).clamp_min(0).sqrt()
     return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), spread.reshape(b, h, w, 3).permute(0, 3, 1, 2)
+
+
+def decode_learned(model: ColorNet, logits: torch.Tensor, err: torch.Tensor, *, vividness: float | None = None):
+    """:func:`predict`'s decoding with the learned scale and no reweighting, from the network's outputs.
+
+    Image by image, so an image decodes as it does alone whatever batch it ran in; the
+    archive runs it apart from the network (in its finishing threads).
+
+    Parameters
+    ----------
+    logits : (B, Q, h, w) bin logits (any float dtype); err : (B, 3, h, w) error scale
+    vividness : annealed-mean temperature, default the model's own
+
+    Returns
+    -------
+    ab : (B, 2, h, w) float32; scale : (B, 3, h, w) float32 (``err`` as float32)
+    """
+    t = model.config.vividness if vividness is None else float(vividness)
+    b, q, h, w = logits.shape
+    with torch.autocast(logits.device.type, enabled=False):
+        rows = logits.permute(0, 2, 3, 1).reshape(b, -1, q)
+        ab = torch.stack([_annealed_rows(rows[i], model.bins, t) for i in range(b)])
+        return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), err.float()
 
 
 _DECODE_ROWS = 2048  # 2048 pixels x 229 bins x 4 bytes: each pass stays in a 2-MB cache

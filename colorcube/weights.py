@@ -23,7 +23,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .errors import ColorcubeError, OptionError, WeightsError
 from .io import file_hash
-from .model import ColorNet, ModelConfig
+from .model import ColorNet, ConvReLU, ModelConfig
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -57,7 +57,8 @@ def fold_batchnorm(model: ColorNet, *, inplace: bool = False) -> ColorNet:
     folded into the convolution before it.
 
     Saves a pass over every feature map; outputs agree with the unfolded eval
-    model to float rounding (about 1e-6 relative).
+    model to float rounding (about 1e-6 relative). A convolution followed by a ReLU
+    becomes a :class:`~colorcube.model.ConvReLU` (the same numbers, one pass fewer).
     """
     folded = (model if inplace else copy.deepcopy(model)).eval()
     for module in folded.modules():
@@ -66,6 +67,9 @@ def fold_batchnorm(model: ColorNet, *, inplace: bool = False) -> ColorNet:
                 conv, bn = module[i], module[i + 1]
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                     module[i], module[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+                    if i + 2 < len(module) and isinstance(module[i + 2], nn.ReLU):
+                        module[i].__class__ = ConvReLU  # the ReLU inside the convolution
+                        module[i + 2] = nn.Identity()
     return folded
 
 

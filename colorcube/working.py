@@ -23,7 +23,7 @@ from .errors import OptionError
 from .guided import Coefficients, guided_coefficients
 from .hinting import network_input, working_hints
 from .hints import as_hints
-from .model import OUT_STRIDE, STRIDE, ColorNet, predict
+from .model import OUT_STRIDE, STRIDE, ColorNet, _in_dtype, decode_learned, predict
 from .propagate import blend_hints
 from .reference import reference_histogram, reweighter
 from .settings import PRECISIONS, PipelineSettings
@@ -31,6 +31,7 @@ from .settings import PRECISIONS, PipelineSettings
 __all__ = [
     "WorkingInput",
     "coefficients_of",
+    "decoded_maps",
     "default_batch",
     "network_maps",
     "network_shape",
@@ -179,7 +180,7 @@ def default_batch(device) -> int:
 
 
 def network_maps(inputs: list, model: ColorNet, settings: PipelineSettings = _DEFAULTS, *,
-                 batch: int | None = None) -> list:
+                 batch: int | None = None, decode: bool = True) -> list:
     """The network's (5, gy, gx) float32 maps (a*, b*, R, G, B scale) of many images, batched
     over images of one network-input shape.
 
@@ -194,11 +195,15 @@ def network_maps(inputs: list, model: ColorNet, settings: PipelineSettings = _DE
     ----------
     inputs : list of :class:`WorkingInput` (:func:`working_input`)
     batch : int, optional, most images per network call (default :func:`default_batch`)
+    decode : bool; False runs the network only, when ``settings.scale`` is "learned": each
+        image's outputs then come undecoded, for :func:`decoded_maps` (the archive decodes
+        in its finishing threads, beside the next batch's network)
 
     Returns
     -------
     list of (5, gy, gx) float32 arrays, in the order of ``inputs``; :func:`coefficients_of`
-    turns each into the image's Coefficients
+    turns each into the image's Coefficients (with ``decode=False``: each image's network
+    outputs, ``(logits, err)`` of batch size 1, for :func:`decoded_maps`)
     """
     device = next(model.parameters()).device
     batch = int(batch or default_batch(device))
@@ -211,14 +216,29 @@ def network_maps(inputs: list, model: ColorNet, settings: PipelineSettings = _DE
     for i, inp in enumerate(inputs):
         groups.setdefault(tuple(inp.padded.shape), []).append(i)
     options = _predict_options(settings)
+    if not decode and settings.scale != "learned":
+        raise OptionError(f"decode=False needs scale='learned', not {settings.scale!r}")
     with torch.inference_mode():
         for members in groups.values():
             for start in range(0, len(members), batch):
                 part = members[start : start + batch]
-                ab, scale = predict(model, torch.cat([inputs[i].padded for i in part]).to(device), **options)
+                x = torch.cat([inputs[i].padded for i in part]).to(device)
+                if not decode:
+                    logits, err = _in_dtype(model, options["dtype"])(x)
+                    for k, i in enumerate(part):
+                        out[i] = (logits[k : k + 1], err[k : k + 1])
+                    continue
+                ab, scale = predict(model, x, **options)
                 for k, i in enumerate(part):
                     out[i] = _maps(ab[k : k + 1], scale[k : k + 1], inputs[i].shape, settings)
     return out
+
+
+def decoded_maps(outputs: tuple, inp: WorkingInput, model: ColorNet, settings: PipelineSettings = _DEFAULTS):
+    """One image's (5, gy, gx) float32 maps from its undecoded network outputs
+    (``network_maps(..., decode=False)``), equal bit for bit to what ``network_maps`` returns."""
+    with torch.inference_mode():
+        return _maps(*decode_learned(model, *outputs, vividness=settings.vividness), inp.shape, settings)
 
 
 def working_stages(grays, model: ColorNet, settings: PipelineSettings = _DEFAULTS, *,

@@ -4,7 +4,15 @@ import torch
 
 from colorcube.settings import PipelineSettings
 from colorcube.weights import load_model
-from colorcube.working import network_maps, network_shape, working_input, working_stage, working_stages
+from colorcube.errors import OptionError
+from colorcube.working import (
+    decoded_maps,
+    network_maps,
+    network_shape,
+    working_input,
+    working_stage,
+    working_stages,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +40,15 @@ def test_an_image_in_a_batch_is_computed_as_alone(shipped, precision, monkeypatc
             together = network_maps(inputs[:batch], shipped, settings, batch=batch)
             for a, b in zip(alone, together):
                 np.testing.assert_array_equal(a, b, err_msg=f"{shape} in a batch of {batch}")
+        # the network alone in a batch, decoded image by image later (the archive): the same maps
+        raw = network_maps(inputs[:3], shipped, settings, batch=3, decode=False)
+        for a, r, inp in zip(alone, raw, inputs):
+            assert isinstance(r, tuple) and r[0].shape[0] == 1
+            np.testing.assert_array_equal(a, decoded_maps(r, inp, shipped, settings), err_msg=f"{shape} decoded later")
     # bfloat16 really ran batches; float32 (whose convolutions change algorithm with the batch) ran one at a time
     assert max(sizes) == (5 if precision == "bfloat16" else 1)
+    with pytest.raises(OptionError, match="scale='learned'"):
+        network_maps(inputs[:1], shipped, PipelineSettings(precision=precision, scale="spread"), decode=False)
 
 
 def test_working_stages_equal_working_stage(shipped):
