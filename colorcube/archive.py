@@ -342,7 +342,8 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
     alpha : float in (0, 1), miscoverage of the bands
     chunk : int, spatial chunk side in pixels (also the zarr chunking)
     device : "auto", "cpu" or "cuda" for the network
-    calibration : "default", a .cal path, a Calibration, or None (uncalibrated)
+    calibration : "default", a .cal path, a Calibration, or None (uncalibrated); one weighted
+        for this archive (``calibrate(..., target=...)``) gives each image its own lambda
     weights : optional .safetensors path (default: the shipped weights)
     settings : PipelineSettings, optional (default: the calibration's)
     client : dask.distributed.Client, optional; images then run as tasks on its

@@ -349,7 +349,10 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     model : ColorNet, optional; default the shipped model
     calibration : "default", a ``.cal`` path, a Calibration, or None
         ``"default"`` is the shipped calibration; None gives uncalibrated
-        heuristic bands (lambda = 1), flagged so in the attributes.
+        heuristic bands (lambda = 1), flagged so in the attributes. A calibration
+        weighted for an archive (``calibrate(..., target=...)``) serves each of that
+        archive's images (known by its file's SHA-256) its own lambda
+        (:meth:`Calibration.lambda_for_photo`); the cube records it and the weight.
     settings : PipelineSettings, optional; default those of the calibration
     device : "auto", "cpu" or "cuda" (used when the model is loaded here)
     max_pixels : int, None or "default", pixel ceiling for file inputs

@@ -54,6 +54,14 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
+def shipped():
+    """The shipped weights, on the CPU."""
+    from colorcube.weights import load_model
+
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory, tiny_model):
     """``tiny_model`` saved as a weights file, for commands that load weights by path."""
     from colorcube.weights import save_weights

@@ -6,8 +6,8 @@ import time
 
 import dask
 import numpy as np
-import torch
 import pytest
+import torch
 import zarr
 from PIL import Image
 

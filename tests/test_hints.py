@@ -189,11 +189,6 @@ def astronaut(photos):
     return rgb8, gray_of(rgb8)
 
 
-@pytest.fixture(scope="module")
-def shipped():
-    return colorcube.load_model(device="cpu")
-
-
 def test_no_hints_is_the_automatic_mode(astronaut, shipped):
     _, gray = astronaut
     auto = colorcube.colorize(gray, model=shipped)

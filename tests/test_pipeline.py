@@ -253,8 +253,9 @@ def test_cubes_are_those_of_the_commit_before_the_reorganisation(tmp_path, photo
 
 
 def test_a_list_is_colorized_batched_and_each_cube_is_its_own(tiny_model, photos, tmp_path, monkeypatch):
-    import colorcube.working
     from PIL import Image
+
+    import colorcube.working
 
     paths = []
     for i, name in enumerate(("chelsea", "coffee", "astronaut")):

@@ -2,9 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from colorcube.settings import PipelineSettings
-from colorcube.weights import load_model
 from colorcube.errors import OptionError
+from colorcube.settings import PipelineSettings
 from colorcube.working import (
     decoded_maps,
     network_maps,
@@ -13,11 +12,6 @@ from colorcube.working import (
     working_stage,
     working_stages,
 )
-
-
-@pytest.fixture(scope="module")
-def shipped():
-    return load_model(device="cpu")
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float32"])
