@@ -99,6 +99,8 @@ def bench(args, model, cal, settings) -> dict:
     weighted = None
     if args.target_bench:  # the benchmark's gray images as the archive (no truth used), each photo its own weight
         feats, _, digests = gray_features(paths, model=model, settings=settings, cache=args.cache)
+        if len(digests) != len(paths):
+            raise SystemExit(f"{len(paths) - len(digests)} benchmark photos could not be read as gray; fix or drop them")
         weighted = reweight(cal, feats, description="the benchmark", target_hashes=digests, warn=False)
     for k, p in enumerate(tqdm(paths, desc="bench", unit="img")):
         truth, gray = read_truth(p)
@@ -194,7 +196,9 @@ def _evaluate_on(test, cal, alpha, beta) -> dict:
         cov = 1 - _losses(test, cal, alpha).mean(axis=0)
         joint = float(1 - _losses(test, cal, alpha, joint=True).mean())
         entry["expected"] = {"coverage": cov.tolist(), "joint": joint, "dev": float(np.mean(np.abs(cov - (1 - alpha))))}
-        if cal.target_ratios is not None:  # the share of photos whose own weight allows no finite lambda
+        if cal.target_ratios is None:
+            entry["expected"]["lambda"] = cal.lambda_for(alpha).tolist()
+        else:  # the share of photos whose own weight allows no finite lambda
             entry["expected"]["full_band"] = float(np.mean(
                 [np.isinf(cal.lambda_for_photo(alpha, d)[0]).all() for d in test.sha256]))
     except CalibrationError as exc:
@@ -243,7 +247,8 @@ def leave_one_source_out(args, model, settings) -> dict:
                                              target_hashes=test.sha256)}
         for q, mode in zip(quantiles, modes[2:]):
             cals[mode] = reweight(base, test.features, description=s, clip_quantile=q, ratios=ratios, warn=False)
-        row = {"n": test.n, "auc": ratios[2]["auc"], "ess": {m: c.ess for m, c in cals.items()}, "alphas": {}}
+        row = {"n": test.n, "auc": ratios[2]["auc"], "alphas": {},
+               "ess": {m: c.provenance.get("target", {}).get("ess_own", c.ess) for m, c in cals.items()}}
         for a in ALPHAS:
             row["alphas"][str(a)] = {m: _evaluate_on(test, c, a, args.beta) for m, c in cals.items()}
         rows[s] = row

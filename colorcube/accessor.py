@@ -125,7 +125,10 @@ class CubeAccessor:
         rebuilt from the stored ``gray`` and guided ``coefficients`` with lambda from the
         calibration, rounded outward to the 8-bit grid and widened at the cube's hints, as
         colorizing again at that alpha would store them (to float rounding) and exactly as
-        the explorer's alpha slider shows them. Computed in memory for the whole image.
+        the explorer's alpha slider shows them. A photo of the archive a weighted calibration
+        keeps per-photo ratios for (by the cube's ``source_hash``) gets its own lambda
+        (:meth:`Calibration.lambda_for_photo`; ``inf``, the band [0, 1], rather than a
+        refusal when its weight allows no finite one). Computed in memory for the whole image.
 
         Parameters
         ----------

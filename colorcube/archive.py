@@ -419,7 +419,9 @@ def colorize_archive(src, out, *, alpha: float = 0.1, chunk: int = 1024, device:
         else:
             from distributed import as_completed
 
-            futures = {client.submit(_process, s, n, job, in_worker=True, pure=False): (s, n)
+            # the job (with a weighted calibration's per-photo lambdas) goes to each worker once, not with every task
+            shared = client.scatter(job, broadcast=True)
+            futures = {client.submit(_process, s, n, shared, in_worker=True, pure=False): (s, n)
                        for s, n in zip(sources, names)}
             for fut in as_completed(futures):
                 collect(_worker_result(fut, *futures[fut], job))

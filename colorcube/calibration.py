@@ -39,8 +39,10 @@ from .hinting import CALIBRATION_KEY
 __all__ = ["Calibration", "today"]
 
 _FORMAT = "colorcube-calibration-2"
+#: the format of files that keep per-photo ratios (3), which earlier readers would take for corrupted
+_FORMAT_OWN = "colorcube-calibration-3"
 #: formats :meth:`Calibration.from_file` reads (1: curves only, before features and weights)
-_READABLE = ("colorcube-calibration-1", _FORMAT)
+_READABLE = ("colorcube-calibration-1", _FORMAT, _FORMAT_OWN)
 _UNSET = object()
 _ARRAYS = ("curves", "joint_curves", "grid", "features", "weights", "ratios", "target_ratios")
 
@@ -132,7 +134,7 @@ class Calibration:
             self.ratios = r = np.asarray(self.ratios, dtype=np.float64)
             self.target_ratios = t = np.asarray(self.target_ratios, dtype=np.float64)
             names = self.provenance.get("target", {}).get("sha256", [])
-            if (r.shape != (c.shape[0],) or t.ndim != 1 or len(names) != len(t)
+            if (r.shape != (c.shape[0],) or t.ndim != 1 or len(t) == 0 or len(names) != len(t)
                     or not (np.isfinite(r).all() and np.isfinite(t).all() and (r >= 0).all() and (t > 0).all())
                     or r.sum() <= 0):
                 raise CalibrationError(f"ratios of shape {r.shape} and target ratios of shape {t.shape} for "
@@ -183,9 +185,9 @@ class Calibration:
             Per-image tolerance; default the calibration's own (:attr:`beta`);
             None asks for expected coverage.
         w_test : float, optional
-            Weighted calibrations: the new photo's weight (default :attr:`w_test`,
-            the archive-wide bound); a smaller one gives that photo its own,
-            narrower lambda.
+            Weighted calibrations: the new photo's weight bound, against the clipped
+            :attr:`weights` (default :attr:`w_test`, the archive-wide bound); a target
+            archive photo's own weight is served by :meth:`lambda_for_photo`.
 
         Returns
         -------
@@ -199,8 +201,8 @@ class Calibration:
         """
         return self._lambda(alpha, method, delta, joint, beta, self.weights, w_test)
 
-    def _lambda(self, alpha, method, delta, joint, beta, weights, w_test) -> np.ndarray:
-        method, delta, joint, beta = self._resolve(method, delta, joint, beta)
+    def _curves_and_sums(self, joint, beta, weights):
+        """(n, k, grid) curves for (joint, beta) and their (k, grid) mean (weighted sum with ``weights``)."""
         cur = self.joint_curves[:, None] if joint else self.curves  # (n, k, grid)
         key = (bool(joint), beta, self.weighted, weights is self.ratios)
         if key not in self._sums:  # the (weighted) mean over images is all any alpha needs: made once
@@ -208,7 +210,11 @@ class Calibration:
                 cur = image_level_curves(cur, beta)
             self._sums[key] = (np.einsum("n,nkg->kg", weights, cur.astype(np.float64)) if self.weighted
                                else cur.mean(axis=0, dtype=np.float64))
-        sums = self._sums[key]
+        return cur, self._sums[key]
+
+    def _lambda(self, alpha, method, delta, joint, beta, weights, w_test) -> np.ndarray:
+        method, delta, joint, beta = self._resolve(method, delta, joint, beta)
+        cur, sums = self._curves_and_sums(joint, beta, weights)
         k = range(sums.shape[0])  # cur[:, c] below only gives n: the sums stand for the curves
         if self.weighted:
             wt = self.w_test if w_test is None else w_test
@@ -224,8 +230,7 @@ class Calibration:
         if self.target_ratios is None or not digest:
             return None
         if "table" not in self._sums:
-            names = self.provenance["target"]["sha256"]
-            self._sums["table"] = dict(zip(names, self.target_ratios.tolist()))
+            self._sums["table"] = dict(zip(self._target_names(), self.target_ratios.tolist()))
         return self._sums["table"].get(digest)
 
     def lambda_for_photo(self, alpha: float, digest: str, *, joint: bool | None = None,
@@ -243,6 +248,7 @@ class Calibration:
         Parameters
         ----------
         alpha : float in (0, 1); digest : str, the photo's SHA-256 (hex)
+        joint, beta : as :meth:`lambda_for` (default the calibration's own)
 
         Returns
         -------
@@ -252,10 +258,41 @@ class Calibration:
         w = self.photo_ratio(digest)
         if w is None:
             return self.lambda_for(alpha, joint=joint, beta=beta), None
+        return self._own_lambdas(alpha, np.array([w]), joint, beta)[0], w
+
+    def photo_lambdas(self, alpha: float, *, joint: bool | None = None, beta=_UNSET) -> dict:
+        """:meth:`lambda_for_photo` of every target archive photo at once (a few ms for
+        20,000 photos): ``{SHA-256: ((3,) lambda, weight)}``, empty without per-photo ratios."""
+        if self.target_ratios is None:
+            return {}
+        lams = self._own_lambdas(alpha, self.target_ratios, joint, beta)
+        return {d: (lam, float(w)) for d, lam, w in zip(self._target_names(), lams, self.target_ratios)}
+
+    def _own_lambdas(self, alpha, weights_test: np.ndarray, joint, beta) -> np.ndarray:
+        """(m, 3) weighted-CRC lambdas, one per new photo weight, as :func:`weighted_crc_lambda` computes each
+        (the same float operations, so the same grid value), ``inf`` where it would refuse."""
+        _, _, joint, beta = self._resolve(None, None, joint, beta)
         alpha = check_alpha(alpha)
-        if w / (float(self.ratios.sum()) + w) > alpha:  # weighted_crc_lambda would refuse: no finite lambda
-            return np.full(3, np.inf), w
-        return self._lambda(alpha, None, None, joint, beta, self.ratios, w), w
+        _, sums = self._curves_and_sums(joint, beta, self.ratios)
+        out = np.empty((len(weights_test), 3))
+        for start in range(0, len(weights_test), 1024):  # bounded temporaries: (1024, grid) at a time
+            w_test = np.asarray(weights_test[start : start + 1024], np.float64)
+            total = self.ratios.sum() + w_test
+            p_test = w_test / total
+            for c in range(sums.shape[0]):
+                ok = sums[c][None, :] / total[:, None] + p_test[:, None] * 1.0 <= alpha + 1e-12
+                lam = self.grid[ok.argmax(axis=1)]
+                lam[~ok.any(axis=1) | (p_test > alpha + 1e-12)] = np.inf  # the photo's weight alone exceeds alpha
+                out[start : start + len(w_test), c] = lam
+            if sums.shape[0] == 1:  # joint: one lambda for the three channels
+                out[start : start + len(w_test)] = out[start : start + len(w_test), :1]
+        return out
+
+    def _target_names(self) -> list:
+        names = self.provenance.get("target", {}).get("sha256")
+        if names is None or len(names) != len(self.target_ratios):
+            raise CalibrationError("this calibration's target ratios name no photos (provenance['target']['sha256'])")
+        return names
 
     def min_alpha(self, *, method: str | None = None, delta: float | None = None) -> float:
         """Smallest alpha this calibration can serve (at ``lambda = inf``, the band [0, 1]).
@@ -377,8 +414,8 @@ class Calibration:
     def to_file(self, path) -> Path:
         """Save as one small ``.cal`` file (a zip of .npy arrays plus JSON; no pickle)."""
         p = Path(path)
-        meta = {"format": _FORMAT, "method": self.method, "delta": self.delta, "joint": self.joint,
-                "beta": self.beta, "w_test": self.w_test, "provenance": self.provenance}
+        meta = {"format": _FORMAT if self.ratios is None else _FORMAT_OWN, "method": self.method, "delta": self.delta,
+                "joint": self.joint, "beta": self.beta, "w_test": self.w_test, "provenance": self.provenance}
         arrays = {"curves": self.curves.astype(np.float32), "joint_curves": self.joint_curves.astype(np.float32),
                   "grid": self.grid.astype(np.float64)}
         if self.features is not None:

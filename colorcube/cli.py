@@ -146,9 +146,10 @@ def _cmd_calibrate(args) -> int:
         print(f"archive-weighted for {t['n_images']} target images: effective sample size {cal.ess:.1f} of {cal.n} "
               f"(classifier AUC {t['auc']:.2f}; w_test = {t['clip_quantile']:g} quantile of the archive's weights)")
         if cal.target_ratios is not None:
-            full = sum(np.isinf(cal.lambda_for_photo(args.alpha, d)[0]).all() for d in t["sha256"])
-            print(f"each of the {len(t['sha256'])} archive images is served with its own weight; at alpha="
-                  f"{args.alpha}, {full} of them look unlike every calibration photo and get the band [0, 1]")
+            full = sum(np.isinf(lam).all() for lam, _ in cal.photo_lambdas(args.alpha).values())
+            print(f"each of the {len(t['sha256'])} archive images is served with its own weight (effective sample "
+                  f"size of the unclipped weights {t['ess_own']:.1f}); at alpha={args.alpha}, {full} of them look "
+                  "unlike every calibration photo and get the band [0, 1]")
     print(f"lambda(alpha={args.alpha}) R,G,B = " + ", ".join(f"{v:.3f}" for v in lam)
           + f"; smallest alpha served: {cal.min_alpha():.4f}")
     print(f"guarantee at alpha={args.alpha}: {cal.guarantee(args.alpha)}")

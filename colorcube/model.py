@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import weakref
 
@@ -118,18 +119,28 @@ class ConvReLU(nn.Conv2d):
 
     A bfloat16 CPU inference call runs as one oneDNN convolution with a ReLU post-op: the
     same numbers as the convolution then a ReLU (rounding to bfloat16 keeps signs and
-    zero), without a pass over the feature map. Elsewhere (training, float32, GPU, a torch
-    without that operator) it is the convolution then ``relu``. The parameters keep their
-    names, so a state dict reads the same.
+    zero), without a pass over the feature map. Elsewhere (training, float32, GPU, oneDNN
+    off or without bfloat16 kernels on this CPU, a torch without that operator) it is the
+    convolution then ``relu``. The parameters keep their names, so a state dict reads the same.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.bfloat16 and x.device.type == "cpu" and not torch.is_grad_enabled():
-            fused = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
-            if fused is not None:
-                return fused(x, self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation),
-                             self.groups, "relu", [None], "")
+        if (x.dtype == torch.bfloat16 and x.device.type == "cpu" and not torch.is_grad_enabled()
+                and torch.backends.mkldnn.enabled and _fused_bf16_conv() is not None):
+            return _fused_bf16_conv()(x, self.weight, self.bias, list(self.padding), list(self.stride),
+                                      list(self.dilation), self.groups, "relu", [None], "")
         return F.relu(self._conv_forward(x, self.weight, self.bias))
+
+
+@functools.cache
+def _fused_bf16_conv():
+    """oneDNN's convolution with a post-op, where this torch and CPU run it in bfloat16 (else None:
+    it raises on CPUs without AVX-512 BF16 / AVX-NE-CONVERT, where a plain convolution still runs)."""
+    mkldnn = torch.ops.mkldnn
+    if not (torch.backends.mkldnn.is_available() and hasattr(mkldnn, "_is_mkldnn_bf16_supported")
+            and mkldnn._is_mkldnn_bf16_supported()):
+        return None
+    return getattr(mkldnn, "_convolution_pointwise", None)
 
 
 def _conv(cin: int, cout: int, *, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:

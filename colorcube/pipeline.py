@@ -255,9 +255,7 @@ def prepare_run(*, alpha: float = 0.1, model: ColorNet | None = None, weights=No
         cal.check_compatible(model_hash=getattr(model, "weights_hash", None), settings=sdict, **options)
     lam = cal.lambda_for(alpha) if cal is not None else np.ones(3)
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=cal, model=model, settings=sdict)
-    own = {}
-    if cal is not None and cal.target_ratios is not None:
-        own = {d: cal.lambda_for_photo(alpha, d) for d in cal.provenance["target"]["sha256"]}
+    own = cal.photo_lambdas(alpha) if cal is not None else {}
     return Run(model, cal, settings, alpha, np.asarray(lam, np.float64), attrs, own)
 
 
@@ -295,15 +293,16 @@ class Colorized(NamedTuple):
 
 
 def colorize_codes(image, run: Run, *, max_pixels="default", hints=None, reference=None,
-                   reference_strength: float = 1.0, coeffs: Coefficients | None = None) -> Colorized:
+                   reference_strength: float = 1.0, coeffs: Coefficients | None = None,
+                   source_hash: str | None = None) -> Colorized:
     """Colorize one image as storage codes, without building a Dataset (nor importing xarray).
 
     Parameters are those of :func:`colorize`; ``run`` from :func:`prepare_run`; ``coeffs``:
     the image's working stage when already computed (:func:`working_stages`).
     """
+    digest = (source_hash or source_digest(image)) if run.photo_lambdas else ""
     return _codes(*_as_gray(image, max_pixels), run, hints=hints, reference=reference,
-                  reference_strength=reference_strength, coeffs=coeffs,
-                  digest=source_digest(image) if run.photo_lambdas else "")
+                  reference_strength=reference_strength, coeffs=coeffs, digest=digest)
 
 
 def _codes(gray: np.ndarray, source: str, run: Run, *, hints=None, reference=None, reference_strength: float = 1.0,
@@ -327,7 +326,7 @@ def _codes(gray: np.ndarray, source: str, run: Run, *, hints=None, reference=Non
 def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibration="default",
              settings: PipelineSettings | None = None, device: str = "auto", max_pixels="default",
              out=None, chunk: int = 1024, compression: str = "none", hints=None, reference=None,
-             reference_strength: float = 1.0, batch: int | None = None):
+             reference_strength: float = 1.0, batch: int | None = None, source_hash: str | None = None):
     """Colorize one gray photograph (or a list of them) and attach conformal R, G, B bands.
 
     Parameters
@@ -353,6 +352,9 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         weighted for an archive (``calibrate(..., target=...)``) serves each of that
         archive's images (known by its file's SHA-256) its own lambda
         (:meth:`Calibration.lambda_for_photo`); the cube records it and the weight.
+    source_hash : str, optional (one image only), the SHA-256 the image is known by for
+        that (default: of the path's bytes or the array's data), e.g. an archived cube's
+        ``source_hash`` when its stored gray is colorized again
     settings : PipelineSettings, optional; default those of the calibration
     device : "auto", "cpu" or "cuda" (used when the model is loaded here)
     max_pixels : int, None or "default", pixel ceiling for file inputs
@@ -375,10 +377,12 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         raise ColorcubeError("out= writes one image; for many images use colorcube.colorize_archive")
     if out is not None:
         check_compression(compression)  # a bad name fails before any work
+    if many and source_hash is not None:
+        raise OptionError("source_hash= names one image; colorize the images of a list one by one to give each its own")
     run = prepare_run(alpha=alpha, model=model, device=device, calibration=calibration, settings=settings)
     if not many:
         done = colorize_codes(image, run, max_pixels=max_pixels, hints=hints, reference=reference,
-                              reference_strength=reference_strength)
+                              reference_strength=reference_strength, source_hash=source_hash)
         return _cube(done, out=out, chunk=chunk, compression=compression)
     read = [_as_gray(im, max_pixels) for im in image]  # (gray, source) of each, read once
     if reference is not None:  # one histogram for every image

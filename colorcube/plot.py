@@ -21,7 +21,7 @@ def _axes(ax):
     return ax
 
 
-def coverage_curve(calibration, test_curves: np.ndarray, *, alphas=None, ax=None):
+def coverage_curve(calibration, test_curves: np.ndarray, *, alphas=None, ax=None, source_hash: str = ""):
     """Nominal vs empirical coverage over an alpha grid, per channel.
 
     Parameters
@@ -31,6 +31,9 @@ def coverage_curve(calibration, test_curves: np.ndarray, *, alphas=None, ax=None
         (``evaluate(...)["test_curves"]``)
     alphas : 1-D array of miscoverage levels (default 0.02 ... 0.4)
     ax : matplotlib Axes, optional
+    source_hash : str, the test photo's SHA-256 when it is one photo of the archive a weighted
+        calibration keeps per-photo ratios for: its own lambdas are plotted
+        (:meth:`Calibration.lambda_for_photo`)
 
     The shaded band is where CRC puts the expected coverage:
     ``[1 - alpha, 1 - alpha + 2 / (n + 1)]`` for n calibration images.
@@ -44,7 +47,8 @@ def coverage_curve(calibration, test_curves: np.ndarray, *, alphas=None, ax=None
     ax.fill_between(nominal, nominal, np.minimum(1, nominal + 2 / (calibration.n + 1)), color="0.85",
                     label=f"CRC band (n={calibration.n})")
     ax.plot([nominal.min(), 1], [nominal.min(), 1], color="0.4", lw=1, ls="--", label="nominal")
-    covered = np.array([coverage_at(test_curves, calibration.lambda_for(a)).mean(axis=0) for a in alphas])
+    covered = np.array([coverage_at(test_curves, calibration.lambda_for_photo(a, source_hash)[0]).mean(axis=0)
+                        for a in alphas])
     for c, name in enumerate("RGB"):
         ax.plot(nominal, covered[:, c], marker="o", ms=3, color=_COLORS[name], label=name)
     ax.set_xlabel("nominal coverage 1 - alpha")

@@ -35,9 +35,9 @@ from threadpoolctl import threadpool_limits
 from .calibration import Calibration
 from .conformal import effective_sample_size
 from .errors import CalibrationError, ColorcubeError
-from .model import _in_dtype
+from .model import OUT_STRIDE, _in_dtype
 from .settings import PipelineSettings
-from .working import working_gray, working_input
+from .working import network_shape, working_gray, working_input
 
 __all__ = [
     "WARN_ESS",
@@ -129,11 +129,16 @@ def network_outputs(model, settings: PipelineSettings):
 
 def features_of(model, gray: np.ndarray, settings: PipelineSettings, kept: dict) -> np.ndarray:
     """:func:`image_features` from the outputs :func:`network_outputs` kept of one network run on
-    ``gray`` (without hints)."""
+    ``gray`` (without hints). The block keeps the last run of the model's network in any thread:
+    run one image in it, in one thread."""
     if "out" not in kept:
         raise ColorcubeError("features_of: the network did not run inside network_outputs()")
     g = _check_gray(gray)
     logits, err = kept["out"]
+    want = tuple(s // OUT_STRIDE for s in network_shape(g.shape, settings))
+    if logits.shape[0] != 1 or tuple(logits.shape[-2:]) != want:
+        raise ColorcubeError(f"features_of: the kept network run was of shape {tuple(logits.shape)}, not one image "
+                             f"of this gray's network shape (1, Q, {want[0]}, {want[1]})")
     with torch.inference_mode():
         work = working_gray(torch.as_tensor(g), int(settings.working_size))
         hw, ww = work.shape
@@ -334,11 +339,13 @@ def reweight(calibration: Calibration, target_features: np.ndarray, *, descripti
             raise CalibrationError(f"{len(target_hashes)} target hashes for {len(target_features)} target images; "
                                    "give one per image, in the same order")
         prov["target"]["sha256"] = target_hashes
+        # the archive's own photos are served with the unclipped ratios: their effective sample size
+        prov["target"]["ess_own"] = effective_sample_size(ratios[0])
         own = {"ratios": ratios[0], "target_ratios": ratios[1]}
     out = Calibration(curves=calibration.curves, joint_curves=calibration.joint_curves, grid=calibration.grid,
                       method="crc", delta=calibration.delta, joint=calibration.joint, provenance=prov,
                       beta=calibration.beta, features=calibration.features, weights=w, w_test=w_test, **own)
-    ess = out.ess
+    ess = min(out.ess, prov["target"].get("ess_own", out.ess))
     if warn and (ess < WARN_ESS or ess < calibration.n / 4):
         warnings.warn(
             f"the archive {description or ''} looks unlike the calibration photos: effective sample size {ess:.0f} of "

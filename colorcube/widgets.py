@@ -334,7 +334,8 @@ class Explorer:
         if gray is None:
             gray = self._gray[name] = np.asarray(self.images[name]()["gray"].values, np.float32)
         return colorize(gray, alpha=self.alpha.value if alpha is None else alpha, model=model,
-                        calibration=self.data["cal"], settings=settings, hints=self.hints(name))
+                        calibration=self.data["cal"], settings=settings, hints=self.hints(name),
+                        source_hash=self.data["attrs"].get("source_hash") or None)  # its own lambda, if it has one
 
     # -- rendering -------------------------------------------------------
     def current_view(self) -> np.ndarray:
@@ -385,7 +386,7 @@ class Explorer:
         curves = self._kept("curves", None, lambda: loss_curve(lambda_star(rgb, rgb - s, rgb + s, t,
                                                                       levels=CODE_MAX).reshape(-1, 3))[None])
         fig, (a1, a2) = _pyplot().subplots(1, 2, figsize=(8, 3))
-        coverage_curve(d["cal"], curves, ax=a1)
+        coverage_curve(d["cal"], curves, ax=a1, source_hash=str(d["attrs"].get("source_hash", "")))
         iv = self.bands()
         inside = ((t >= iv[..., 0]) & (t <= iv[..., 1])).reshape(-1, 3).mean(axis=0)
         channel_coverage(inside, alpha=self.alpha.value, ax=a2)

@@ -229,6 +229,10 @@ def test_archive_photos_get_their_own_weighted_lambda(tmp_path, tiny_model, tiny
         assert ds.attrs["calibration_weight"] == pytest.approx(w)
         own[p.stem] = ds
     assert len({str(ds.attrs["lambda"]) for ds in own.values()}) > 1  # each photo its own
+    # its stored gray colorized again under the photo's hash: the same lambda
+    again = colorcube.colorize(own["scan1"]["gray"].values, model=model, calibration=wc, alpha=alpha,
+                               source_hash=digests[1])
+    assert again.attrs["lambda"] == own["scan1"].attrs["lambda"]
     # bands at another alpha, rebuilt from the cube, use the photo's own weight too
     lam85 = wc.lambda_for_photo(0.85, digests[1])[0]
     assert not np.array_equal(lam85, wc.lambda_for(0.85))

@@ -1,6 +1,8 @@
 """Conformal calibration: statistical guarantees on synthetic exchangeable data,
 plus the mechanics (monotone curves, grid ends, files, errors)."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -443,11 +445,28 @@ def test_photo_lambda_is_weighted_crc_with_the_photos_own_ratio(tmp_path):
     assert np.isinf(lam).all() and got == 1e3
     with pytest.raises(CalibrationError):
         weighted_crc_lambda(cal.curves[:, 0], 0.2, ratios, 1e3)
+    # all at once (what a run precomputes): the same lambdas, for many weights and joint bands too
+    table = wc.photo_lambdas(0.2)
+    assert set(table) == {"a", "b", "c"}
+    for name in "abc":
+        np.testing.assert_array_equal(table[name][0], wc.lambda_for_photo(0.2, name)[0])
+    many = rng.lognormal(0, 1.5, 300)
+    got_many = wc._own_lambdas(0.2, many, None, None)
+    for w, row in zip(many, got_many):
+        try:
+            expect = [weighted_crc_lambda(cal.curves[:, c], 0.2, ratios, w) for c in range(3)]
+        except CalibrationError:
+            expect = [np.inf] * 3
+        np.testing.assert_array_equal(row, expect)
+    joint = wc.lambda_for_photo(0.2, "a", joint=True)[0]
+    assert (joint == weighted_crc_lambda(cal.joint_curves, 0.2, ratios, 0.5)).all()
     # any other photo: the archive-wide bound
     lam, got = wc.lambda_for_photo(0.2, "zz")
     assert got is None and (lam == wc.lambda_for(0.2)).all()
     assert "its own ratio" in wc.guarantee(0.2) and wc.summary()["own_weights"] == 3
     back = Calibration.from_file(wc.to_file(tmp_path / "own.cal"))
+    with np.load(tmp_path / "own.cal") as z:  # a new format: earlier readers refuse it by name, not as corrupted
+        assert json.loads(z["meta"].tobytes())["format"] == "colorcube-calibration-3"
     np.testing.assert_array_equal(back.target_ratios, mine)
     np.testing.assert_array_equal(back.lambda_for_photo(0.2, "b")[0], wc.lambda_for_photo(0.2, "b")[0])
     with pytest.raises(CalibrationError, match="one per name"):

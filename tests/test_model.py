@@ -182,3 +182,31 @@ def test_blocked_decoding_is_the_plain_softmax_mean_bit_for_bit(tiny_model, monk
     assert torch.equal(logits, kept)  # decoding works on copies
     assert torch.equal(ab, whole.reshape(b, h, w, 2).permute(0, 3, 1, 2))
     torch.testing.assert_close(ab, plain.reshape(b, h, w, 2).permute(0, 3, 1, 2), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_conv_relu_equals_the_convolution_then_relu(monkeypatch, fused):
+    """The folded model's ConvReLU layers compute exactly conv then ReLU, fused (oneDNN post-op, bf16 CPU
+    inference) or not (a CPU without bf16 kernels, where the fused operator would raise)."""
+    import torch.nn.functional as F
+
+    from colorcube import model as model_module
+    from colorcube.model import ConvReLU
+
+    if not fused:
+        monkeypatch.setattr(model_module, "_fused_bf16_conv", lambda: None)
+    elif model_module._fused_bf16_conv() is None:
+        pytest.skip("this CPU has no oneDNN bfloat16 convolution kernels")
+    g = torch.Generator().manual_seed(5)
+    conv = torch.nn.Conv2d(16, 24, 3, stride=2, padding=2, dilation=2)
+    layer = ConvReLU(16, 24, 3, stride=2, padding=2, dilation=2)
+    layer.load_state_dict(conv.state_dict())
+    layer, conv = layer.to(torch.bfloat16), conv.to(torch.bfloat16)
+    x = torch.randn(3, 16, 20, 28, generator=g).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got, expect = layer(x), F.relu(conv(x))
+    assert torch.equal(got, expect) and (got >= 0).all() and (got > 0).any()
+    with torch.enable_grad():  # training: the plain path, gradients flow
+        y = layer.float()(x.float().requires_grad_())
+        y.sum().backward()
+    assert layer.weight.grad is not None
