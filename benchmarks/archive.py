@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +34,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from throughput import attainable, eccv16, flops, timeit
+from throughput import attainable, eccv16, flops, run_child, timeit
 
 from colorcube.archive import colorize_archive
 from colorcube.model import _in_dtype, predict
@@ -85,12 +83,9 @@ def peak_memory(paths, n: int, tmp: Path, chunk: int, device: str) -> None:
     listing.write_text("\n".join(str(p) for p in (paths * (n // max(len(paths), 1) + 1))[:n]))
     cmd = [sys.executable, "-m", "colorcube.cli", "archive", str(listing), str(tmp / "memory.zarr"),
            "--chunk", str(chunk), "--device", device]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if proc.returncode:
-        sys.exit(f"colorcube archive failed:\n{proc.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    code, _, err, seconds, peak = run_child(cmd)
+    if code:
+        sys.exit(f"colorcube archive failed:\n{err}")
     print(f"colorcube archive of {n} photos in a child process: peak RSS {peak:.0f} MiB, {seconds:.1f} s "
           f"(with interpreter start and model load)")
 

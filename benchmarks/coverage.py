@@ -13,8 +13,9 @@ coverage of the per-channel bands, mean width (0-255), coverage per benchmark
 source, and the per-image guarantee (alpha 0.1, beta 0.2: share of photos with
 at least 80 % of pixels covered, Clopper-Pearson interval). It also times
 ``Calibration.lambda_for`` (changing alpha needs no model call). ``--target-bench`` also
-weights the calibration for the benchmark's own gray images (no truth used) and reports the
-coverage of each photo's own weighted lambda.
+weights the calibration for the benchmark's own gray images (their features, from the same
+records as calibration photos': no truth used for the weights) and reports the coverage of
+each photo's own weighted lambda, read off its loss curves.
 
 Leave-one-source-out mode. For each source of calib/ (the file-name prefix,
 or INDEX.tsv's ``source`` column), calibrate on the other sources -- plain CRC,
@@ -41,12 +42,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from colorcube.calibrate import CONSTANT_HALF_WIDTH, gray_features, list_images, photo_records
+from colorcube.calibrate import CONSTANT_HALF_WIDTH, photo_records
 from colorcube.codes import round_outward
 from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
 from colorcube.errors import CalibrationError
 from colorcube.evaluate import group_coverage, share_interval
-from colorcube.io import read_truth, source_of
+from colorcube.io import list_images, read_truth, source_of
 from colorcube.pipeline import predict_bands, resolve_calibration
 from colorcube.settings import PipelineSettings
 from colorcube.shift import likelihood_ratios, ratio_features, reweight
@@ -62,10 +63,18 @@ def _fmt(v, digits=3) -> str:
     return ", ".join(f"{x:.{digits}f}" for x in v)
 
 
-def _loss_at(curves: np.ndarray, lam) -> np.ndarray:
-    """(n, k) losses of (n, k, grid) curves at one grid lambda per column."""
-    idx = [int(np.searchsorted(LAMBDA_GRID, v)) for v in np.asarray(lam)]
-    return np.stack([curves[:, c, i] for c, i in enumerate(idx)], axis=1)
+def _photo_lambdas(test, cal, alpha, *, joint=False, beta=None) -> np.ndarray:
+    """(n, 3) lambda of each photo of ``test``: its own (:meth:`Calibration.photo_lambdas`) when
+    ``cal`` keeps the photos' ratios, else the calibration's one lambda."""
+    table = cal.photo_lambdas(alpha, joint=joint, beta=beta)
+    everyone = None if len(table) == test.n else cal.lambda_for(alpha, joint=joint, beta=beta)
+    return np.array([table[d][0] if d in table else everyone for d in test.sha256]).reshape(test.n, 3)
+
+
+def _loss_at(curves: np.ndarray, lams: np.ndarray) -> np.ndarray:
+    """(n, k) losses of (n, k, grid) curves at each photo's (n, k) grid lambdas."""
+    idx = np.searchsorted(LAMBDA_GRID, lams)
+    return np.take_along_axis(curves, idx[..., None], axis=2)[..., 0]
 
 
 def _subset(paths, per_source):
@@ -93,23 +102,22 @@ def bench(args, model, cal, settings) -> dict:
     pi_alpha, beta = 0.1, args.beta
     pi_lam, pi_joint = cal.lambda_for(pi_alpha, beta=beta), cal.lambda_for(pi_alpha, beta=beta, joint=True)
 
-    res = {a: {k: [] for k in ("cov_a", "w_a", "cov_c", "w_c", "joint_a", "cov_w")} for a in ALPHAS}
+    res = {a: {k: [] for k in ("cov_a", "w_a", "cov_c", "w_c", "joint_a")} for a in ALPHAS}
     per_image, per_image_joint, sources = [], [], []
     paths = _subset(list_images(args.bench), args.per_source)[: args.limit]
     weighted = None
-    if args.target_bench:  # the benchmark's gray images as the archive (no truth used), each photo its own weight
-        feats, _, digests = gray_features(paths, model=model, settings=settings, cache=args.cache)
-        if len(digests) != len(paths):
-            raise SystemExit(f"{len(paths) - len(digests)} benchmark photos could not be read as gray; fix or drop them")
-        weighted = reweight(cal, feats, description="the benchmark", target_hashes=digests, warn=False)
-    for k, p in enumerate(tqdm(paths, desc="bench", unit="img")):
+    if args.target_bench:
+        # the benchmark's gray images as the archive (their features only: no truth used for the weights),
+        # each photo served its own weight; its coverage read off the photo's loss curves
+        bench_recs = photo_records(paths, model=model, settings=settings, cache=args.cache, desc="bench records")
+        weighted = reweight(cal, bench_recs.features, description="the benchmark", target_hashes=bench_recs.sha256,
+                            warn=False)
+        for a in ALPHAS:
+            res[a]["cov_w"] = 1 - _loss_at(bench_recs.curves, _photo_lambdas(bench_recs, weighted, a))
+    for p in tqdm(paths, desc="bench", unit="img"):
         truth, gray = read_truth(p)
         f, lo, hi = predict_bands(gray, model, settings)
         sources.append(source_of(p))
-        if weighted is not None:
-            for a in ALPHAS:
-                l, u = round_outward(*nested_interval(f, lo, hi, weighted.lambda_for_photo(a, digests[k])[0]))
-                res[a]["cov_w"].append(((truth >= l) & (truth <= u)).reshape(-1, 3).mean(axis=0))
         for a in ALPHAS:
             for tag, (l, u) in (("a", round_outward(*nested_interval(f, lo, hi, adapt_lam[a]))),
                                 ("c", round_outward(*nested_interval(f, f - CONSTANT_HALF_WIDTH,
@@ -176,17 +184,9 @@ def bench(args, model, cal, settings) -> dict:
 
 
 def _losses(test, cal, alpha, *, joint=False, beta=None) -> np.ndarray:
-    """(n, 3) (or (n, 1) joint) losses of the held-out photos at ``cal``'s lambdas: one lambda for
-    all, or each photo's own (:meth:`Calibration.lambda_for_photo`) when ``cal`` keeps the photos' ratios."""
-    curves = test.joint_curves[:, None] if joint else test.curves
-    if cal.target_ratios is None:
-        lam = cal.lambda_for(alpha, joint=joint, beta=beta)
-        return _loss_at(curves, lam[:1] if joint else lam)
-    rows = []
-    for i, digest in enumerate(test.sha256):
-        lam = cal.lambda_for_photo(alpha, digest, joint=joint, beta=beta)[0]
-        rows.append(_loss_at(curves[i : i + 1], lam[:1] if joint else lam)[0])
-    return np.array(rows)
+    """(n, 3) (or (n, 1) joint) losses of the held-out photos at their lambdas (:func:`_photo_lambdas`)."""
+    lams = _photo_lambdas(test, cal, alpha, joint=joint, beta=beta)
+    return _loss_at(test.joint_curves[:, None], lams[:, :1]) if joint else _loss_at(test.curves, lams)
 
 
 def _evaluate_on(test, cal, alpha, beta) -> dict:
@@ -199,8 +199,7 @@ def _evaluate_on(test, cal, alpha, beta) -> dict:
         if cal.target_ratios is None:
             entry["expected"]["lambda"] = cal.lambda_for(alpha).tolist()
         else:  # the share of photos whose own weight allows no finite lambda
-            entry["expected"]["full_band"] = float(np.mean(
-                [np.isinf(cal.lambda_for_photo(alpha, d)[0]).all() for d in test.sha256]))
+            entry["expected"]["full_band"] = float(np.isinf(_photo_lambdas(test, cal, alpha)).all(axis=1).mean())
     except CalibrationError as exc:
         entry["expected"] = {"refused": str(exc)}
     try:
@@ -248,7 +247,7 @@ def leave_one_source_out(args, model, settings) -> dict:
         for q, mode in zip(quantiles, modes[2:]):
             cals[mode] = reweight(base, test.features, description=s, clip_quantile=q, ratios=ratios, warn=False)
         row = {"n": test.n, "auc": ratios[2]["auc"], "alphas": {},
-               "ess": {m: c.provenance.get("target", {}).get("ess_own", c.ess) for m, c in cals.items()}}
+               "ess": {m: c.ess_own or c.ess for m, c in cals.items()}}
         for a in ALPHAS:
             row["alphas"][str(a)] = {m: _evaluate_on(test, c, a, args.beta) for m, c in cals.items()}
         rows[s] = row

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from colorcube.calibrate import list_images
 from colorcube.hinting import random_points
-from colorcube.io import read_truth, source_of
+from colorcube.io import list_images, read_truth, source_of
 from colorcube.metrics import ciede2000, psnr
 from colorcube.pipeline import predict_bands
 from colorcube.settings import PipelineSettings

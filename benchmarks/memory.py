@@ -10,12 +10,11 @@ child process and prints that process's peak resident memory (RSS) and time.
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from throughput import run_child
 
 
 def main() -> None:
@@ -36,17 +35,14 @@ def main() -> None:
         out = Path(tmp) / "out.zarr"
         cmd = [sys.executable, "-m", "colorcube.cli", "archive", str(src), str(out), "--chunk", str(args.chunk),
                "--max-pixels", str(args.side * args.side + 1)]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        seconds = time.perf_counter() - t0
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+        code, stdout, stderr, seconds, peak_mb = run_child(cmd)
         size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20
-    if proc.returncode:
-        sys.exit(f"colorcube archive failed:\n{proc.stderr}")
+    if code:
+        sys.exit(f"colorcube archive failed:\n{stderr}")
     mp = args.side * args.side / 1e6
     print(f"scan {args.side} x {args.side} ({mp:.0f} MP), chunk {args.chunk}: peak RSS {peak_mb:.0f} MiB, "
           f"{seconds:.1f} s ({mp / seconds:.2f} MP/s), archive {size_mb:.0f} MiB on disk")
-    print(proc.stdout.strip().splitlines()[-1])
+    print(stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -24,13 +24,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from colorcube.calibrate import list_images
 from colorcube.color import gray_to_lightness
 from colorcube.fullres import full_stage
 from colorcube.guided import Coefficients, guided_coefficients
 from colorcube.hinting import network_input, random_points, working_hints
 from colorcube.hints import as_hints
-from colorcube.io import read_truth
+from colorcube.io import list_images, read_truth
 from colorcube.metrics import ciede2000, psnr
 from colorcube.model import OUT_STRIDE, STRIDE, predict
 from colorcube.propagate import blend_hints

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from colorcube.calibrate import list_images
-from colorcube.io import read_truth
+from colorcube.io import list_images, read_truth
 from colorcube.metrics import chroma_edges, ciede2000, colorfulness, psnr
 from colorcube.pipeline import predict_bands
 from colorcube.settings import PipelineSettings

@@ -46,12 +46,14 @@ def main() -> None:
     rows = []
     for line in proc.stderr.splitlines():
         if line.startswith("import time:") and "cumulative" not in line:
-            _, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
-            rows.append((int(cumulative) / 1e6, name))
-    top_level = [(s, n) for s, n in rows if "." not in n]
+            _, cumulative, field = line[len("import time:"):].split("|")
+            # the name's indentation is its nesting: one space marks an import made at the top level
+            depth = (len(field) - len(field.lstrip()) - 1) // 2
+            rows.append((int(cumulative) / 1e6, field.strip(), depth))
+    top_level = [(s, n) for s, n, depth in rows if depth == 0]
     print(f"imports (python -X importtime, top-level packages): {sum(s for s, _ in top_level):.2f} s; most: "
           + ", ".join(f"{n} {s:.2f} s" for s, n in sorted(top_level, reverse=True)[:6]))
-    loaded = {n for _, n in rows}
+    loaded = {n for _, n, _ in rows}
     print("xarray / dask / zarr imported: " + ", ".join(f"{m} {'yes' if m in loaded else 'no'}"
                                                       for m in ("xarray", "dask", "zarr")))
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +76,20 @@ def flops(module, x) -> int:
     with torch.inference_mode(), FlopCounterMode(display=False) as fc:
         module(x)
     return fc.get_total_flops()
+
+
+def run_child(cmd, **kwargs) -> tuple[int, str, str, float, float]:
+    """Run ``cmd``: (return code, stdout, stderr, wall seconds, peak RSS in MiB of that child
+    alone). ``os.wait4`` reports the child's own peak, where ``getrusage(RUSAGE_CHILDREN)``
+    would give the largest of every child this process ever waited for (dask workers too)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, **kwargs)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        return proc.returncode, out.read(), err.read(), seconds, usage.ru_maxrss / 1024  # KiB on Linux
 
 
 def attainable(dev, dtype, repeats: int) -> float:

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from colorcube.calibrate import list_images
 from colorcube.conformal import crc_lambda, lambda_star, loss_curve, nested_interval
-from colorcube.io import read_truth
+from colorcube.io import list_images, read_truth
 from colorcube.metrics import ciede2000, colorfulness, psnr
 from colorcube.pipeline import predict_bands
 from colorcube.settings import PipelineSettings

@@ -86,11 +86,16 @@ class _OnXarrayImport(importlib.abc.MetaPathFinder):
     """Registers the accessor right after xarray is imported, so that ``import colorcube``
     need not import xarray (0.6 s) and ``ds.colorcube`` still works on any Dataset."""
 
+    _looking = False  # our own lookup of xarray's spec must not come back here
+
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "xarray":
+        if fullname != "xarray" or self._looking:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
+        self._looking = True
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._looking = False
         if spec is None or spec.loader is None:
             return spec
         run = spec.loader.exec_module
@@ -98,6 +103,8 @@ class _OnXarrayImport(importlib.abc.MetaPathFinder):
         def exec_module(module):
             run(module)
             _register_accessor(module)
+            if self in sys.meta_path:  # only once xarray is really imported: a mere find_spec keeps the hook
+                sys.meta_path.remove(self)
 
         spec.loader.exec_module = exec_module
         return spec

@@ -13,7 +13,6 @@ to a plain function: :func:`colorcube.fullres.bands_at` and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,13 @@ import xarray as xr
 from .calibration import Calibration
 from .codes import BOUNDS, CHANNELS, DIMS, round_outward
 from .conformal import check_alpha, nested_interval
-from .errors import CalibrationError, ColorcubeError, SchemaError
+from .errors import ColorcubeError, SchemaError
 from .fullres import bands_at
 from .hinting import pin
 from .hints import Hints
 from .io import read_rgb, write_png
 from .metrics import coverage
-from .pipeline import resolve_calibration
+from .pipeline import cube_calibration
 from .widgets import explore
 
 __all__ = ["CubeAccessor"]
@@ -89,33 +88,9 @@ class CubeAccessor:
             the calibration it names is not the shipped one (pass ``calibration=``), or
             the given calibration is for another model or other settings.
         """
-        ds = self._ds
-        model_hash = str(ds.attrs.get("model_hash", ""))
-        if calibration is None:
-            if not int(self._attr("calibrated")):
-                raise CalibrationError("calibration: the cube's bands are uncalibrated (attribute 'calibrated' is 0), "
-                                       "so no calibration serves other alphas; pass calibration= (a .cal path or a "
-                                       "Calibration made for this cube's model)")
-            try:
-                named = json.loads(self._attr("calibration"))
-            except (TypeError, ValueError) as exc:
-                raise CalibrationError(f"calibration: the cube's 'calibration' attribute is not the JSON summary of "
-                                       f"a calibration ({exc}); pass calibration=") from exc
-            shipped = resolve_calibration("default")
-            if json.loads(json.dumps(shipped.summary())) != named:
-                raise CalibrationError(
-                    f"calibration: the cube names a calibration of {named.get('n_images', '?')} images "
-                    f"({named.get('source') or 'unnamed source'}, {named.get('date') or 'undated'}, model "
-                    f"{str(named.get('model_hash', ''))[:12]}), which is not the shipped one; pass calibration= "
-                    "the .cal file the cube was made with")
-            return shipped
-        cal = resolve_calibration(calibration)  # model: checked below against the cube's own hash
-        try:
-            settings = json.loads(ds.attrs.get("settings") or "{}")
-        except (TypeError, ValueError):
-            settings = {}
-        cal.check_compatible(model_hash=model_hash or None, settings=settings, where="calibration")
-        return cal
+        if calibration is None:  # a cube without these attributes is not a colorcube cube
+            self._attr("calibrated"), self._attr("calibration")
+        return cube_calibration(self._ds.attrs, calibration)
 
     # -- the API -------------------------------------------------------------
     def bands(self, alpha: float, *, calibration=None) -> xr.DataArray:

@@ -72,6 +72,12 @@ _FATAL_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
 _SMALL_CHUNKS = 4
 
 
+def _in_memory(pixels: int, chunk: int) -> bool:
+    """Whether an image is small enough (``_SMALL_CHUNKS`` chunks) to be computed in memory at once,
+    with no dask graph to build (and to go through the overlapped stages)."""
+    return pixels <= _SMALL_CHUNKS * chunk**2
+
+
 @dataclasses.dataclass
 class ArchiveResult:
     """Outcome of :func:`colorize_archive`.
@@ -256,7 +262,7 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
         attrs["damaged"] = work.row["damaged"]
     if hints is not None:
         attrs.update(guided_attrs(attrs, job.hint_points, hints=hints), hint_hash=work.hint_hash)
-    if h * w <= _SMALL_CHUNKS * job.chunk**2:  # in memory at once, no dask graph to build
+    if _in_memory(h * w, job.chunk):
         codes = stage_codes(gray, coeffs, lam, threads=1, with_gray=True, hints=hints)
     else:  # chunk by chunk, streamed to zarr
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
@@ -319,7 +325,7 @@ def _run_local(sources, names, job, collect, *, workers, batch, times) -> None:
     """
     small, large = [], []
     for item in zip(sources, names):
-        (small if source_pixels(item[0]) <= _SMALL_CHUNKS * job.chunk**2 else large).append(item)
+        (small if _in_memory(source_pixels(item[0]), job.chunk) else large).append(item)
     run_overlapped(small, prepare=lambda item: _prepare(*item, job),
                    key=lambda w: "hints" if w.inp is None else tuple(w.inp.padded.shape),
                    network=lambda works: _network(works, job), finish=lambda w, c: _finish(w, c, job, times),

@@ -32,6 +32,7 @@ from .conformal import (
     image_level_curves,
     rcps_lambda,
     weighted_crc_lambda,
+    weighted_crc_lambdas,
 )
 from .errors import CalibrationError
 from .hinting import CALIBRATION_KEY
@@ -157,6 +158,12 @@ class Calibration:
         return effective_sample_size(self.weights) if self.weighted else float(self.n)
 
     @property
+    def ess_own(self) -> float | None:
+        """Effective sample size of the unclipped :attr:`ratios`, which the target archive's own
+        photos are served with (:meth:`lambda_for_photo`); None without them."""
+        return None if self.ratios is None else effective_sample_size(self.ratios)
+
+    @property
     def hint_points(self) -> int:
         """Random true-colour hint points per photo the calibration simulated (0: none)."""
         return int(self.provenance.get(CALIBRATION_KEY, self.provenance.get("hints", 0)) or 0)
@@ -269,24 +276,14 @@ class Calibration:
         return {d: (lam, float(w)) for d, lam, w in zip(self._target_names(), lams, self.target_ratios)}
 
     def _own_lambdas(self, alpha, weights_test: np.ndarray, joint, beta) -> np.ndarray:
-        """(m, 3) weighted-CRC lambdas, one per new photo weight, as :func:`weighted_crc_lambda` computes each
-        (the same float operations, so the same grid value), ``inf`` where it would refuse."""
+        """(m, 3) weighted-CRC lambdas (:func:`weighted_crc_lambdas`), one row per new photo weight,
+        against the unclipped :attr:`ratios`; ``inf`` where the photo's weight alone exceeds alpha."""
         _, _, joint, beta = self._resolve(None, None, joint, beta)
         alpha = check_alpha(alpha)
         _, sums = self._curves_and_sums(joint, beta, self.ratios)
-        out = np.empty((len(weights_test), 3))
-        for start in range(0, len(weights_test), 1024):  # bounded temporaries: (1024, grid) at a time
-            w_test = np.asarray(weights_test[start : start + 1024], np.float64)
-            total = self.ratios.sum() + w_test
-            p_test = w_test / total
-            for c in range(sums.shape[0]):
-                ok = sums[c][None, :] / total[:, None] + p_test[:, None] * 1.0 <= alpha + 1e-12
-                lam = self.grid[ok.argmax(axis=1)]
-                lam[~ok.any(axis=1) | (p_test > alpha + 1e-12)] = np.inf  # the photo's weight alone exceeds alpha
-                out[start : start + len(w_test), c] = lam
-            if sums.shape[0] == 1:  # joint: one lambda for the three channels
-                out[start : start + len(w_test)] = out[start : start + len(w_test), :1]
-        return out
+        lams = np.stack([weighted_crc_lambdas(s, self.ratios.sum(), weights_test, alpha, self.grid) for s in sums],
+                        axis=1)
+        return np.repeat(lams, 3, axis=1) if joint else lams
 
     def _target_names(self) -> list:
         names = self.provenance.get("target", {}).get("sha256")

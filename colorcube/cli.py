@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 import colorcube
 
 from .codes import COMPRESSIONS, decode
+from .conformal import check_alpha
 from .errors import ColorcubeError, HintError
 from .hints import find_hint_file
 from .io import list_images, write_intervals_npz, write_png
@@ -64,6 +65,7 @@ def _cmd_colorize(args) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ColorcubeError(f"{out}: output exists and is not a folder")
+    check_alpha(args.alpha)  # a bad alpha fails before the output folder is made
     out.mkdir(parents=True, exist_ok=True)
     hint_dir = _hint_folder(args.hints, len(args.images))
     threading.Thread(target=load_kernels, name="colorcube-kernels", daemon=True).start()  # see its docstring
@@ -82,7 +84,7 @@ def _cmd_colorize(args) -> int:
             failures += 1
             continue
         attrs = done.attrs
-        write_png(out / f"{stem}_color.png", decode(done.codes["rgb"]))
+        write_png(out / f"{stem}_color.png", done.codes["rgb"])  # the storage codes are the 8-bit colours
         write_intervals_npz(out / f"{stem}_intervals.npz", decode(done.codes["interval"]), alpha=args.alpha,
                             attrs={"lambda": [float(v) for v in attrs["lambda"]], "calibrated": bool(attrs["calibrated"]),
                                    "method": attrs["method"], "guarantee": attrs["guarantee"]})
@@ -148,7 +150,7 @@ def _cmd_calibrate(args) -> int:
         if cal.target_ratios is not None:
             full = sum(np.isinf(lam).all() for lam, _ in cal.photo_lambdas(args.alpha).values())
             print(f"each of the {len(t['sha256'])} archive images is served with its own weight (effective sample "
-                  f"size of the unclipped weights {t['ess_own']:.1f}); at alpha={args.alpha}, {full} of them look "
+                  f"size of the unclipped weights {cal.ess_own:.1f}); at alpha={args.alpha}, {full} of them look "
                   "unlike every calibration photo and get the band [0, 1]")
     print(f"lambda(alpha={args.alpha}) R,G,B = " + ", ".join(f"{v:.3f}" for v in lam)
           + f"; smallest alpha served: {cal.min_alpha():.4f}")

@@ -47,6 +47,7 @@ __all__ = [
     "per_image_scores",
     "rcps_lambda",
     "weighted_crc_lambda",
+    "weighted_crc_lambdas",
 ]
 
 EPS = 1e-3
@@ -264,9 +265,35 @@ def weighted_crc_lambda(curves: np.ndarray, alpha: float, weights, w_test: float
             f"{p_test * bound:.3f} of the risk budget. Use alpha >= {math.ceil(p_test * bound * 1000) / 1000:.3f}, "
             "add calibration photos that look like the archive, or calibrate without a target")
     wsum = w @ np.asarray(curves, dtype=np.float64) if weighted_sum is None else weighted_sum
-    risk = wsum / total + p_test * bound
-    ok = np.flatnonzero(risk <= alpha + 1e-12)
-    return float(grid[ok[0]])
+    return float(weighted_crc_lambdas(wsum, w.sum(), [w_test], alpha, grid, bound=bound)[0])
+
+
+def weighted_crc_lambdas(weighted_sum: np.ndarray, sum_weights: float, w_test, alpha: float,
+                         grid: np.ndarray = LAMBDA_GRID, *, bound: float = 1.0) -> np.ndarray:
+    """:func:`weighted_crc_lambda` for many new-photo weights at once (no input checks), ``inf``
+    where it would refuse (the weight alone takes more than alpha of the risk: only the band
+    [0, 1] serves that photo).
+
+    Parameters
+    ----------
+    weighted_sum : (grid,) float64, ``weights @ curves``; sum_weights : float, ``weights.sum()``
+    w_test : (m,) new-photo weights
+
+    Returns
+    -------
+    (m,) float64 lambdas
+    """
+    w_test = np.atleast_1d(np.asarray(w_test, np.float64))
+    out = np.empty(len(w_test))
+    for start in range(0, len(w_test), 1024):  # bounded temporaries: (1024, grid) at a time
+        w = w_test[start : start + 1024]
+        total = sum_weights + w
+        p_test = w / total
+        ok = weighted_sum[None, :] / total[:, None] + p_test[:, None] * bound <= alpha + 1e-12
+        lam = np.asarray(grid)[ok.argmax(axis=1)]
+        lam[~ok.any(axis=1) | (p_test * bound > alpha + 1e-12)] = np.inf
+        out[start : start + len(w)] = lam
+    return out
 
 
 def image_level_curves(curves: np.ndarray, beta: float) -> np.ndarray:

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "file_hash",
     "find_damage",
+    "image_digest",
     "list_images",
     "read_gray",
     "read_gray_checked",
@@ -58,6 +59,17 @@ def file_hash(path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def image_digest(image) -> str:
+    """SHA-256 an image is known by (per-photo calibration weights, archive resume): a file's
+    bytes (path) or an array's data (C order), as given, before any conversion."""
+    if isinstance(image, (str, Path)):
+        try:
+            return file_hash(image)
+        except OSError as exc:
+            raise ImageReadError(f"{image}: cannot be read ({exc.strerror or exc})") from exc
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(image)).tobytes()).hexdigest()
 
 
 def _check_path(path) -> Path:
@@ -371,9 +383,10 @@ def list_images(folder) -> list[Path]:
 
 
 def write_png(path, rgb: np.ndarray) -> Path:
-    """Write ``rgb`` : (y, x, 3) float in [0, 1] as an 8-bit RGB PNG."""
+    """Write ``rgb`` : (y, x, 3) float in [0, 1], or uint8 codes as they are, as an 8-bit RGB PNG."""
     p = Path(path)
-    data = np.round(np.clip(np.asarray(rgb), 0, 1) * 255.0).astype(np.uint8)
+    rgb = np.asarray(rgb)
+    data = rgb if rgb.dtype == np.uint8 else np.round(np.clip(rgb, 0, 1) * 255.0).astype(np.uint8)
     try:
         # zlib level 1: a third of the default level's time for files ~15 % larger
         Image.fromarray(data, mode="RGB").save(p, compress_level=1)

@@ -387,9 +387,8 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
         if reweight is not None:
             z = z + reweight(torch.softmax(z, dim=1), light4).float()
         # softmaxes in place: fresh multi-MB temporaries cost more in page faults than the arithmetic;
-        # z itself is scaled in place when it is a copy no one reads again
-        fresh = logits.dtype != torch.float32 or reweight is not None
-        ab = _softmax_(z.mul_(1.0 / t) if fresh and scale == "learned" else z * (1.0 / t)) @ model.bins
+        # with the learned scale z is the reweighted copy no one reads again, so it is scaled in place
+        ab = _softmax_(z.mul_(1.0 / t) if scale == "learned" else z * (1.0 / t)) @ model.bins
         if scale == "learned":
             return ab.reshape(b, h, w, 2).permute(0, 3, 1, 2), err.float()
         m1, m2 = _moments_at_lightness(_softmax_(z), model.rgb_table, light4)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -34,12 +33,12 @@ import colorcube
 from .calibration import Calibration
 from .codes import check_compression, decode
 from .conformal import check_alpha
-from .errors import CalibrationError, ColorcubeError, ImageReadError, OptionError
+from .errors import CalibrationError, ColorcubeError, OptionError
 from .fullres import full_stage, stage_codes
 from .guided import N_MAPS, Coefficients
 from .hinting import calibration_hint_points, guarantee_note, pin
 from .hints import as_hints
-from .io import DEFAULT_MAX_PIXELS, file_hash, read_gray
+from .io import DEFAULT_MAX_PIXELS, image_digest, read_gray
 from .model import ColorNet
 from .reference import reference_histogram
 from .settings import PipelineSettings
@@ -52,6 +51,7 @@ __all__ = [
     "colorize",
     "colorize_codes",
     "cube_attrs",
+    "cube_calibration",
     "default_calibration_path",
     "guided_attrs",
     "load_kernels",
@@ -59,7 +59,6 @@ __all__ = [
     "predict_bands",
     "prepare_run",
     "resolve_calibration",
-    "source_digest",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,6 +132,54 @@ def resolve_calibration(calibration, model: ColorNet | None = None):
     cal = _read_calibration(str(path.resolve()), path.stat().st_mtime_ns)
     if getattr(model, "weights_hash", None) is not None:
         cal.check_compatible(model_hash=model.weights_hash, where=str(path))
+    return cal
+
+
+#: the fields of a calibration's summary that identify it (later releases may add others)
+_IDENTITY = ("model_hash", "date", "source", "n_images", "method", "weighted")
+
+
+def cube_calibration(attrs: dict, calibration=None) -> Calibration:
+    """The calibration that serves a cube's bands at other alphas (accessor and explorer alike).
+
+    Parameters
+    ----------
+    attrs : the cube's attributes (``calibrated``, ``calibration``, ``model_hash``, ``settings``)
+    calibration : None, ``"default"``, a ``.cal`` path or a Calibration
+        None: the calibration the cube's ``calibration`` attribute names, found when it is
+        the shipped one. Otherwise the one given. Either must be made for the cube's model
+        and pipeline settings.
+
+    Raises
+    ------
+    CalibrationError
+        The cube is uncalibrated and none is given, it names a calibration other than the
+        shipped one, or the calibration is for another model or other settings.
+    """
+    if calibration is None:
+        if not int(attrs.get("calibrated", 0)):
+            raise CalibrationError("calibration: the cube's bands are uncalibrated (attribute 'calibrated' is 0), "
+                                   "so no calibration serves other alphas; pass calibration= (a .cal path or a "
+                                   "Calibration made for this cube's model)")
+        try:
+            named = json.loads(attrs.get("calibration") or "")
+        except (TypeError, ValueError) as exc:
+            raise CalibrationError(f"calibration: the cube's 'calibration' attribute is not the JSON summary of "
+                                   f"a calibration ({exc}); pass calibration=") from exc
+        calibration = resolve_calibration("default")
+        shipped = json.loads(json.dumps(calibration.summary()))
+        if any(shipped.get(k) != named.get(k) for k in _IDENTITY):
+            raise CalibrationError(
+                f"calibration: the cube names a calibration of {named.get('n_images', '?')} images "
+                f"({named.get('source') or 'unnamed source'}, {named.get('date') or 'undated'}, model "
+                f"{str(named.get('model_hash', ''))[:12]}), which is not the shipped one; pass calibration= "
+                "the .cal file the cube was made with")
+    cal = resolve_calibration(calibration)  # model: checked below against the cube's own hash
+    try:
+        settings = json.loads(attrs.get("settings") or "{}")
+    except (TypeError, ValueError):
+        settings = {}
+    cal.check_compatible(model_hash=str(attrs.get("model_hash", "")) or None, settings=settings, where="calibration")
     return cal
 
 
@@ -212,17 +259,6 @@ def photo_lambda(photo_lambdas: dict, digest: str, lam) -> tuple[np.ndarray, dic
                                              "calibration_weight": float(weight), "source_hash": digest}
 
 
-def source_digest(image) -> str:
-    """SHA-256 of an image as given: a file's bytes or an array's data (as
-    :func:`colorcube.sources.source_hash` hashes archive sources)."""
-    if isinstance(image, (str, Path)):
-        try:
-            return file_hash(image)
-        except OSError as exc:
-            raise ImageReadError(f"{image}: cannot be read ({exc.strerror or exc})") from exc
-    return hashlib.sha256(np.ascontiguousarray(np.asarray(image)).tobytes()).hexdigest()
-
-
 def prepare_run(*, alpha: float = 0.1, model: ColorNet | None = None, weights=None, device="auto",
                 calibration="default", settings: PipelineSettings | None = None, where: str | None = None) -> Run:
     """Check alpha, load the model and calibration, settle the settings, lambda and attributes.
@@ -300,7 +336,7 @@ def colorize_codes(image, run: Run, *, max_pixels="default", hints=None, referen
     Parameters are those of :func:`colorize`; ``run`` from :func:`prepare_run`; ``coeffs``:
     the image's working stage when already computed (:func:`working_stages`).
     """
-    digest = (source_hash or source_digest(image)) if run.photo_lambdas else ""
+    digest = (source_hash or image_digest(image)) if run.photo_lambdas else ""
     return _codes(*_as_gray(image, max_pixels), run, hints=hints, reference=reference,
                   reference_strength=reference_strength, coeffs=coeffs, digest=digest)
 
@@ -391,7 +427,7 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     guided = hints is not None or reference is not None
     coeffs = [None] * len(read) if guided else working_stages([g for g, _ in read], run.model, run.settings,
                                                               batch=batch)
-    digests = [source_digest(im) if run.photo_lambdas else "" for im in image]
+    digests = [image_digest(im) if run.photo_lambdas else "" for im in image]
     return [_cube(_codes(g, source, run, hints=hints, reference=reference, reference_strength=reference_strength,
                          coeffs=c, digest=d)) for (g, source), c, d in zip(read, coeffs, digests)]
 

@@ -339,13 +339,11 @@ def reweight(calibration: Calibration, target_features: np.ndarray, *, descripti
             raise CalibrationError(f"{len(target_hashes)} target hashes for {len(target_features)} target images; "
                                    "give one per image, in the same order")
         prov["target"]["sha256"] = target_hashes
-        # the archive's own photos are served with the unclipped ratios: their effective sample size
-        prov["target"]["ess_own"] = effective_sample_size(ratios[0])
         own = {"ratios": ratios[0], "target_ratios": ratios[1]}
     out = Calibration(curves=calibration.curves, joint_curves=calibration.joint_curves, grid=calibration.grid,
                       method="crc", delta=calibration.delta, joint=calibration.joint, provenance=prov,
                       beta=calibration.beta, features=calibration.features, weights=w, w_test=w_test, **own)
-    ess = min(out.ess, prov["target"].get("ess_own", out.ess))
+    ess = min(out.ess, out.ess_own or out.ess)  # the archive's own photos are served with the unclipped ratios
     if warn and (ess < WARN_ESS or ess < calibration.n / 4):
         warnings.warn(
             f"the archive {description or ''} looks unlike the calibration photos: effective sample size {ess:.0f} of "

@@ -16,7 +16,7 @@ import zarr
 from PIL import Image
 
 from .errors import ColorcubeError, ImageReadError
-from .io import IMAGE_SUFFIXES, file_hash, read_gray_checked
+from .io import IMAGE_SUFFIXES, image_digest, read_gray_checked
 
 __all__ = ["Source", "group_name", "list_sources", "read_source", "source_data", "source_hash", "source_pixels"]
 
@@ -95,13 +95,11 @@ def source_data(source: Source):
 
 
 def source_hash(source: Source, data=None) -> str:
-    """SHA-256 of the file's bytes, or of a zarr array's data (``data``: :func:`source_data`)."""
+    """SHA-256 of the file's bytes, or of a zarr array's data (``data``: :func:`source_data`):
+    :func:`colorcube.io.image_digest` of the source."""
     if source.array is not None:
-        return hashlib.sha256((source_data(source) if data is None else data).tobytes()).hexdigest()
-    try:
-        return file_hash(source.path)
-    except OSError as exc:
-        raise ImageReadError(f"{source.path}: cannot be read ({exc.strerror or exc})") from exc
+        return image_digest(source_data(source) if data is None else data)
+    return image_digest(Path(source.path))
 
 
 def source_pixels(source: Source) -> int:

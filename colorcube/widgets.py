@@ -33,7 +33,7 @@ from .fullres import bands_at
 from .hinting import pin
 from .hints import Hints, as_hints
 from .io import read_rgb
-from .pipeline import colorize, resolve_calibration
+from .pipeline import colorize, cube_calibration, resolve_calibration
 from .plot import channel_coverage, coverage_curve, pixel_bands
 from .settings import PipelineSettings
 from .store import archive_index, open_cube, open_image
@@ -82,13 +82,15 @@ class Explorer:
         loaded on the first hint); it must be the model that made the cubes
     """
 
-    def __init__(self, images: dict, *, calibration=None, truth=None, max_side: int = 512, model=None):
+    def __init__(self, images: dict, *, calibration=None, truth=None, max_side: int = 512, model=None,
+                 named: bool = False):
         import ipywidgets as w  # module docstring: not at `import colorcube`
         from ipyevents import Event
 
         if not images:
             raise ColorcubeError("nothing to explore: no complete images")
         self.images, self.calibration, self.truth = images, calibration, truth or {}
+        self.named = named  # the calibration (the shipped one) serves only cubes that name it
         self.max_side = max_side
         self.model = model
         self._cache = {}
@@ -168,7 +170,7 @@ class Explorer:
         d["truth"] = None if truth is None else np.asarray(truth, np.float32)[::step, ::step]
         d["attrs"], d["step"] = dict(ds.attrs), step
         # the slider may only rescale bands with a calibration of the model and settings that made them
-        d["cal"] = _compatible(self.calibration, d["attrs"])
+        d["cal"] = _compatible(self.calibration, d["attrs"], named=self.named)
         self.data = d
         self._stored = dict(d)  # the cube as loaded, restored when every hint is undone
         h, w = d["gray"].shape
@@ -410,16 +412,15 @@ def _images_from(obj) -> dict:
     raise ColorcubeError(f"{obj}: not a cube, an archive, a zarr store or an image file")
 
 
-def _compatible(calibration, attrs: dict):
-    """``calibration`` if it was made for the model and settings named in a cube's ``attrs``, else None."""
+def _compatible(calibration, attrs: dict, *, named: bool = False):
+    """The calibration that serves a cube's bands at other alphas by the accessor's rule
+    (:func:`colorcube.pipeline.cube_calibration`; ``named``: the one the cube names), else None."""
     if calibration is None:
         return None
     try:
-        calibration.check_compatible(model_hash=attrs.get("model_hash") or None,
-                                     settings=json.loads(attrs.get("settings") or "{}"))
-    except (CalibrationError, ValueError):
+        return cube_calibration(attrs, None if named else calibration)
+    except CalibrationError:
         return None
-    return calibration
 
 
 def explore(obj, *, calibration="default", truth=None, max_side: int = 512, model=None):
@@ -428,8 +429,10 @@ def explore(obj, *, calibration="default", truth=None, max_side: int = 512, mode
     Parameters
     ----------
     obj : xarray.Dataset, xarray.DataTree, archive path/URL, cube ``.zarr`` or image path
-    calibration : "default" (the shipped one), a .cal path, a Calibration, or None
-        (None: only the stored bands; the alpha slider then has no effect)
+    calibration : "default", a .cal path, a Calibration, or None
+        "default": the shipped one, for the cubes that name it (as ``ds.colorcube.bands``);
+        a path or Calibration: for the cubes of its model and settings; None: only the
+        stored bands (the alpha slider then has no effect)
     truth : (y, x, 3) array or colour-photo path (one image), or dict name -> either;
         enables the miss map and the coverage panel
     max_side : int, longest displayed side
@@ -442,10 +445,11 @@ def explore(obj, *, calibration="default", truth=None, max_side: int = 512, mode
     """
     images = _images_from(obj)
     # the cubes name their model; each is checked against the calibration's when it is shown
+    named = isinstance(calibration, str) and calibration == "default"
     calibration = resolve_calibration(calibration, model)
     if truth is not None and not isinstance(truth, dict):
         truth = {next(iter(images)): truth}
     truth = {k: (read_rgb(v) if isinstance(v, (str, Path)) else np.asarray(v)) for k, v in (truth or {}).items()}
-    app = Explorer(images, calibration=calibration, truth=truth, max_side=max_side, model=model)
+    app = Explorer(images, calibration=calibration, truth=truth, max_side=max_side, model=model, named=named)
     app.widget.explorer = app
     return app.widget

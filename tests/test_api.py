@@ -37,10 +37,12 @@ def test_submodules_of_the_same_name_do_not_replace_the_functions():
         assert inspect.isfunction(getattr(colorcube, name))
 
 
-@pytest.mark.parametrize("order", ["colorcube first", "xarray first"])
+@pytest.mark.parametrize("order", ["colorcube first", "xarray first", "xarray looked up first"])
 def test_import_loads_nothing_heavy_and_the_accessor_comes_with_xarray(order):
-    first, second = ("colorcube", "xarray") if order == "colorcube first" else ("xarray", "colorcube")
-    code = (f"import sys; import {first}; "
+    first, second = ("xarray", "colorcube") if order == "xarray first" else ("colorcube", "xarray")
+    # an availability check (find_spec) before the real import must not use up the registration hook
+    lookup = "import importlib.util; assert importlib.util.find_spec('xarray'); " if "looked up" in order else ""
+    code = (f"import sys; import {first}; {lookup}"
             "heavy = [m for m in ('torch', 'dask', 'zarr', 'sklearn', 'ipywidgets', 'matplotlib') if m in sys.modules]; "
             f"assert heavy == [] or '{first}' == 'xarray' and 'torch' not in heavy, heavy; "
             f"import {second}; import xarray, colorcube; "

@@ -80,8 +80,9 @@ def test_bad_files_one_line_and_nonzero(tmp_path, make, reason):
 
 
 def test_bad_alpha_cli(tmp_path, gray_png, capsys):
-    assert main(["colorize", str(gray_png), "-o", str(tmp_path), "--alpha", "1.2"]) == 2
+    assert main(["colorize", str(gray_png), "-o", str(tmp_path / "out"), "--alpha", "1.2"]) == 2
     assert "alpha" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything is made
 
 
 def test_calibrate_and_evaluate_cli(tmp_path, photo_dir, capsys):

@@ -141,6 +141,9 @@ def test_writers_round_trip(tmp_path):
     back = np.asarray(Image.open(tmp_path / "c.png"))
     assert back.dtype == np.uint8 and back.shape == (7, 9, 3)
     assert np.abs(back / 255.0 - rgb).max() <= 0.5 / 255 + 1e-6
+    codes = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)  # storage codes go in as they are
+    write_png(tmp_path / "k.png", codes)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "k.png")), codes)
     lo = rng.random((7, 9, 3)).astype(np.float32) * 0.5
     iv = np.stack([lo, lo + 0.3], axis=-1)
     write_intervals_npz(tmp_path / "i.npz", iv, alpha=0.1, attrs={"lambda": [1.0, 2.0, 3.0]})

@@ -187,7 +187,7 @@ def test_blocked_decoding_is_the_plain_softmax_mean_bit_for_bit(tiny_model, monk
 @pytest.mark.parametrize("fused", [True, False])
 def test_conv_relu_equals_the_convolution_then_relu(monkeypatch, fused):
     """The folded model's ConvReLU layers compute exactly conv then ReLU, fused (oneDNN post-op, bf16 CPU
-    inference) or not (a CPU without bf16 kernels, where the fused operator would raise)."""
+    inference); without bf16 kernels (fused operator unavailable) they fall back and still run."""
     import torch.nn.functional as F
 
     from colorcube import model as model_module

@@ -63,6 +63,23 @@ def test_without_truth_or_matching_calibration(cube_and_truth):
     assert e.image.value == before and "stored bands only" in e.status.value
 
 
+def test_the_shipped_calibration_serves_only_cubes_that_name_it(cube_and_truth):
+    """As ``ds.colorcube.bands``: a cube made with another calibration of the same model is not
+    rescaled with the shipped one unless that one is given."""
+    from colorcube.pipeline import resolve_calibration
+
+    ds, _ = cube_and_truth
+    other = resolve_calibration("default").subset(np.arange(150))
+    own = colorcube.colorize(ds.gray.values, alpha=0.1, calibration=other)
+    e = explore(own).explorer
+    assert e.data["cal"] is None and "stored bands only" in e.status.value
+    with pytest.raises(colorcube.CalibrationError, match="not the shipped one"):
+        own.colorcube.bands(0.2)
+    given = explore(own, calibration=other).explorer
+    assert given.data["cal"] is other
+    np.testing.assert_array_equal(given.bands(0.2), own.colorcube.bands(0.2, calibration=other).values)
+
+
 def test_archive_opens_lazily_and_downsamples(tmp_path, photos):
     from PIL import Image
 
