@@ -1,6 +1,7 @@
 """Colour quality against the number of random true-colour hint points, and with a reference photo.
 
     python benchmarks/hints.py [FOLDER] [--limit N] [--points 0 1 2 5 10 20 50] [--plot PNG]
+                               [--weights W.safetensors] [--no-propagation] [--suggested]
 
 FOLDER defaults to ../shared/data/bench (colour photos; gray inputs made with
 PIL ``convert("L")``). For each photo and each K, K random true-colour points
@@ -12,6 +13,11 @@ CIEDE2000 over the photos, and, for K > 0, the median over all hint pixels of
 truth itself (an upper bound: the right colours, only their places unknown) and
 to another photo of the same source (the next photo of that source in file
 order, or none when the source has one photo), at strength 1.
+
+``--suggested`` adds, for each K > 0, K points at :func:`colorcube.suggest_hints`
+positions of the photo's no-hint bands (alpha 0.1, shipped calibration), each with the
+truth's colour there: the same photos and K as the random rows. ``--no-propagation``
+scores the network's own hinted output (no edge-aware spreading of the hints).
 
 Prints the table and writes the plot of PSNR and CIEDE2000 against K
 (``--plot``, default ``docs/hints.png``; ``--plot ''`` for none).
@@ -28,9 +34,11 @@ import numpy as np
 from colorcube.hinting import random_points
 from colorcube.io import list_images, read_truth, source_of
 from colorcube.metrics import ciede2000, psnr
-from colorcube.pipeline import predict_bands
+from colorcube.conformal import nested_interval
+from colorcube.pipeline import predict_bands, resolve_calibration
+from colorcube.triage import suggest_hints
 from colorcube.settings import PipelineSettings
-from colorcube.weights import load_model
+from colorcube.weights import load_model, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / ".." / "shared" / "data" / "bench"
@@ -45,6 +53,12 @@ def main() -> None:
     ap.add_argument("folder", nargs="?", default=str(DEFAULT))
     ap.add_argument("--limit", type=int, default=None, help="first N photos only")
     ap.add_argument("--points", type=int, nargs="+", default=[0, 1, 2, 5, 10, 20, 50])
+    ap.add_argument("--suggested", action="store_true",
+                    help="also K points at colorcube.suggest_hints positions (from the no-hint bands at alpha 0.1, "
+                         "shipped calibration), each with the truth's colour")
+    ap.add_argument("--no-propagation", action="store_true",
+                    help="the network's own hinted output, without the edge-aware propagation")
+    ap.add_argument("--weights", help="a .safetensors file (default: the shipped weights)")
     ap.add_argument("--plot", default=str(ROOT / "docs" / "hints.png"), help="plot file ('' for none)")
     args = ap.parse_args()
     paths = list_images(args.folder)
@@ -53,9 +67,12 @@ def main() -> None:
         later = [q for q in paths[i + 1 :] + paths[:i] if source_of(q) == source_of(p)]
         same_source[p] = later[0] if later else None
     paths = paths[: args.limit]
-    model = load_model(device="cpu")
-    settings = PipelineSettings()
+    model = load_weights(args.weights) if args.weights else load_model(device="cpu")
+    settings = PipelineSettings(propagate=not args.no_propagation)
     rows = {k: {"psnr": [], "ciede2000": [], "hint_err": []} for k in args.points}
+    if args.suggested:
+        lam = resolve_calibration("default", model).lambda_for(0.1)
+        rows.update({f"{k} suggested": {"psnr": [], "ciede2000": [], "hint_err": []} for k in args.points if k})
     refs = {"reference = truth": {"psnr": [], "ciede2000": []},
             "reference = same-source photo": {"psnr": [], "ciede2000": []}}
     auto_scores = {"psnr": [], "ciede2000": []}
@@ -74,6 +91,15 @@ def main() -> None:
             if k == 0:
                 auto_scores["psnr"].append(rows[k]["psnr"][-1])
                 auto_scores["ciede2000"].append(rows[k]["ciede2000"][-1])
+        if args.suggested:
+            f, lo, hi = predict_bands(gray, model, settings)
+            band = np.stack(nested_interval(f, lo, hi, lam), axis=-1)
+            for k in args.points:
+                if k:
+                    pts = [(int(y), int(x), tuple(int(v) for v in truth8[y, x])) for y, x in suggest_hints(band, k)]
+                    rgb = stored(predict_bands(gray, model, settings, hints=pts)[0])
+                    rows[f"{k} suggested"]["psnr"].append(psnr(rgb, truth))
+                    rows[f"{k} suggested"]["ciede2000"].append(float(ciede2000(rgb, truth).mean()))
         if 0 not in args.points:
             rgb = stored(predict_bands(gray, model, settings)[0])
             auto_scores["psnr"].append(psnr(rgb, truth))
@@ -94,7 +120,7 @@ def main() -> None:
         m_psnr, m_de = float(np.mean(r["psnr"])), float(np.mean(r["ciede2000"]))
         err = (", ".join(f"{v:.1f}" for v in np.median(np.concatenate(r["hint_err"]), axis=0))
                if r["hint_err"] else "")
-        print(f"{k:30d} {m_psnr:8.2f} {m_psnr - base_psnr:+8.2f} {m_de:10.2f} {m_de - base_de:+8.2f} {err:>40s}")
+        print(f"{k:>30} {m_psnr:8.2f} {m_psnr - base_psnr:+8.2f} {m_de:10.2f} {m_de - base_de:+8.2f} {err:>40s}")
     for name, r in refs.items():
         if r["psnr"]:
             print(f"{name:>30s} {base_psnr + np.mean(r['psnr']):8.2f} {np.mean(r['psnr']):+8.2f} "
@@ -111,7 +137,7 @@ def plot(rows, refs, base_psnr, base_de, n, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = list(rows)
+    ks = [k for k in rows if isinstance(k, int)]
     xs = [max(k, 0.5) for k in ks]  # K = 0 drawn at 0.5 on the log axis
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, key, base, label in ((axes[0], "psnr", base_psnr, "PSNR (dB)"),

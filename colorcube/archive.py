@@ -52,7 +52,8 @@ from .io import DEFAULT_MAX_PIXELS, file_hash
 from .pipeline import guided_attrs, photo_lambda, prepare_run
 from .settings import PipelineSettings
 from .sources import Source, group_name, list_sources, read_source, source_data, source_hash, source_pixels
-from .store import acquire_lock, group_attrs, update_group_attrs, write_cube
+from .store import UNCERTAINTY_COLUMNS, acquire_lock, group_attrs, open_cube, update_group_attrs, write_cube
+from .triage import band_summary
 from .weights import default_weights_path, load_weights, select_device
 from .working import (
     WorkingInput,
@@ -197,6 +198,9 @@ def _prepare(source: Source, name: str, job: _Job) -> tuple:
         if (have.get("colorcube_status") == "complete" and have.get("source_hash") == digest
                 and have.get("hint_hash", "") == work.hint_hash):
             work.row.update(status="skipped", height=have.get("height", 0), width=have.get("width", 0))
+            if any(k not in have for k in UNCERTAINTY_COLUMNS):  # an archive from before the index kept them
+                group = f"images/{name}"
+                update_group_attrs(job.out, group, band_summary(open_cube(job.out, group=group, chunks={})["interval"]))
             return False
         work.gray, work.row["damaged"] = read_source(source, job.max_pixels, data, allow_damaged=job.allow_damaged)
         work.hints = as_hints(hint_file, work.gray.shape) if hint_file else None
@@ -264,6 +268,7 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
         attrs.update(guided_attrs(attrs, job.hint_points, hints=hints), hint_hash=work.hint_hash)
     if _in_memory(h * w, job.chunk):
         codes = stage_codes(gray, coeffs, lam, threads=1, with_gray=True, hints=hints)
+        attrs.update(band_summary(codes["interval"]))
     else:  # chunk by chunk, streamed to zarr
         g = da.from_array(gray, chunks=(job.chunk, job.chunk))
         stacked = da.map_blocks(_block, g, coeffs.coef, (h, w), coeffs.extent, lam, hints,
@@ -276,7 +281,10 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
     t1 = time.perf_counter()
     with dask.config.set(scheduler=job.scheduler):
         write_cube(ds, job.out, chunk=job.chunk, group=f"images/{name}", compression=job.compression)
-    update_group_attrs(job.out, f"images/{name}", {"colorcube_status": "complete"})
+    done = {"colorcube_status": "complete"}
+    if "wide_share" not in attrs:  # streamed: summarised from the stored band, chunk by chunk
+        done.update(band_summary(open_cube(job.out, group=f"images/{name}", chunks={})["interval"]))
+    update_group_attrs(job.out, f"images/{name}", done)
     if times is not None:
         times.add("full resolution", t1 - t0)
         times.add("write", time.perf_counter() - t1)

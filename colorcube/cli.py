@@ -68,7 +68,26 @@ def _cmd_colorize(args) -> int:
     check_alpha(args.alpha)  # a bad alpha fails before the output folder is made
     out.mkdir(parents=True, exist_ok=True)
     hint_dir = _hint_folder(args.hints, len(args.images))
-    threading.Thread(target=load_kernels, name="colorcube-kernels", daemon=True).start()  # see its docstring
+    # the kernels load from numba's cache beside the model (see load_kernels); the thread is joined
+    # before returning, so a run that stops early (every input refused) never exits under it
+    kernels = threading.Thread(target=_load_kernels_quietly, name="colorcube-kernels", daemon=True)
+    kernels.start()
+    try:
+        return _colorize_all(args, out, hint_dir)
+    finally:
+        kernels.join()
+
+
+def _load_kernels_quietly() -> None:
+    """:func:`load_kernels` for the background thread: a failure there is the main thread's to
+    report (it runs the same kernels), never a second traceback from a thread."""
+    try:
+        load_kernels()
+    except Exception:  # noqa: BLE001 (reported by the main thread's own use of the kernels)
+        logging.getLogger(__name__).debug("background kernel load failed", exc_info=True)
+
+
+def _colorize_all(args, out: Path, hint_dir) -> int:
     run = _run(args, alpha=args.alpha)
     # the reference is read once, for every image
     reference = None if not args.reference else reference_histogram(args.reference, run.model.bins)
@@ -288,6 +307,14 @@ def _add_model_args(p, *, calibration=True):
 
 
 def _cmd_train(args) -> int:
+    if args.arch == "v3":
+        frozen, finetune, error = args.phase_minutes
+        opts3 = colorcube.train_v3.V3Options(frozen_minutes=frozen, finetune_minutes=finetune, error_minutes=error,
+                                             seed=args.seed, device=args.device, init=args.init,
+                                             max_side=args.max_side, precision=args.precision, workers=args.workers)
+        colorcube.train_v3.train_v3(args.folder, args.output, options=opts3, resume=args.resume)
+        print(f"trained; weights in {Path(args.output) / 'final.safetensors'}")
+        return 0
     opts = colorcube.train.TrainOptions(minutes=args.minutes, batch=args.batch, crop=args.crop, lr=args.lr, seed=args.seed,
                         rebalance=args.rebalance, width=args.width, device=args.device, init=args.init,
                         max_side=args.max_side, val_every=args.val_every, precision=args.precision,
@@ -384,7 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train the colorizer on a folder of colour photos")
     p.add_argument("folder", help="folder of colour photos (searched recursively)")
     p.add_argument("-o", "--output", required=True, help="run folder: checkpoints, weights, history")
-    p.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
+    p.add_argument("--arch", choices=["v3", "v2"], default="v3",
+                   help="v3: ImageNet-pretrained encoder (needs colorcube[train]); v2: from scratch")
+    p.add_argument("--phase-minutes", type=float, nargs=3, default=(20.0, 50.0, 8.0),
+                   metavar=("FROZEN", "FINETUNE", "ERROR"), help="v3: wall-clock budget of each phase")
+    p.add_argument("--minutes", type=float, default=60.0, help="v2: wall-clock training budget")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, default=128, help="crop side in pixels (multiple of 16)")
     p.add_argument("--lr", type=float, default=2e-3)

@@ -38,11 +38,13 @@ __all__ = [
     "SCALES",
     "STRIDE",
     "ColorNet",
+    "ColourNetwork",
     "ConvReLU",
     "ModelConfig",
     "ab_bins",
     "annealed_mean",
     "bin_rgb_table",
+    "error_head",
     "decode_learned",
     "hint_maps",
     "predict",
@@ -71,6 +73,10 @@ class ModelConfig:
         The quantile of |error| the error head is trained to predict.
     attention_heads : int
         Heads of the self-attention block at 1/16 resolution (0: none).
+    arch : {"v2", "v3"}
+        The network: "v2" :class:`ColorNet` (trained from scratch), "v3"
+        :class:`colorcube.model_v3.ColorNetV3` (ImageNet-pretrained encoder).
+        Files written before v3 carry no arch and read as "v2".
     """
 
     width: int = 64
@@ -78,6 +84,7 @@ class ModelConfig:
     vividness: float = 0.5
     error_quantile: float = 0.9
     attention_heads: int = 4
+    arch: str = "v2"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -188,7 +195,40 @@ class _Attention(nn.Module):
         return x + self.proj(y.transpose(-1, -2).reshape(b, c, h, w))
 
 
-class ColorNet(nn.Module):
+def error_head(channels: int) -> nn.Sequential:
+    """The error head over ``channels`` decoder features and the hint mask: R, G, B |error| before softplus.
+
+    It reads the decoder's features without sending gradients into them (the networks
+    detach them): it is fitted after the colour network, on photos that network did not see.
+    """
+    head = nn.Sequential(nn.Conv2d(channels + 1, channels // 2, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(channels // 2, 3, 1))
+    nn.init.constant_(head[-1].bias, -2.25)  # softplus(-2.25) = 0.1, a typical |error|
+    return head
+
+
+class ColourNetwork(nn.Module):
+    """What the decoding and the archive weighting read from any colorcube network.
+
+    Subclasses register the ``bins`` buffer and set ``embedding_name`` (the module whose
+    (B, C, h, w) output, mean-pooled, is the image embedding of :mod:`colorcube.shift`),
+    ``embedding_stride`` (its downsampling relative to the network input) and
+    ``embedding_dim`` (its C).
+    """
+
+    embedding_name = ""
+    embedding_stride = 16
+
+    @property
+    def n_bins(self) -> int:
+        return self.bins.shape[0]
+
+    @property
+    def embedding_layer(self) -> nn.Module:
+        return getattr(self, self.embedding_name)
+
+
+class ColorNet(ColourNetwork):
     """Encoder-decoder over lightness and hints, with global scene context.
 
     Scene context comes from two places at 1/16 resolution: self-attention
@@ -200,6 +240,8 @@ class ColorNet(nn.Module):
     Output ``(logits, scale)``: (B, Q, H/4, W/4) bin logits and (B, 3, H/4, W/4)
     the error head's R, G, B |error| quantile (>= 0, in [0, 1] units).
     """
+
+    embedding_name = "attention"
 
     def __init__(self, config: ModelConfig = ModelConfig()):
         super().__init__()
@@ -219,15 +261,11 @@ class ColorNet(nn.Module):
         self.up8 = nn.Sequential(_conv(6 * w, 2 * w, k=1), _conv(2 * w, 2 * w))
         self.up4 = nn.Sequential(_conv(3 * w, w, k=1), _conv(w, w))
         self.head = nn.Conv2d(w, n_bins, 1)
-        # The error head reads the decoder's features without sending gradients into
-        # them: it is fitted after the colour network, on photos that network did not see.
-        self.error = nn.Sequential(nn.Conv2d(w + 1, w // 2, 3, padding=1), nn.ReLU(inplace=True),
-                                   nn.Conv2d(w // 2, 3, 1))
-        nn.init.constant_(self.error[-1].bias, -2.25)  # softplus(-2.25) = 0.1, a typical |error|
+        self.error = error_head(w)
 
     @property
-    def n_bins(self) -> int:
-        return self.bins.shape[0]
+    def embedding_dim(self) -> int:
+        return 4 * self.config.width
 
     def forward(self, lightness: torch.Tensor, hints: torch.Tensor | None = None):
         # normalise in float32, then run in the weights' dtype (a bfloat16 copy runs in bf16)

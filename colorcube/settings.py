@@ -47,6 +47,9 @@ class PipelineSettings:
         without bf16 instructions it is correct but slow: calibrate with float32 there.
     scale : {"learned", "spread"}, the band scale: the network's error head
         (default) or the spread of its colour distribution (see :mod:`colorcube.model`)
+    propagate : bool, spread hint colours edge-aware over the working grid
+        (:func:`colorcube.propagate.blend_hints`) after the network has seen them; False
+        keeps the network's own hinted output (what the network alone learned of hints)
     revision : int, the pipeline revision (:data:`REVISION`); recorded so that a
         calibration from another revision is refused instead of silently reused
     """
@@ -58,6 +61,7 @@ class PipelineSettings:
     eps: float = 1e-3
     precision: str = "bfloat16"
     scale: str = "learned"
+    propagate: bool = True
     revision: int = REVISION
 
     def __post_init__(self):

@@ -63,8 +63,7 @@ _HEAD_STATS = ("err_R_mean", "err_G_mean", "err_B_mean", "err_R_p90", "err_G_p90
 
 def feature_names(model) -> list[str]:
     """Names of the entries of :func:`image_features` for ``model``."""
-    dim = model.attention.proj.out_channels if hasattr(model.attention, "proj") else 4 * model.config.width
-    return [f"embed_{k}" for k in range(dim)] + list(_HEAD_STATS) + list(_L_STATS)
+    return [f"embed_{k}" for k in range(model.embedding_dim)] + list(_HEAD_STATS) + list(_L_STATS)
 
 
 def image_features(model, gray: np.ndarray, settings: PipelineSettings | None = None) -> np.ndarray:
@@ -72,8 +71,8 @@ def image_features(model, gray: np.ndarray, settings: PipelineSettings | None = 
 
     The network runs once on the working-resolution lightness, in the settings'
     precision, as the pipeline feeds it; a forward hook keeps its bottleneck (the
-    1/16-resolution features after self-attention, which the network's own
-    scene-context branch pools), so the features follow any change of the
+    network's ``embedding_layer``: v2's features after self-attention at 1/16, v3's
+    first decoder level at 1/32), so the features follow any change of the
     network's forward. Calibration photos and archive images must use the same
     model and settings (the cache key and :func:`reweight` see to that).
 
@@ -85,7 +84,7 @@ def image_features(model, gray: np.ndarray, settings: PipelineSettings | None = 
 
     Returns
     -------
-    (4 * width + 16,) float32, named by :func:`feature_names`: the mean-pooled
+    (embedding_dim + 16,) float32, named by :func:`feature_names`: the mean-pooled
     bottleneck embedding; the error head's mean and 90 % quantile per channel, the
     mean chroma |ab| / 110 and mean entropy (nats) of the colour distribution;
     the lightness statistics mean, std, 5/50/95 % quantiles (gray in [0, 1]),
@@ -113,12 +112,12 @@ def _network(model, settings: PipelineSettings):
 @contextlib.contextmanager
 def network_outputs(model, settings: PipelineSettings):
     """Keep what :func:`features_of` needs from the next network run in the settings' precision
-    (its bottleneck after self-attention, its logits and error scale): a dict, filled by forward
+    (its bottleneck ``embedding_layer``, its logits and error scale): a dict, filled by forward
     hooks while the block is open, so a pipeline pass (``predict_bands`` without hints) yields
     the features without running the network again."""
     net = _network(model, settings)
     kept: dict = {}
-    handles = [net.attention.register_forward_hook(lambda _m, _i, out: kept.__setitem__("f16", out)),
+    handles = [net.embedding_layer.register_forward_hook(lambda _m, _i, out: kept.__setitem__("embedding", out)),
                net.register_forward_hook(lambda _m, _i, out: kept.__setitem__("out", out))]
     try:
         yield kept
@@ -142,8 +141,8 @@ def features_of(model, gray: np.ndarray, settings: PipelineSettings, kept: dict)
     with torch.inference_mode():
         work = working_gray(torch.as_tensor(g), int(settings.working_size))
         hw, ww = work.shape
-        f16 = kept["f16"].float()[0, :, : -(-hw // 16), : -(-ww // 16)]
-        emb = f16.mean(dim=(1, 2))
+        stride = model.embedding_stride
+        emb = kept["embedding"].float()[0, :, : -(-hw // stride), : -(-ww // stride)].mean(dim=(1, 2))
         h4, w4 = -(-hw // 4), -(-ww // 4)
         e = err.float()[0, :, :h4, :w4].reshape(3, -1)
         z = logits.float()[0, :, :h4, :w4].reshape(logits.shape[1], -1)

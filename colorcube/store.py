@@ -41,6 +41,10 @@ from .codes import BOUNDS, CHANNELS, CODES, DIMS, check_compression, decode
 from .cube import encode_cube, validate_cube
 from .errors import ColorcubeError, SchemaError
 
+#: per-photo band uncertainty kept in each archived image's attributes and shown in the index
+#: (:func:`colorcube.triage.band_summary` computes them)
+UNCERTAINTY_COLUMNS = ("band_width_R", "band_width_G", "band_width_B", "wide_share")
+
 __all__ = [
     "acquire_lock",
     "archive_index",
@@ -363,9 +367,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def archive_index(out):
-    """The archive's index: one row per source (name, source, status, error, damaged, size, hash).
+    """The archive's index: one row per source (name, source, status, error, damaged, size, hash,
+    uncertainty).
 
     ``damaged`` is the damage found in a file colorized with ``allow_damaged`` ("" for intact files).
+    The uncertainty of each complete photo's bands (:func:`colorcube.triage.band_summary`):
+    ``band_width_R``, ``band_width_G``, ``band_width_B`` the mean band width per channel in [0, 1] and
+    ``wide_share`` the share of pixels whose mean band width exceeds
+    :data:`colorcube.triage.WIDE_BAND`; NaN for failed photos and for photos of an archive
+    written before the index kept them (the next ``colorize_archive`` run fills them in
+    without colorizing again). Sort by ``wide_share`` to look at the least sure photos first.
 
     Returns
     -------
@@ -380,8 +391,9 @@ def archive_index(out):
         a = dict(group.attrs)
         rows.append({"name": name, "source": a.get("source", ""), "status": a.get("colorcube_status", "incomplete"),
                      "error": a.get("error", ""), "damaged": a.get("damaged", ""), "height": a.get("height", 0),
-                     "width": a.get("width", 0), "hash": a.get("source_hash", "")})
-    cols = ["name", "source", "status", "error", "damaged", "height", "width", "hash"]
+                     "width": a.get("width", 0), "hash": a.get("source_hash", ""),
+                     **{k: float(a.get(k, np.nan)) for k in UNCERTAINTY_COLUMNS}})
+    cols = ["name", "source", "status", "error", "damaged", "height", "width", "hash", *UNCERTAINTY_COLUMNS]
     return pd.DataFrame(rows, columns=cols).sort_values("name", ignore_index=True)
 
 

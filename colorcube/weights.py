@@ -24,9 +24,11 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .errors import ColorcubeError, OptionError, WeightsError
 from .io import file_hash
 from .model import ColorNet, ConvReLU, ModelConfig
+from .model_v3 import ColorNetV3
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "build_network",
     "default_weights_path",
     "fold_batchnorm",
     "init_from",
@@ -50,6 +52,14 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ColorcubeError("device='cuda' was asked for but no CUDA GPU is available; use device='cpu'")
     return dev
+
+
+def build_network(config: ModelConfig) -> ColorNet | ColorNetV3:
+    """A freshly initialised network of ``config.arch`` ("v2": :class:`ColorNet`, "v3": :class:`ColorNetV3`)."""
+    networks = {"v2": ColorNet, "v3": ColorNetV3}
+    if config.arch not in networks:
+        raise WeightsError(f"arch={config.arch!r}: this colorcube knows {sorted(networks)}; upgrade colorcube")
+    return networks[config.arch](config)
 
 
 def fold_batchnorm(model: ColorNet, *, inplace: bool = False) -> ColorNet:
@@ -93,7 +103,7 @@ def load_weights(path: str | Path, *, device: str | torch.device = "cpu") -> Col
         config = ModelConfig.from_json(meta["config"])
     except (SafetensorError, KeyError, ValueError, TypeError, OSError) as exc:
         raise WeightsError(f"{path}: not a valid colorcube weights file ({exc}); reinstall or retrain") from exc
-    model = ColorNet(config)
+    model = build_network(config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     try:
         model.load_state_dict(state)

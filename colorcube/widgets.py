@@ -13,6 +13,12 @@ full-resolution stage on the displayed pixels run again. "undo" takes the last
 hint back, "export hints" writes them as a ``.json`` hint file
 (``colorcube colorize --hints FILE``), and :meth:`Explorer.cube` colorizes the
 whole image with them.
+
+Where and what to hint: "suggest where to hint" marks the k positions where a true
+colour would shrink the bands most (:func:`colorcube.triage.suggest_hints` on the bands
+on show) and lists them as buttons; a click on one (or "palette here") picks that pixel
+and shows the few most probable distinct colours the network hesitates between
+(:func:`colorcube.triage.palette`) as swatches; a click on a swatch places it as a hint.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from .pipeline import colorize, cube_calibration, resolve_calibration
 from .plot import channel_coverage, coverage_curve, pixel_bands
 from .settings import PipelineSettings
 from .store import archive_index, open_cube, open_image
+from .triage import palette, suggest_hints
 from .weights import load_model
 from .working import working_stage
 
@@ -85,6 +92,8 @@ class Explorer:
     def __init__(self, images: dict, *, calibration=None, truth=None, max_side: int = 512, model=None,
                  named: bool = False):
         import ipywidgets as w  # module docstring: not at `import colorcube`
+
+        self._widgets = w
         from ipyevents import Event
 
         if not images:
@@ -118,6 +127,16 @@ class Explorer:
         self.export_path = w.Text(value="hints.json", description="to file")
         self.click_places = w.Checkbox(value=False, description="a click places a hint", indent=False)
         self.hint_status = w.HTML()
+        self.suggest_k = w.BoundedIntText(value=5, min=1, max=50, description="k", layout=w.Layout(width="120px"))
+        self.suggest = w.Button(description="suggest where to hint",
+                                tooltip="mark the k positions where a true colour would shrink the bands most")
+        self.suggestions = w.HBox()
+        self.show_palette = w.Button(description="palette here", tooltip="the colours the network hesitates between")
+        self.swatches = w.HBox()
+        self.suggested = np.zeros((0, 2), np.int64)  # display coordinates of the marked suggestions
+        self.suggest.on_click(lambda _: self.suggest_positions())
+        self.show_palette.on_click(lambda _: self.palette_at())
+        self.suggest.add_class("colorcube-suggest")
         self.place.on_click(lambda _: self.place_hint())
         self.undo.on_click(lambda _: self.undo_hint())
         self.export.on_click(lambda _: self.export_hints())
@@ -136,7 +155,9 @@ class Explorer:
         pixel = w.VBox([w.HTML("<b>pixel</b> (display coordinates; click the image)"), self.px, self.py,
                         self.pixel_chart])
         hints = w.VBox([w.HTML("<b>hints</b>"), self.colour, self.click_places,
-                        w.HBox([self.place, self.undo]), w.HBox([self.export, self.export_path]), self.hint_status])
+                        w.HBox([self.place, self.undo]), w.HBox([self.export, self.export_path]), self.hint_status,
+                        w.HBox([self.suggest, self.suggest_k]), self.suggestions,
+                        self.show_palette, self.swatches])
         self.widget = w.VBox([controls, w.HBox([self.image, w.VBox([pixel, hints])]), self.coverage_panel])
         self.widget.add_class("colorcube-explorer")
         self._load()
@@ -176,6 +197,8 @@ class Explorer:
         h, w = d["gray"].shape
         self.px.max, self.py.max = w - 1, h - 1
         self.px.value, self.py.value = w // 2, h // 2
+        self.suggested = np.zeros((0, 2), np.int64)
+        self.suggestions.children, self.swatches.children = (), ()
         self._hint_status()
         self.view.options = list(VIEWS) if d["truth"] is not None else list(VIEWS[:-1])
         if self._actions[name] != ([d["hints"].points()] if d["hints"] is not None else []):
@@ -324,6 +347,52 @@ class Explorer:
         took = f"; recolorized in {self.seconds:.2f} s" if getattr(self, "seconds", None) is not None else ""
         self.hint_status.value = f"<small>{n} hint pixels{took}</small>"
 
+    def suggest_positions(self, k: int | None = None) -> np.ndarray:
+        """Mark and list the k (default the box's) suggested hint positions of the bands on show;
+        returns them as (k, 2) (y, x) input pixels."""
+        w = self._widgets
+        self.suggested = suggest_hints(self.bands(), self.suggest_k.value if k is None else int(k))
+        buttons = []
+        for i, (y, x) in enumerate(self.suggested):
+            b = w.Button(description=str(i + 1), tooltip=f"pick ({x}, {y}) and show its palette",
+                         layout=w.Layout(width="40px"))
+            b.add_class("colorcube-suggestion")
+            b.on_click(lambda _, y=int(y), x=int(x): self._pick(y, x))
+            buttons.append(b)
+        self.suggestions.children = tuple(buttons)
+        self._render()
+        return self.suggested * self.data["step"]
+
+    def _pick(self, y: int, x: int) -> None:
+        self.py.value, self.px.value = y, x
+        self.palette_at()
+
+    def palette_at(self, k: int = 5) -> list:
+        """Show the network's most probable distinct colours at the picked pixel as swatches
+        (a click places one as a hint); returns them (see :func:`colorcube.triage.palette`)."""
+        w = self._widgets
+        try:
+            model, settings = self._recolorizer()
+        except ColorcubeError as exc:
+            self.hint_status.value = f"<small style='color:#b00'>{exc}</small>"
+            return []
+        name, step, (h, wd) = self.picker.value, self.data["step"], self.data["shape"]
+        if name not in self._gray:
+            self._gray[name] = np.asarray(self.images[name]()["gray"].values, np.float32)
+        y, x = min(self.py.value * step, h - 1), min(self.px.value * step, wd - 1)
+        colours = palette(self._gray[name], [(y, x)], model=model, k=k, settings=settings)[0]
+        swatches = []
+        for c in colours:
+            hexa = "#" + "".join(f"{int(round(v * 255)):02x}" for v in np.clip(c["rgb"], 0, 1))
+            b = w.Button(description=f"{c['probability']:.0%}", tooltip=f"place {hexa} at ({x}, {y})",
+                         layout=w.Layout(width="56px"))
+            b.style.button_color = hexa
+            b.add_class("colorcube-swatch")
+            b.on_click(lambda _, hexa=hexa, y=y, x=x: self.place_hint(y, x, hexa))
+            swatches.append(b)
+        self.swatches.children = tuple(swatches)
+        return colours
+
     def cube(self, *, alpha: float | None = None):
         """The image on show colorized at full resolution with its hints (a cube Dataset).
 
@@ -345,7 +414,7 @@ class Explorer:
         d, c = self.data, "RGB".index(self.channel.value)
         view = self.view.value
         if view == "colour":
-            return d["rgb"]
+            return _marked(d["rgb"], self.suggested)
         if view == "gray":
             return np.repeat(d["gray"][..., None], 3, axis=2)
         iv = self.bands()
@@ -393,6 +462,23 @@ class Explorer:
         inside = ((t >= iv[..., 0]) & (t <= iv[..., 1])).reshape(-1, 3).mean(axis=0)
         channel_coverage(inside, alpha=self.alpha.value, ax=a2)
         self.coverage_panel.value = _figure_png(fig)
+
+
+def _marked(rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``rgb`` with a black-and-white ring around each (y, x) of ``points`` (suggested hint positions)."""
+    if not len(points):
+        return rgb
+    out = rgb.copy()
+    h, w = rgb.shape[:2]
+    yy, xx = np.ogrid[-6:7, -6:7]
+    r2 = yy**2 + xx**2
+    for y, x in points:
+        for lo, hi, colour in ((20, 42, 0.0), (9, 20, 1.0)):
+            ring = (r2 >= lo) & (r2 < hi)
+            ys, xs = (yy + y).repeat(13, axis=1)[ring], (xx + x).repeat(13, axis=0)[ring]
+            keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+            out[ys[keep], xs[keep]] = colour
+    return out
 
 
 def _images_from(obj) -> dict:

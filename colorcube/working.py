@@ -165,11 +165,12 @@ def _working_stage(gray, model: ColorNet, settings: PipelineSettings, hints=None
     options = _predict_options(settings, reweight)
     maps = _maps(*predict(model, inp.padded, **options), inp.shape, settings)
     if hints is not None:
-        # the network again with the hints, then the change they make applied edge-aware
+        # the network again with the hints, then (settings.propagate) the change they make applied edge-aware
         hint_ab, hint_mask = working_hints(hints, tuple(inp.lightness.shape))
         hinted = _maps(*predict(model, inp.padded, network_input(hint_ab, hint_mask, inp.padded.shape[-2:],
                                                                  device=device), **options), inp.shape, settings)
-        maps = blend_hints(inp.lightness.float().cpu().numpy(), hint_ab, hint_mask, maps, hinted, factor=OUT_STRIDE)
+        maps = blend_hints(inp.lightness.float().cpu().numpy(), hint_ab, hint_mask, maps, hinted,
+                           factor=OUT_STRIDE) if settings.propagate else hinted
     return coefficients_of(maps, inp, settings)
 
 

@@ -445,3 +445,31 @@ def test_per_image_hint_folder(tmp_path, photos, capsys):
     assert len(res.done) == 1 and len(res.skipped) == 1
     with pytest.raises(ColorcubeError, match="not a folder of per-image hint files"):
         colorize_archive(scans, out, hints=hint_file, progress=False)
+
+
+def test_index_carries_band_uncertainty_and_old_archives_gain_it(archive, folder, tmp_path):
+    import shutil
+
+    from colorcube.store import UNCERTAINTY_COLUMNS, open_image
+    from colorcube.triage import band_summary
+
+    out, _ = archive
+    idx = archive_index(out)
+    done = idx[idx.status == "complete"]
+    assert done[list(UNCERTAINTY_COLUMNS)].notna().all().all()
+    assert idx[idx.status == "failed"][list(UNCERTAINTY_COLUMNS)].isna().all().all()
+    for _, row in done.iterrows():  # the index holds the stored band's own summary
+        expect = band_summary(open_image(out, row["name"])["interval"].values)
+        assert {k: row[k] for k in expect} == pytest.approx(expect, abs=1e-6)
+    # an archive written before the index kept them: the next run fills them in, colorizing nothing
+    copy = tmp_path / "old.zarr"
+    shutil.copytree(out, copy)
+    for name in done.name:
+        g = zarr.open_group(str(copy), path=f"images/{name}", mode="r+")
+        for k in UNCERTAINTY_COLUMNS:
+            del g.attrs[k]
+    assert archive_index(copy)[list(UNCERTAINTY_COLUMNS)].isna().all().all()
+    res = colorize_archive(folder, copy, chunk=64, progress=False)
+    assert res.done == [] and len(res.skipped) == len(done)
+    again = archive_index(copy).set_index("name").loc[done.name, list(UNCERTAINTY_COLUMNS)]
+    np.testing.assert_allclose(again.values, done.set_index("name")[list(UNCERTAINTY_COLUMNS)].values, atol=1e-6)

@@ -37,6 +37,15 @@ def _save(im, fmt, **kw) -> bytes:
     return buf.getvalue()
 
 
+def _zip_bytes() -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("notes.txt", "not a photograph")
+    return buf.getvalue()
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, photos):
     """kind -> (path, expected shape or None when it must be refused, refusal reason)."""
@@ -65,6 +74,7 @@ def corpus(tmp_path_factory, photos):
     put("html_as_png", "page.png", b"<!doctype html><html><body>404</body></html>", None, "not a recognised image")
     put("signature_only", "sig.png", b"\x89PNG\r\n\x1a\n", None, "")
     put("pdf_as_png", "doc.png", b"%PDF-1.4\n1 0 obj<<>>endobj\n%%EOF", None, "not a recognised image")
+    put("zip_as_png", "archive.png", _zip_bytes(), None, "not a recognised image")
     put("directory", "folder.png", lambda p: p.mkdir(), None, "directory")
     put("symlink_loop", "loop.png", lambda p: os.symlink(p, p), None, "link")
     put("bomb", "bomb.png", _bomb_png(), None, "ceiling")
@@ -132,6 +142,23 @@ def test_archive_over_corpus(corpus, tmp_path, capsys):
     for kind in bad:  # one line each, naming the file
         assert sum(str(corpus[kind][0]) in ln for ln in failed_lines) == 1, kind
     assert idx.name.is_unique and all("/" not in n and not n.startswith(".") for n in idx.name)
+
+
+@pytest.mark.parametrize("which", ["one", "all"])
+def test_refused_inputs_print_one_line_each_and_no_traceback_from_any_thread(corpus, tmp_path, which):
+    """In a fresh process, as a user runs it: every refused file one line naming it, non-zero exit,
+    and nothing from a background thread (the kernel loader) when the run stops early."""
+    import subprocess
+    import sys
+
+    bad = [str(p) for k, (p, e, _) in corpus.items() if e is None and k not in ("directory", "symlink_loop")]
+    files = [str(corpus["zip_as_png"][0])] if which == "one" else bad
+    proc = subprocess.run([sys.executable, "-m", "colorcube.cli", "colorize", *files, "-o", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "Exception in thread" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("colorcube: error: ") == len(files), proc.stderr  # (after tqdm's \r, not a newline)
+    assert all(proc.stderr.count(f"colorcube: error: {f}: ") == 1 for f in files), proc.stderr
 
 
 def test_colorize_cli_same_stems_do_not_overwrite(corpus, tmp_path):

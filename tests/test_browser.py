@@ -1,12 +1,14 @@
 """The explorer in a real browser: JupyterLab on localhost, Debian's Chromium driven by
 Playwright, runs 01-quickstart.ipynb, checks the widget shows an image and that moving
 the alpha slider changes the band-width view, and saves a screenshot; then places a colour
-hint with a real click on the image and checks the picture changed there.
+hint with a real click on the image and checks the picture changed there; and accepts a
+suggested hint position by clicks (suggestion, then a palette swatch).
 
 Marked ``browser``: CI runs it as its own step (`pytest -m browser`), after installing
 Chromium with apt; the default run deselects it.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -97,6 +99,27 @@ def _run_notebook(page, url: str, token: str, shot: Path):
     return img
 
 
+@contextlib.contextmanager
+def _explorer_page(lab, tmp_path, suffix: str = ""):
+    """Chromium on the quickstart notebook, all cells run: yields (page, the explorer's image, screenshot
+    path); the explorer is photographed into that path when the block ends."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
+    url, token = lab
+    shot = Path(os.environ.get("COLORCUBE_SCREENSHOT", tmp_path / "explorer.png"))
+    shot = shot.with_name(shot.stem + suffix + shot.suffix)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        img = _run_notebook(page, url, token, shot)
+        yield page, img, shot
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.locator(".colorcube-explorer").first.screenshot(path=str(shot))
+        browser.close()
+    print(f"screenshot: {shot}")
+
+
 # the displayed image's pixels around (x, y) in its own (natural) pixel coordinates, read back
 # through a canvas (the widget shows a same-origin blob: URL, so the canvas is not tainted)
 _PIXELS = """(img, [x, y]) => {
@@ -111,16 +134,7 @@ _PIXELS = """(img, [x, y]) => {
 def test_hint_by_click_changes_the_picture_there(lab, tmp_path):
     """A real click on the image picks a pixel; a colour typed into the picker is placed there
     with "place hint"; the recolorized picture around that pixel takes the colour."""
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
-    url, token = lab
-    shot = Path(os.environ.get("COLORCUBE_SCREENSHOT", tmp_path / "explorer.png"))
-    shot = shot.with_name(shot.stem + "-hint" + shot.suffix)
-    with sync_playwright() as p:
-        browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        img = _run_notebook(page, url, token, shot)
+    with _explorer_page(lab, tmp_path, "-hint") as (page, img, _):
         img.scroll_into_view_if_needed()
         page.wait_for_timeout(1000)
         box = img.bounding_box()
@@ -150,10 +164,6 @@ def test_hint_by_click_changes_the_picture_there(lab, tmp_path):
         page.wait_for_timeout(500)
         after = img.evaluate(_PIXELS, [x, y])
         status = status.all_inner_texts()
-        shot.parent.mkdir(parents=True, exist_ok=True)
-        page.locator(".colorcube-explorer").first.screenshot(path=str(shot))
-        browser.close()
-    print(f"screenshot: {shot}")
     assert str(x) in picked and str(y) in picked, f"the click did not pick pixel ({x}, {y}): {picked}"
     assert any("1 hint pixels" in s for s in status), f"no hint placed: {status}"
 
@@ -166,15 +176,7 @@ def test_hint_by_click_changes_the_picture_there(lab, tmp_path):
 
 
 def test_explorer_in_chromium(lab, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
-    url, token = lab
-    shot = Path(os.environ.get("COLORCUBE_SCREENSHOT", tmp_path / "explorer.png"))
-    with sync_playwright() as p:
-        browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        img = _run_notebook(page, url, token, shot)
+    with _explorer_page(lab, tmp_path) as (page, img, shot):
         assert img.evaluate("e => e.naturalWidth") > 100
         page.locator(".colorcube-explorer button", has_text="band width").first.click()
         page.wait_for_timeout(1500)
@@ -190,9 +192,28 @@ def test_explorer_in_chromium(lab, tmp_path):
         after = img.get_attribute("src")
         img.scroll_into_view_if_needed()
         page.wait_for_timeout(500)
-        shot.parent.mkdir(parents=True, exist_ok=True)
-        page.locator(".colorcube-explorer").first.screenshot(path=str(shot))
-        browser.close()
-    print(f"screenshot: {shot}")
     assert after != before, "moving the alpha slider did not change the band-width view"
     assert shot.stat().st_size > 10_000
+
+
+def test_a_suggested_hint_is_accepted_by_clicks(lab, tmp_path):
+    """"suggest where to hint" lists positions; a click on the first picks it and shows the palette
+    there; a click on a swatch places that colour as a hint."""
+    with _explorer_page(lab, tmp_path, "-suggest") as (page, img, _):
+        img.scroll_into_view_if_needed()
+        page.locator(".colorcube-suggest button, button.colorcube-suggest").first.click()
+        first = page.locator(".colorcube-suggestion button, button.colorcube-suggestion").first
+        first.wait_for(state="visible", timeout=60_000)
+        first.click()
+        # the palette needs the model in the kernel: minutes on a loaded machine, about a second otherwise
+        swatch = page.locator(".colorcube-swatch button, button.colorcube-swatch").first
+        swatch.wait_for(state="visible", timeout=300_000)
+        n_swatches = page.locator(".colorcube-swatch button, button.colorcube-swatch").count()
+        swatch.click()
+        status = page.locator(".colorcube-explorer .widget-html-content")
+        deadline = time.time() + 300
+        while time.time() < deadline and not any("1 hint pixels" in t for t in status.all_inner_texts()):
+            page.wait_for_timeout(500)
+        texts = status.all_inner_texts()
+    assert 1 <= n_swatches <= 5, f"expected a palette of 1-5 colours, got {n_swatches}"
+    assert any("1 hint pixels" in s for s in texts), f"the swatch click placed no hint: {texts}"

@@ -165,3 +165,26 @@ def test_hints_need_the_cubes_model(cube_and_truth):
     e.place_hint(5, 5, "#ff0000")
     assert "needs the model that made this cube" in e.hint_status.value
     assert e.image.value == before and e.hints() is None
+
+
+def test_suggested_positions_are_marked_and_a_palette_swatch_places_a_hint(cube_and_truth):
+    ds, _ = cube_and_truth
+    e = explore(ds).explorer
+    plain = _decode(e.image.value)
+    pts = e.suggest_positions(3)
+    step = e.data["step"]
+    assert pts.shape == (3, 2) and len(e.suggestions.children) == 3
+    np.testing.assert_array_equal(pts, colorcube.suggest_hints(e.bands(), 3) * step)
+    marked = _decode(e.image.value)
+    y, x = e.suggested[0]
+    assert not np.array_equal(marked, plain) and (marked[y - 4, x] != plain[y - 4, x]).any()  # a ring there
+    e.suggestions.children[0].click()  # pick the first suggestion: its palette appears
+    assert (e.py.value, e.px.value) == (int(y), int(x))
+    swatches = e.swatches.children
+    assert 1 <= len(swatches) <= 5
+    expect = colorcube.palette(e._gray[e.picker.value], [(y * step, x * step)], model=e.model)[0]
+    assert [s.description for s in swatches] == [f"{c['probability']:.0%}" for c in expect]
+    swatches[0].click()  # accept: the top colour becomes a hint at the suggested pixel
+    ((hy, hx, colour),) = e.hints().points()
+    assert (hy, hx) == (y * step, x * step)
+    assert "#" + "".join(f"{v:02x}" for v in colour) == swatches[0].style.button_color

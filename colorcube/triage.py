@@ -1,0 +1,194 @@
+"""Where the colour is least sure: per-photo uncertainty, where to hint, and which colours.
+
+* :func:`band_summary`: a photo's mean band width per channel and the share of its
+  pixels whose band is wide, from a cube's interval (the archive writes it into its
+  index, so thousands of photos sort without opening a cube);
+* :func:`suggest_hints`: k pixel positions, spread over the photo, where a true colour
+  would shrink the bands most: the widest bands, weighted by the area around them
+  (a box mean) and kept apart from each other (each choice suppresses a disc);
+* :func:`palette`: at a pixel, the few most probable distinct colours of the network's
+  predicted (a, b) distribution (Zhang et al. 2017 offered such a palette), each at the
+  pixel's own lightness, ready to be given as a hint.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask
+import dask.array as da
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .color import gray_to_lightness, lab_to_rgb
+from .errors import ColorcubeError, OptionError
+from .model import OUT_STRIDE, _in_dtype
+from .settings import PRECISIONS, PipelineSettings
+from .store import UNCERTAINTY_COLUMNS
+from .weights import load_model
+from .working import working_input
+
+__all__ = ["WIDE_BAND", "band_summary", "palette", "suggest_hints"]
+
+#: a pixel's band is "wide" when its mean width over R, G, B exceeds this (in [0, 1] units; 102/255)
+WIDE_BAND = 0.4
+_SUGGEST_SIDE = 512  # suggestions are computed on a grid of at most this many pixels a side
+
+
+def _interval_array(interval) -> np.ndarray:
+    """(y, x, 3, 2) band in [0, 1] as float32, from uint8 storage codes, floats, or a cube's DataArray."""
+    arr = np.asarray(interval.values if hasattr(interval, "dims") else interval)
+    if arr.ndim != 4 or arr.shape[2:] != (3, 2):
+        raise ColorcubeError(f"interval: expected (y, x, channel=3, bound=2), got shape {arr.shape}")
+    return arr.astype(np.float32) / np.float32(255) if arr.dtype == np.uint8 else arr.astype(np.float32)
+
+
+def band_summary(interval) -> dict:
+    """Per-photo uncertainty of a band.
+
+    Parameters
+    ----------
+    interval : (y, x, channel, bound) uint8 storage codes, or float in [0, 1] (numpy or
+        dask: a dask array is reduced chunk by chunk), or a cube's ``interval`` DataArray
+
+    Returns
+    -------
+    dict of :data:`colorcube.store.UNCERTAINTY_COLUMNS`: ``band_width_R``, ``band_width_G``,
+    ``band_width_B`` (mean band width per channel, in [0, 1])
+    and ``wide_share`` (share of pixels whose mean width over R, G, B exceeds :data:`WIDE_BAND`)
+    """
+    data = interval.data if hasattr(interval, "dims") else interval  # a DataArray's numpy or dask array
+    data = data if isinstance(data, da.Array) else np.asarray(data)
+    if data.ndim != 4 or tuple(data.shape[2:]) != (3, 2):
+        raise ColorcubeError(f"interval: expected (y, x, channel=3, bound=2), got shape {tuple(data.shape)}")
+    if data.dtype == np.uint8:  # codes: integer widths, no float copy of the band
+        width = data[..., 1].astype(np.int16) - data[..., 0].astype(np.int16)
+        scale = 255.0
+    else:
+        width = data[..., 1] - data[..., 0]
+        scale = 1.0
+    means = width.mean(axis=(0, 1), dtype=np.float64)  # float32 sums over millions of pixels drift
+    wide = (width.sum(axis=2) > 3 * WIDE_BAND * scale).mean()
+    if isinstance(data, da.Array):
+        means, wide = dask.compute(means, wide)
+    means = np.asarray(means, np.float64) / scale
+    return dict(zip(UNCERTAINTY_COLUMNS, [*(float(v) for v in means), float(wide)]))
+
+
+def suggest_hints(cube, k: int = 10, *, radius: float | None = None) -> np.ndarray:
+    """k positions where a true-colour hint would shrink the bands most.
+
+    The band width (mean over R, G, B) is averaged over a box around each pixel (a
+    region of wide bands outranks one wide pixel, side about half the suppression radius);
+    the best box is taken, the point put at its widest 5 x 5 neighbourhood, a disc around
+    the point ruled out, and so on k times.
+
+    Parameters
+    ----------
+    cube : a colorcube Dataset (its ``interval``) or a (y, x, 3, 2) band array (codes or
+        floats in [0, 1])
+    k : int >= 1, number of positions
+    radius : float, optional; pixels ruled out around each choice (default
+        ``0.5 * sqrt(y * x / k)``, so k discs cover about 0.8 of the photo)
+
+    Returns
+    -------
+    (n, 2) int64 array of (y, x) full-resolution pixel positions, n = min(k, pixels),
+    best first
+    """
+    if int(k) < 1:
+        raise OptionError(f"k={k!r}: ask for at least one hint position")
+    interval = cube["interval"] if hasattr(cube, "data_vars") else cube
+    arr = _interval_array(interval)
+    h, w = arr.shape[:2]
+    width = (arr[..., 1] - arr[..., 0]).mean(axis=2)
+    step = max(1, math.ceil(max(h, w) / _SUGGEST_SIDE))
+    if step > 1:  # block means: the choice needs regions, not single pixels
+        hh, ww = -(-h // step) * step, -(-w // step) * step
+        padded = np.pad(width, ((0, hh - h), (0, ww - w)), mode="edge")
+        width = padded.reshape(hh // step, step, ww // step, step).mean(axis=(1, 3))
+    gh, gw = width.shape
+    k = min(int(k), h * w)
+    rad = (0.5 * math.sqrt(h * w / k) if radius is None else float(radius)) / step
+    half = max(1, int(round(rad / 4)))
+    score = ndimage.uniform_filter(width, size=2 * half + 1, mode="nearest")
+    local = ndimage.uniform_filter(width, size=5, mode="nearest")  # where inside the box to put the point
+    yy, xx = np.mgrid[0:gh, 0:gw]
+    out = []
+    for _ in range(k):
+        i = int(np.argmax(score))
+        if not np.isfinite(score.flat[i]):
+            break
+        cy, cx = divmod(i, gw)
+        y0, x0 = max(0, cy - half), max(0, cx - half)
+        window = np.where(np.isfinite(score[y0 : cy + half + 1, x0 : cx + half + 1]),
+                          local[y0 : cy + half + 1, x0 : cx + half + 1], -np.inf)
+        wy, wx = np.unravel_index(int(np.argmax(window)), window.shape)
+        gy, gx = y0 + wy, x0 + wx
+        out.append((min(h - 1, gy * step + step // 2), min(w - 1, gx * step + step // 2)))
+        score[(yy - gy) ** 2 + (xx - gx) ** 2 <= max(rad, 0.5) ** 2] = -np.inf
+    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+
+def palette(gray, points, *, model=None, k: int = 5, settings: PipelineSettings | None = None,
+            separation: float = 20.0) -> list:
+    """The most probable distinct colours of the network's prediction at pixels of a gray photo.
+
+    The predicted (a, b)-bin distribution at each pixel's output cell is grouped around its
+    modes: the most probable bin is taken, the probability within ``separation`` (Lab units)
+    of it is its colour's weight and its weighted mean (a, b) the colour, those bins are
+    removed, and so on. Each colour is returned at the pixel's own lightness.
+
+    Parameters
+    ----------
+    gray : (y, x) float32 in [0, 1]
+    points : (y, x) pair or sequence of pairs, full-resolution pixel positions
+    model : the network (default the shipped one)
+    k : int >= 1, colours per pixel
+    settings : PipelineSettings (default: the default pipeline), for the working size and precision
+    separation : float > 0, (a, b) distance that makes two colours distinct
+
+    Returns
+    -------
+    list (one per point) of lists of up to ``k`` dicts, most probable first (the k modes
+    found first, ordered by their probability):
+    ``rgb`` (3,) float32 sRGB in [0, 1], ``ab`` (2,) float32, ``probability`` float
+    """
+    if int(k) < 1:
+        raise OptionError(f"k={k!r}: ask for at least one colour")
+    if separation <= 0:
+        raise OptionError(f"separation={separation!r} must be > 0 (Lab units)")
+    g = np.asarray(gray, dtype=np.float32)
+    if g.ndim != 2 or g.size == 0:
+        raise ColorcubeError(f"palette: expected a (y, x) gray array, got shape {g.shape}")
+    pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+    if len(pts) and (pts.min() < 0 or (pts[:, 0] >= g.shape[0]).any() or (pts[:, 1] >= g.shape[1]).any()):
+        raise OptionError(f"points: every (y, x) must lie inside the {g.shape[0]} x {g.shape[1]} photo")
+    model = load_model() if model is None else model
+    settings = settings or PipelineSettings()
+    device = next(model.parameters()).device
+    inp = working_input(g, settings, device=device)
+    with torch.inference_mode():
+        logits, _ = _in_dtype(model, PRECISIONS[settings.precision])(inp.padded)
+    hw, ww = inp.lightness.shape
+    ys = np.minimum(((pts[:, 0] + 0.5) * (hw / g.shape[0])).astype(np.int64), hw - 1) // OUT_STRIDE
+    xs = np.minimum(((pts[:, 1] + 0.5) * (ww / g.shape[1])).astype(np.int64), ww - 1) // OUT_STRIDE
+    cells = logits[0, :, torch.from_numpy(ys), torch.from_numpy(xs)]  # (Q, n)
+    probs = torch.softmax(cells.float().T, dim=1).cpu().numpy()  # (n, Q)
+    bins = model.bins.float().cpu().numpy()
+    dist = np.sqrt(((bins[:, None] - bins[None]) ** 2).sum(-1)) <= separation  # (Q, Q) neighbourhoods
+    light = gray_to_lightness(torch.from_numpy(g[pts[:, 0], pts[:, 1]])).numpy() if len(pts) else np.zeros(0)
+    out = []
+    for p, L in zip(probs, light):
+        left, colours = p.copy(), []
+        while len(colours) < k and left.sum() > 1e-6:
+            near = dist[int(np.argmax(left))] & (left > 0)
+            mass = float(left[near].sum())
+            ab = (left[near, None] * bins[near]).sum(axis=0) / mass
+            left[near] = 0
+            lab = torch.tensor([L, ab[0], ab[1]], dtype=torch.float32)[:, None, None]
+            colours.append({"rgb": lab_to_rgb(lab)[:, 0, 0].numpy().astype(np.float32),
+                            "ab": ab.astype(np.float32), "probability": mass})
+        out.append(sorted(colours, key=lambda c: -c["probability"]))
+    return out

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+import colorcube
+from colorcube.archive import colorize_archive
+from colorcube.errors import OptionError
+from colorcube.gallery import SORTS, page_order, thumbnail
+from colorcube.store import archive_index, open_image
+from colorcube.testing import gray_of
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, photos, tiny_weights):
+    """Nine small gray photos (crops of the skimage photos) and one broken file, archived with a tiny model."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("gallery_scans")
+    k = 0
+    for name, arr in photos.items():
+        for crop in ((slice(0, 96), slice(0, 128)), (slice(40, 136), slice(60, 188))):
+            if k < 9:
+                Image.fromarray(np.round(gray_of(arr[crop]) * 255).astype(np.uint8)).save(d / f"p{k:02d}_{name}.png")
+                k += 1
+    (d / "zz_broken.png").write_bytes(b"not an image")
+    out = tmp_path_factory.mktemp("gallery") / "out.zarr"
+    colorize_archive(d, out, weights=tiny_weights, calibration=None, progress=False)
+    return out
+
+
+def test_order_follows_the_index_and_failed_photos_go_last_or_first(archive):
+    index = archive_index(archive)
+    unsure = page_order(index, "least sure first")
+    done = unsure[unsure.status == "complete"]
+    assert list(done.wide_share) == sorted(done.wide_share, reverse=True)
+    assert unsure.status.iloc[-1] == "failed"
+    assert page_order(index, "failed first").status.iloc[0] == "failed"
+    assert list(page_order(index, "name").name) == sorted(index.name)
+    assert set(SORTS) >= {"least sure first", "name", "failed first"}
+    with pytest.raises(OptionError, match="sort='size'"):
+        page_order(index, "size")
+
+
+def test_thumbnail_is_the_stored_colour_strided(archive):
+    name = archive_index(archive).query("status == 'complete'").name.iloc[0]
+    rgb = open_image(archive, name)["rgb"].values
+    thumb = thumbnail(archive, name, side=40)
+    step = int(np.ceil(max(rgb.shape[:2]) / 40))
+    assert thumb.dtype == np.uint8 and max(thumb.shape[:2]) <= 40
+    np.testing.assert_array_equal(thumb, np.round(rgb[::step, ::step] * 255).astype(np.uint8))
+
+
+def test_pages_read_only_their_thumbnails_and_open_shows_the_explorer(archive):
+    view = colorcube.gallery(archive, page_size=4, calibration=None)
+    g = view.gallery
+    assert g.pages == 3 and len(g.grid.children) == 4 and g.reads == 4
+    g.next.click()
+    assert g.page.value == 2 and g.reads == 8
+    g.previous.click()
+    assert g.reads == 8  # kept once read
+    g.sort.value = "failed first"
+    first = g.grid.children[0]
+    open_button = first.children[-1]
+    assert open_button.disabled  # a failed photo has nothing to open
+    g.sort.value = "name"
+    name = g.rows().name.iloc[0]
+    g.grid.children[0].children[-1].click()
+    assert g.viewer.children and g.opened.data["attrs"]["source"].endswith(".png")
+    assert g.opened.images["image"]().attrs["source_hash"] == archive_index(archive).set_index("name").loc[name, "hash"]

@@ -1,0 +1,102 @@
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+
+import colorcube
+from colorcube.color import gray_to_lightness, rgb_to_lab
+from colorcube.errors import OptionError
+from colorcube.model import ColorNet, ModelConfig
+from colorcube.store import UNCERTAINTY_COLUMNS
+from colorcube.triage import WIDE_BAND, band_summary, palette, suggest_hints
+
+
+def _band(width: np.ndarray) -> np.ndarray:
+    """(y, x) widths -> a (y, x, 3, 2) float band centred at 0.5 with that width in every channel."""
+    w = np.repeat(width[..., None], 3, axis=2).astype(np.float32)
+    return np.stack([0.5 - w / 2, 0.5 + w / 2], axis=-1)
+
+
+def test_band_summary_from_codes_floats_and_dask_agree():
+    rng = np.random.default_rng(0)
+    width = rng.uniform(0, 0.8, (40, 50))
+    band = _band(width)
+    codes = np.round(band * 255).astype(np.uint8)
+    s_float, s_codes = band_summary(band), band_summary(codes)
+    s_dask = band_summary(da.from_array(band, chunks=(16, 16, 3, 2)))
+    assert set(s_float) == set(UNCERTAINTY_COLUMNS)
+    for k in UNCERTAINTY_COLUMNS[:3]:
+        assert s_float[k] == pytest.approx(width.mean(), abs=1e-6)
+        assert s_codes[k] == pytest.approx(width.mean(), abs=1 / 255)
+        assert s_dask[k] == pytest.approx(s_float[k], abs=1e-6)
+    assert s_float["wide_share"] == pytest.approx((width > WIDE_BAND).mean())
+    assert s_dask["wide_share"] == pytest.approx(s_float["wide_share"])
+    with pytest.raises(colorcube.ColorcubeError, match="channel=3"):
+        band_summary(np.zeros((4, 4, 3)))
+
+
+def test_suggestions_go_to_wide_regions_largest_first_and_keep_apart():
+    width = np.full((120, 160), 0.05)
+    width[20:50, 20:60] = 0.6  # a large wide region
+    width[80:100, 120:140] = 0.5  # a smaller, less wide one
+    width[60, 80] = 1.0  # one very wide pixel: no area
+    pts = suggest_hints(_band(width), 2)
+    assert pts.shape == (2, 2) and pts.dtype == np.int64
+    (y0, x0), (y1, x1) = pts
+    assert 20 <= y0 < 50 and 20 <= x0 < 60  # the large region first
+    assert 80 <= y1 < 100 and 120 <= x1 < 140
+    many = suggest_hints(_band(width), 12)
+    d = np.sqrt(((many[:, None] - many[None]) ** 2).sum(-1)) + np.eye(len(many)) * 1e9
+    assert d.min() > 0.5 * np.sqrt(120 * 160 / 12) - 1  # no two within the suppression radius
+    assert len(suggest_hints(_band(np.ones((2, 2))), 10)) <= 4
+    with pytest.raises(OptionError, match="k=0"):
+        suggest_hints(_band(width), 0)
+
+
+def test_suggest_hints_reads_a_cube(photos, tiny_model):
+    gray = photos["chelsea"][::4, ::4].mean(axis=2).astype(np.float32) / 255
+    ds = colorcube.colorize(gray, model=tiny_model, calibration=None)
+    pts = colorcube.suggest_hints(ds, 5)
+    assert pts.shape == (5, 2) and (pts[:, 0] < ds.sizes["y"]).all() and (pts[:, 1] < ds.sizes["x"]).all()
+
+
+class _TwoColours(torch.nn.Module):
+    """A stand-in network whose every pixel predicts two (a, b) bins: 0.7 and 0.3 of the mass."""
+
+    def __init__(self, first: int, second: int):
+        super().__init__()
+        base = ColorNet(ModelConfig(width=8))
+        self.register_buffer("bins", base.bins)
+        self.config = base.config
+        self.first, self.second = first, second
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, lightness, hints=None):
+        b, _, h, w = lightness.shape
+        logits = torch.full((b, len(self.bins), h // 4, w // 4), -1e4)
+        logits[:, self.first] = np.log(0.7)
+        logits[:, self.second] = np.log(0.3)
+        return logits, torch.zeros(b, 3, h // 4, w // 4)
+
+
+def test_palette_returns_the_modes_at_the_pixels_lightness():
+    bins = ColorNet(ModelConfig(width=8)).bins
+    first = int(torch.cdist(torch.tensor([[40.0, 30.0]]), bins).argmin())
+    second = int(torch.cdist(torch.tensor([[-30.0, -40.0]]), bins).argmin())
+    model = _TwoColours(first, second)
+    gray = np.linspace(0.2, 0.8, 64 * 48, dtype=np.float32).reshape(48, 64)
+    pal = palette(gray, [(5, 7), (40, 60)], model=model, k=5, settings=colorcube.PipelineSettings(precision="float32"))
+    assert len(pal) == 2
+    for (y, x), colours in zip([(5, 7), (40, 60)], pal):
+        assert len(colours) == 2  # nothing else has mass
+        assert colours[0]["probability"] == pytest.approx(0.7, abs=1e-4)
+        assert colours[1]["probability"] == pytest.approx(0.3, abs=1e-4)
+        np.testing.assert_allclose(colours[0]["ab"], bins[first].numpy(), atol=1e-3)
+        np.testing.assert_allclose(colours[1]["ab"], bins[second].numpy(), atol=1e-3)
+        rgb = torch.from_numpy(colours[0]["rgb"])[:, None, None]
+        inside = bool(((rgb > 0.01) & (rgb < 0.99)).all())
+        if inside:  # an in-gamut colour keeps the pixel's own lightness
+            L = float(rgb_to_lab(rgb)[0, 0, 0])
+            assert L == pytest.approx(float(gray_to_lightness(torch.tensor(gray[y, x]))), abs=0.1)
+    with pytest.raises(OptionError, match="inside"):
+        palette(gray, [(48, 0)], model=model)
