@@ -1,6 +1,7 @@
 """Coverage of the conformal bands: on the benchmark, and leave-one-source-out on calib/.
 
     python benchmarks/coverage.py [--bench DIR] [--calib DIR] [--calibration default|FILE] [--cache DIR]
+                                  [--hints K]
     python benchmarks/coverage.py --leave-one-source-out [--calib DIR] [--cache DIR] [--per-source N]
 
 Benchmark mode (default). Both band shapes are calibrated the same way (CRC on
@@ -15,7 +16,10 @@ at least 80 % of pixels covered, Clopper-Pearson interval). It also times
 ``Calibration.lambda_for`` (changing alpha needs no model call). ``--target-bench`` also
 weights the calibration for the benchmark's own gray images (their features, from the same
 records as calibration photos': no truth used for the weights) and reports the coverage of
-each photo's own weighted lambda, read off its loss curves.
+each photo's own weighted lambda, read off its loss curves. ``--hints K`` gives every benchmark
+photo K random true-colour points (and the constant band's calibration photos the same hint
+process): with ``--calibration`` a file from ``colorcube calibrate --hints K`` it measures the
+bands of hinted photos, to set beside the no-hint run's widths.
 
 Leave-one-source-out mode. For each source of calib/ (the file-name prefix,
 or INDEX.tsv's ``source`` column), calibrate on the other sources -- plain CRC,
@@ -43,6 +47,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from colorcube.calibrate import CONSTANT_HALF_WIDTH, photo_records
+from colorcube.hinting import random_points
 from colorcube.codes import round_outward
 from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
 from colorcube.errors import CalibrationError
@@ -96,7 +101,7 @@ def bench(args, model, cal, settings) -> dict:
     per_alpha_ms = (time.perf_counter() - t0) / 100 * 1e3
 
     calib = photo_records(_subset(list_images(args.calib), args.per_source)[: args.limit], model=model,
-                          settings=settings, cache=args.cache, desc="calib records")
+                          settings=settings, cache=args.cache, desc="calib records", hints=args.hints, seed=args.seed)
     const_lam = {a: np.array([crc_lambda(calib.constant_curves[:, c], a) for c in range(3)]) for a in ALPHAS}
     adapt_lam = {a: cal.lambda_for(a, beta=None) for a in ALPHAS}
     pi_alpha, beta = 0.1, args.beta
@@ -114,9 +119,11 @@ def bench(args, model, cal, settings) -> dict:
                             warn=False)
         for a in ALPHAS:
             res[a]["cov_w"] = 1 - _loss_at(bench_recs.curves, _photo_lambdas(bench_recs, weighted, a))
-    for p in tqdm(paths, desc="bench", unit="img"):
+    for i, p in enumerate(tqdm(paths, desc="bench", unit="img")):
         truth, gray = read_truth(p)
-        f, lo, hi = predict_bands(gray, model, settings)
+        # --hints: the calibration's hint process, K random true-colour points (seeded by the photo's index)
+        points = random_points(truth, args.hints, np.random.default_rng([args.seed, i])) if args.hints else None
+        f, lo, hi = predict_bands(gray, model, settings, hints=points)
         sources.append(source_of(p))
         for a in ALPHAS:
             for tag, (l, u) in (("a", round_outward(*nested_interval(f, lo, hi, adapt_lam[a]))),
@@ -309,6 +316,9 @@ def main() -> None:
     ap.add_argument("--target-bench", action="store_true",
                     help="benchmark mode: also weight the calibration for the benchmark's gray images (no truth "
                          "used) and serve each photo its own weighted lambda")
+    ap.add_argument("--hints", type=int, default=0, metavar="K",
+                    help="benchmark mode: K random true-colour hint points per photo (and per calibration photo of "
+                         "the constant band); give --calibration a file made with `colorcube calibrate --hints K`")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()

@@ -9,10 +9,10 @@ and quality on photos with known colours), :func:`explore` (the Jupyter explorer
 after colorcube.
 
 Every public name and every submodule is imported on first use, here, in the package's
-``__getattr__`` (the one place colorcube defers imports). ``python -X importtime`` on
-this project's CPU: torch 1.6 s, dask.array 1.0 s, xarray 0.6 s, zarr 0.4 s, scikit-learn
-for ``calibrate``; colorizing one photo to PNG and npz (``test.py``) needs torch and
-none of the others. ``calibrate`` and ``evaluate`` stay functions even though submodules
+``__getattr__`` (the one place colorcube defers imports): torch, dask.array, xarray,
+zarr and scikit-learn each take a noticeable share of a start (``python
+benchmarks/startup.py`` lists them), and colorizing one photo to PNG and npz
+(``test.py``) needs torch and none of the others. ``calibrate`` and ``evaluate`` stay functions even though submodules
 of the same names exist (``from colorcube.calibrate import photo_records`` reaches a
 module's other names).
 """
@@ -87,7 +87,7 @@ def _register_accessor(xarray) -> None:
 
 class _OnXarrayImport(importlib.abc.MetaPathFinder):
     """Registers the accessor right after xarray is imported, so that ``import colorcube``
-    need not import xarray (0.6 s) and ``ds.colorcube`` still works on any Dataset."""
+    need not import xarray and ``ds.colorcube`` still works on any Dataset."""
 
     _looking = False  # our own lookup of xarray's spec must not come back here
 

@@ -1,10 +1,9 @@
 """sRGB <-> CIE Lab (D65, 2 degree observer) in torch: batched, differentiable, on any device.
 
 The formulas and constants are the CIE / sRGB ones with the same constants and
-order of operations as kornia (tested bit for bit on the CPU against kornia, the
-conversions colorcube used before): the model's chroma bins and every trained
-weight depend on them. Written here because importing kornia took 0.33 s of
-the 3-second budget of ``test.py`` (``python -X importtime``). This module also
+order of operations as kornia (tested bit for bit on the CPU against kornia): the
+model's chroma bins and every trained weight depend on them. Written here so that
+``test.py`` does not pay kornia's import (``python benchmarks/startup.py``). This module also
 fixes the conventions the rest of colorcube relies on (channel-first layout,
 value ranges, how a gray value becomes a lightness) in one place.
 """

@@ -412,8 +412,8 @@ def write_intervals_npz(path, interval: np.ndarray, *, alpha: float, attrs: dict
         arrays[key] = np.asarray(value)
     tmp = p.with_name(p.name + ".part")
     try:
-        # an npz is a zip of .npy files; deflate level 1 writes it 3x faster than numpy's savez_compressed
-        # (level 6) and the 1/255-grid bands compress nearly as well
+        # an npz is a zip of .npy files; deflate level 1 writes it much faster than numpy's
+        # savez_compressed (level 6), and the 1/255-grid bands compress nearly as well
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
             for key, value in arrays.items():
                 with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:

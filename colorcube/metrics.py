@@ -38,7 +38,7 @@ def colorfulness(rgb: np.ndarray) -> float:
 
 def ciede2000(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-pixel CIEDE2000 colour difference, (y, x) float64, of two sRGB images."""
-    # skimage.color and scipy.ndimage (0.3 s) here, not at the top: the command line's colorize
+    # skimage.color and scipy.ndimage here, not at the top: the command line's colorize
     # imports this module (for demo) and must start fast (benchmarks/startup.py)
     from skimage.color import deltaE_ciede2000, rgb2lab
 

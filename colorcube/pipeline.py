@@ -94,7 +94,7 @@ def predict_bands(gray, model: ColorNet, settings: PipelineSettings | None = Non
 
 def load_kernels() -> None:
     """Load the compiled kernels of both stages from numba's cache by running them once on a
-    tiny image: about 0.7 s of numba's own start-up, once per process. The command line runs
+    tiny image: numba's own start-up, paid once per process. The command line runs
     this in a thread while it loads the model and runs the network, which release the GIL."""
     coeffs = coefficients_of(np.zeros((N_MAPS, 2, 2), np.float32),
                              WorkingInput((8, 8), torch.zeros(8, 8), torch.zeros(1, 1, 8, 8)), PipelineSettings())
@@ -108,8 +108,8 @@ def default_calibration_path() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _read_calibration(path: str, mtime_ns: int) -> Calibration:
-    """A ``.cal`` file read and checksummed once per version of the file (0.12 s for the
-    shipped one; ``mtime_ns`` keys the cache, so a rewritten file is read again)."""
+    """A ``.cal`` file read and checksummed once per version of the file (``mtime_ns`` keys
+    the cache, so a rewritten file is read again)."""
     return Calibration.from_file(path)
 
 

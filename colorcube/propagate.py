@@ -19,10 +19,8 @@ edge costs about as much as walking ``40 * EDGE`` of the side. It is computed wi
 chamfer transform, compiled) in O(pixels), whatever the number of hints.
 
 The constants were chosen on the held-out 5 % of train/ with 10 random
-true-colour points per photo (``python benchmarks/propagation.py``, 40 photos):
-NEAR 0.3 / FAR 1 / EDGE 0.1 / TEXTURE 5 gave +3.1 dB PSNR over the automatic
-colours with the shipped network (240c436b29f3), whose own use of the hint
-channels gave +0.01 dB. The free texture allowance lets colour cross texture and
+true-colour points per photo (``python benchmarks/propagation.py``; its figures are in
+the README). The free texture allowance lets colour cross texture and
 soft shading; EDGE 0.1 rather than 0.03 stops colour at edges more firmly; NEAR is
 not larger because a larger one spreads a single stroke further through its
 region, which suits random points better than a user's strokes.

@@ -18,9 +18,9 @@ __all__ = ["PRECISIONS", "REVISION", "PipelineSettings"]
 
 #: the network's arithmetic, by name
 PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
-#: Pipeline revision: 3 = hint-conditioned network with a learned error scale (2: guided
-#: filter on the network grid, fused kernel, 8-bit band codes). Calibrations record it; one
-#: made by another revision is refused, not silently reused.
+#: Pipeline revision: the version of what happens between the gray input and the stored
+#: cube (its list is in git's history). Calibrations record it; one made by another revision
+#: is refused, not silently reused.
 REVISION = 3
 
 
@@ -31,19 +31,16 @@ class PipelineSettings:
     Attributes
     ----------
     working_size : int, longer side of the network input in pixels (>= 32); 384 by
-        default: on 120 benchmark photos it gave PSNR within 0.05 dB and CIEDE2000
-        within 0.5 % of 512 at 0.56x the network FLOPs (benchmarks/quality.py)
+        default (``benchmarks/quality.py --working-size`` compares sizes)
     vividness : float or None, annealed-mean temperature (None: the model's default)
     guided : bool, edge-aware guided upsampling (False: plain bilinear)
     radius : int, guided-filter box radius on the network's output grid (1/4 of the
-        working size); 2 by default: on the held-out 5 % of train/ it gave the best
-        PSNR and CIEDE2000 of radius 1 / 2 and eps 1e-3 / 1e-4 (+1.14 dB, 10.47;
-        ``python benchmarks/validation.py``)
+        working size); 2 by default, chosen on the held-out 5 % of train/
+        (``python benchmarks/validation.py``)
     eps : float, guided-filter regulariser (guide in [0, 1])
     precision : {"bfloat16", "float32"}, the network's arithmetic. bfloat16 (default)
-        runs the network 3x faster on this project's AMX CPU (``benchmarks/throughput.py``
-        prints both) and suits GPUs;
-        bench PSNR and coverage after recalibration are in the model card. On a CPU
+        runs the network faster on CPUs with bf16 units (``benchmarks/throughput.py``
+        prints both) and suits GPUs. On a CPU
         without bf16 instructions it is correct but slow: calibrate with float32 there.
     scale : {"learned", "spread"}, the band scale: the network's error head
         (default) or the spread of its colour distribution (see :mod:`colorcube.model`)

@@ -162,10 +162,8 @@ def ratio_features(features: np.ndarray) -> np.ndarray:
     """The columns of :func:`image_features` the archive classifier sees: all but image size and aspect.
 
     A collection is often scanned or resized to one size, so size and aspect identify
-    it without saying how hard its colours are: with them, leave-one-source-out on
-    ``calib/`` gave cross-fitted AUC 1.00 for imagenette (effective sample size 3 of
-    1,070), 0.79 without; the mean |coverage - 0.9| of the weighted bands (alpha 0.1,
-    median w_test) went from 0.040 to 0.035 (plain 0.039), temporary weights.
+    it without saying how hard its colours are: with them the classifier separates a
+    source by its size alone and the weights collapse onto a few photos.
 
     Parameters
     ----------
@@ -228,8 +226,8 @@ def likelihood_ratios(calib_features: np.ndarray, target_features: np.ndarray, *
     y = np.concatenate([np.zeros(n, int), np.ones(m, int)])
     prob = np.empty(n + m)
     chosen = []
-    # one BLAS thread: these fits are small, and threaded BLAS made them 35x slower in CPU time on a
-    # busy 2-core machine (19.5 s against 0.55 s for 100 photos x 272 features)
+    # one BLAS thread: these fits are small, and threads spinning on a busy machine cost far more
+    # CPU time than the arithmetic
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # sklearn's convergence chatter on tiny folds
         for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):

@@ -10,9 +10,8 @@ in :mod:`colorcube.codes`.
 Uncompressed cubes held in memory and written to a local folder take a direct
 route (:func:`_write_local`): zarr writes the metadata documents of a cube's
 arrays once per layout, in memory, and each cube then costs only its file
-writes. zarr's array creation took about 30 ms of CPU per 0.15-MP cube, more
-than the network (``python benchmarks/archive.py``); the files are the ones
-zarr writes (tested byte for byte).
+writes: zarr's array creation costs more CPU than a small photo's network
+(``python benchmarks/archive.py``); the files are the ones zarr writes (tested byte for byte).
 """
 
 from __future__ import annotations
