@@ -141,7 +141,7 @@ def main() -> None:
         rows = [{**cached_scores(path, seed, set_name, models, cache_dir), "source": source}
                 for path, source, seed in photos]
         print(f"\n{set_name}: {len(rows)} photos")
-        print(f"{"model":40s} {"n":>5s} {'PSNR-gray':>8s} {'dE/gray':>9s} {'colourf.':>9s} {'edge/gray':>9s}")
+        print(f"{'model':40s} {'n':>5s} {'PSNR-gray':>8s} {'dE/gray':>9s} {'colourf.':>9s} {'edge/gray':>9s}")
         result[set_name] = {}
         for name in models:
             if set_name == "calib":

@@ -2,9 +2,9 @@
 
     python benchmarks/gallery.py [--photos 2000] [--side 64] [--page-size 24] [--out DIR]
 
-Builds an archive of ``--photos`` small random cubes (``colorcube.testing.random_cube``
-written as an archive's groups, each marked complete with its band uncertainty; a
-twentieth marked failed), then times in this process: the index
+Builds an archive of ``--photos`` small random cubes
+(``colorcube.testing.synthetic_archive``: each marked complete with its band uncertainty,
+a twentieth marked failed), then times in this process: the index
 (``colorcube.archive_index``: every group's attributes) and the gallery widget up to its
 first page (index, order, the page's thumbnails from the stored colour codes). Prints
 both, the thumbnails read (the page size: nothing else is opened) and the peak RSS.
@@ -18,27 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 import colorcube
-from colorcube.store import UNCERTAINTY_COLUMNS, update_group_attrs, write_cube
-from colorcube.testing import random_cube
-from colorcube.triage import band_summary
-
-
-def build(out: Path, n: int, side: int) -> None:
-    for i in tqdm(range(n), desc="archive", unit="photo"):
-        name = f"photo-{i:05d}"
-        group = f"images/{name}"
-        if i % 20 == 19:
-            write_cube(random_cube(8, 8, seed=i), out, group=group)
-            update_group_attrs(out, group, {"colorcube_status": "failed", "error": "synthetic failure",
-                                            "source": f"{name}.png"})
-            continue
-        ds = random_cube(side, side + side // 2, seed=i)
-        write_cube(ds, out, group=group)
-        update_group_attrs(out, group, {"colorcube_status": "complete", "source": f"{name}.png",
-                                        **band_summary(ds["interval"].values)})
+from colorcube.store import UNCERTAINTY_COLUMNS
+from colorcube.testing import synthetic_archive
 
 
 def main() -> None:
@@ -50,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp()) / "gallery.zarr"
     if not out.exists():
-        build(out, args.photos, args.side)
+        synthetic_archive(out, args.photos, side=args.side, progress=True)
     t0 = time.perf_counter()
     index = colorcube.archive_index(out)
     t_index = time.perf_counter() - t0

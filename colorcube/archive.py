@@ -199,8 +199,7 @@ def _prepare(source: Source, name: str, job: _Job) -> tuple:
                 and have.get("hint_hash", "") == work.hint_hash):
             work.row.update(status="skipped", height=have.get("height", 0), width=have.get("width", 0))
             if any(k not in have for k in UNCERTAINTY_COLUMNS):  # an archive from before the index kept them
-                group = f"images/{name}"
-                update_group_attrs(job.out, group, band_summary(open_cube(job.out, group=group, chunks={})["interval"]))
+                _fill_uncertainty(job, name)
             return False
         work.gray, work.row["damaged"] = read_source(source, job.max_pixels, data, allow_damaged=job.allow_damaged)
         work.hints = as_hints(hint_file, work.gray.shape) if hint_file else None
@@ -279,11 +278,11 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
                  "interval": interval}
     ds = code_dataset(codes, attrs, (coeffs.coef, coeffs.extent), None if hints is None else hints.to_array())
     t1 = time.perf_counter()
+    done = {"colorcube_status": "complete"}
     with dask.config.set(scheduler=job.scheduler):
         write_cube(ds, job.out, chunk=job.chunk, group=f"images/{name}", compression=job.compression)
-    done = {"colorcube_status": "complete"}
-    if "wide_share" not in attrs:  # streamed: summarised from the stored band, chunk by chunk
-        done.update(band_summary(open_cube(job.out, group=f"images/{name}", chunks={})["interval"]))
+        if "wide_share" not in attrs:  # streamed: summarised from the stored band, chunk by chunk
+            done.update(band_summary(open_cube(job.out, group=f"images/{name}", chunks={})["interval"]))
     update_group_attrs(job.out, f"images/{name}", done)
     if times is not None:
         times.add("full resolution", t1 - t0)
@@ -460,3 +459,17 @@ def _worker_result(fut, source: Source, name: str, job: _Job) -> dict:
         error = _one_line(source.label, exc)
         _record_failure(job.out, name, source, error)
         return {"name": name, "source": source.label, "status": "failed", "error": error, "megapixels": 0.0}
+
+
+def _fill_uncertainty(job, name: str) -> None:
+    """Write a complete photo's band summary into its group (archives made before the index kept
+    it). A cube that cannot be summarised keeps its colours: the columns stay empty (NaN) and a
+    warning names it; the photo is not colorized again."""
+    group = f"images/{name}"
+    try:
+        with dask.config.set(scheduler=job.scheduler):
+            summary = band_summary(open_cube(job.out, group=group, chunks={})["interval"])
+    except (ColorcubeError, OSError, ValueError, KeyError) as exc:
+        log.warning("%s: band uncertainty not added to the index (%s)", name, exc)
+        return
+    update_group_attrs(job.out, group, summary)

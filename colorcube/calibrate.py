@@ -34,7 +34,7 @@ from .codes import CODE_MAX
 from .conformal import LAMBDA_GRID, lambda_star, loss_curve
 from .errors import CalibrationError, ColorcubeError
 from .hinting import CALIBRATION_KEY, random_points
-from .io import DEFAULT_MAX_PIXELS, file_hash, list_images, read_truth, source_of
+from .io import DEFAULT_MAX_PIXELS, atomic_path, file_hash, list_images, read_truth, source_of
 from .pipeline import predict_bands
 from .settings import PipelineSettings
 from .shift import features_of, image_features, network_outputs, reweight
@@ -195,9 +195,8 @@ def _cache_folder(cache, model, settings: PipelineSettings, kind: str, **extra) 
 
 
 def _save_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.name + ".part.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 def _load_npz(path: Path, keys) -> dict | None:
@@ -313,9 +312,8 @@ def gray_features(target, *, model, settings: PipelineSettings | None = None, ca
             continue
         f = image_features(model, gray, settings)
         if entry is not None:
-            tmp = entry.with_name(entry.name + ".part.npy")
-            np.save(tmp, f)
-            tmp.replace(entry)
+            with atomic_path(entry) as tmp:
+                np.save(tmp, f)
         feats.append(f)
         labels.append(src.label)
         digests.append(digest)

@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import zipfile
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from .conformal import (
 )
 from .errors import CalibrationError
 from .hinting import CALIBRATION_KEY
+from .io import write_atomic
 
 __all__ = ["Calibration", "today"]
 
@@ -426,9 +426,7 @@ class Calibration:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
                             sha256=np.frombuffer(digest.encode(), np.uint8))
-        tmp = p.with_name(p.name + ".part")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, p)
+        write_atomic(p, buf.getvalue())
         return p
 
     @classmethod

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import torch
 
+from .io import LUMA_WEIGHTS
+
 __all__ = ["gray_to_lightness", "lab_to_rgb", "luma", "rgb_to_lab"]
 
-# ITU-R BT.601 luma weights: what PIL's ``Image.convert("L")`` uses, so a gray
-# derived here matches how archives and the benchmarks make gray inputs.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 _WHITE = (0.95047, 1.0, 1.08883)  # D65 reference white, XYZ
 _RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
 _XYZ_TO_RGB = ((3.2404813432005266, -1.5371515162713185, -0.4985363261688878),

@@ -3,19 +3,21 @@
 The order comes from the archive's index alone (:func:`colorcube.store.archive_index`:
 each photo's band uncertainty, name and status), so sorting thousands of photos opens
 no cube. Only the thumbnails of the page on show are read, each from the stored 8-bit
-colour codes at a stride (never the bands, never a full cube), and kept once read.
+colour codes (never the bands or the gray: the zarr chunks of the colour the stride
+touches), and kept once read.
 A click on a thumbnail's "open" opens that photo in the explorer
 (:class:`colorcube.widgets.Explorer`) below the gallery.
 """
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
 import zarr
 
-from .errors import OptionError
+from .errors import ColorcubeError, OptionError
 from .store import archive_index, open_image
 from .widgets import _png, explore
 
@@ -47,8 +49,18 @@ def page_order(index, sort: str):
 
 def thumbnail(out, name: str, *, side: int = 96) -> np.ndarray:
     """(y, x, 3) uint8 thumbnail of one archived photo from its stored colour codes, strided
-    to at most ``side`` pixels a side (the codes are read at that stride, not whole)."""
-    rgb = zarr.open_array(str(out), path=f"images/{name}/rgb", mode="r")
+    to at most ``side`` pixels a side (only the zarr chunks the stride touches are read).
+
+    Raises
+    ------
+    ColorcubeError if the photo's colour codes cannot be read
+    """
+    if side < 1:
+        raise OptionError(f"side={side!r}: a thumbnail needs at least one pixel a side")
+    try:
+        rgb = zarr.open_array(str(out), path=f"images/{name}/rgb", mode="r")
+    except (FileNotFoundError, KeyError, ValueError, zarr.errors.BaseZarrError) as exc:
+        raise ColorcubeError(f"{out}: photo {name!r} has no readable colour codes ({exc})") from exc
     step = max(1, math.ceil(max(rgb.shape[:2]) / side))
     return np.asarray(rgb[::step, ::step])
 
@@ -66,10 +78,12 @@ class Gallery:
     """
 
     def __init__(self, out, *, page_size: int = 24, side: int = 96, **explore_options):
-        import ipywidgets as w  # optional dependency: imported when a gallery is made
+        import ipywidgets as w  # imported when a gallery is made: `import colorcube` stays light
 
         if page_size < 1:
             raise OptionError(f"page_size={page_size!r}: show at least one thumbnail a page")
+        if side < 1:
+            raise OptionError(f"side={side!r}: a thumbnail needs at least one pixel a side")
         self._w = w
         self.out, self.page_size, self.side, self.options = out, page_size, side, explore_options
         self.index = archive_index(out)
@@ -112,23 +126,35 @@ class Gallery:
         w = self._w
         cells = []
         for _, row in self.rows().iterrows():
-            ok = row["status"] == "complete"
-            image = w.Image(value=self._thumb(row["name"]), format="png") if ok else w.HTML(
-                f"<div style='width:{self.side}px;height:{self.side}px;background:#ddd;font-size:10px;"
-                f"overflow:hidden'>{row['status']}: {row['error']}</div>")
+            ok, problem = row["status"] == "complete", f"{row['status']}: {row['error']}"
+            if ok:
+                try:
+                    image = w.Image(value=self._thumb(row["name"]), format="png")
+                except ColorcubeError as exc:  # one unreadable photo must not take the page down
+                    ok, problem = False, str(exc)
+            if not ok:
+                image = w.HTML(f"<div style='width:{self.side}px;height:{self.side}px;background:#ddd;"
+                               f"font-size:10px;overflow:hidden'>{html.escape(problem)}</div>")
             label = (f"{row['wide_share']:.0%} wide" if ok and np.isfinite(row["wide_share"]) else row["status"])
             button = w.Button(description="open", tooltip=f"open {row['name']} in the explorer", disabled=not ok,
                               layout=w.Layout(width=f"{self.side}px"))
             button.add_class("colorcube-open")
             button.on_click(lambda _, name=row["name"]: self.open(name))
-            cells.append(w.VBox([image, w.HTML(f"<small>{row['name'][:16]}<br>{label}</small>"), button]))
+            caption = w.HTML(f"<small>{html.escape(row['name'][:16])}<br>{html.escape(label)}</small>")
+            caption.add_class("colorcube-caption")
+            cells.append(w.VBox([image, caption, button]))
         self.grid.children = tuple(cells)
         self.page.max = self.pages
         self.info.value = f"<small>{len(self.index)} photos, {self.pages} pages</small>"
 
     def open(self, name: str):
-        """Open photo ``name`` in the explorer below the gallery; returns the Explorer."""
-        view = explore(open_image(self.out, name), **self.options)
+        """Open photo ``name`` in the explorer below the gallery; returns the Explorer (None, with
+        the reason shown above the grid, when it cannot be opened)."""
+        try:
+            view = explore(open_image(self.out, name), **self.options)
+        except ColorcubeError as exc:
+            self.info.value = f"<small style='color:#b00'>{html.escape(str(exc))}</small>"
+            return None
         self.viewer.children = (view,)
         self.opened = view.explorer
         return view.explorer

@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .color import LUMA_WEIGHTS
 from .errors import HintError
 from .hints import Hints
+from .io import LUMA_WEIGHTS
 from .model import AB_NORM, HINT_CHANNELS
 
 __all__ = ["CALIBRATION_KEY", "calibration_hint_points", "guarantee_note", "network_input", "pin", "pin_codes",

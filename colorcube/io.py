@@ -11,6 +11,7 @@ unless ``allow_damaged=True`` (``--allow-damaged``), which reads it with a warni
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import struct
@@ -28,6 +29,9 @@ from .errors import ColorcubeError, ImageReadError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "LUMA_WEIGHTS",
+    "array_to_gray",
+    "atomic_path",
     "file_hash",
     "find_damage",
     "image_digest",
@@ -37,9 +41,16 @@ __all__ = [
     "read_rgb",
     "read_truth",
     "source_of",
+    "unit_array",
+    "write_atomic",
     "write_intervals_npz",
     "write_png",
 ]
+
+#: ITU-R BT.601 luma weights: what PIL's ``Image.convert("L")`` uses, so a gray derived
+#: anywhere in colorcube matches how archives and the benchmarks make gray inputs.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+_LUMA = np.asarray(LUMA_WEIGHTS, np.float32)
 
 #: Default pixel-count ceiling: 200 MP (0.8 GB as float32). Larger genuine
 #: scans pass with ``max_pixels=None`` or ``--max-pixels``; the ceiling stops
@@ -260,7 +271,7 @@ def _to_gray(arr: np.ndarray, p: Path, *, warn: bool) -> np.ndarray:
         raise ImageReadError(f"{p}: unsupported image layout with shape {arr.shape}")
     if warn and float(np.abs(arr - arr.mean(axis=-1, keepdims=True)).max()) > 2.0 / 255.0:
         warnings.warn(f"{p}: colour image converted to gray (BT.601 luma) before colorizing", stacklevel=3)
-    gray = arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    gray = arr @ _LUMA
     return np.ascontiguousarray(gray.clip(0, 1), dtype=np.float32)
 
 
@@ -367,8 +378,72 @@ def read_truth(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np
     if np.array_equal(rgb8.astype(np.float32) / np.float32(255.0), rgb):
         gray = np.asarray(Image.fromarray(rgb8, mode="RGB").convert("L"), dtype=np.float32) / np.float32(255.0)
     else:  # high bit depth: the same luma in float
-        gray = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)).clip(0, 1)
+        gray = (rgb @ _LUMA).clip(0, 1)
     return rgb, np.ascontiguousarray(gray, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside ``path`` to write into: when the block ends it replaces
+    ``path`` (a reader sees the old file or the new one, never a part); when the block
+    raises it is removed. One per process and thread; it keeps ``path``'s suffix (numpy
+    and torch writers append theirs otherwise)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.part{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def unit_array(arr, *, name: str, error=ColorcubeError) -> np.ndarray:
+    """An in-memory image as float32 in [0, 1]: integers scaled by their dtype's maximum,
+    floats checked (finite, in [0, 1]). ``name`` names the argument in the ``error`` raised."""
+    arr = np.asarray(arr)
+    if arr.size == 0:
+        raise error(f"{name}: the array is empty")
+    if np.issubdtype(arr.dtype, np.integer):
+        if arr.min() < 0:
+            raise error(f"{name}: integer pixel values must not be negative, got {arr.min()}")
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.floating):
+        raise error(f"{name}: expected integer or float pixel values, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise error(f"{name}: the array holds NaN or infinite values")
+    if arr.min() < 0 or arr.max() > 1:
+        raise error(f"{name}: float values must be in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}]; "
+                    "divide by 255 (8-bit) or 65535 (16-bit) first")
+    return arr
+
+
+def array_to_gray(arr, *, name: str = "image", warn: bool = True, error=ColorcubeError) -> np.ndarray:
+    """An in-memory image as (y, x) float32 gray in [0, 1].
+
+    Parameters
+    ----------
+    arr : (y, x) gray or (y, x, 3) RGB array, integers (scaled by the dtype's maximum) or
+        floats in [0, 1]; colour becomes BT.601 luma (:data:`LUMA_WEIGHTS`),
+        with a warning if ``warn``
+    name : how error messages name the argument
+    error : the :class:`~colorcube.errors.ColorcubeError` subclass raised for bad input
+    """
+    arr = np.asarray(arr)
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)) or arr.size == 0:
+        raise error(f"{name}: expected a (y, x) gray or (y, x, 3) colour array, got shape {arr.shape}")
+    arr = unit_array(arr, name=name, error=error)
+    if arr.ndim == 3:
+        if warn:
+            warnings.warn(f"{name}: colour array converted to gray (BT.601 luma) before colorizing", stacklevel=3)
+        arr = (arr @ _LUMA).clip(0, 1)
+    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def list_images(folder) -> list[Path]:
@@ -410,17 +485,15 @@ def write_intervals_npz(path, interval: np.ndarray, *, alpha: float, attrs: dict
     arrays["alpha"] = np.float32(alpha)
     for key, value in (attrs or {}).items():
         arrays[key] = np.asarray(value)
-    tmp = p.with_name(p.name + ".part")
     try:
         # an npz is a zip of .npy files; deflate level 1 writes it much faster than numpy's
         # savez_compressed (level 6), and the 1/255-grid bands compress nearly as well
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        with atomic_path(p) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED,
+                                                   compresslevel=1) as zf:
             for key, value in arrays.items():
                 with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
                     np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
-        os.replace(tmp, p)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ColorcubeError(f"{p}: cannot write ({exc.strerror or exc})") from exc
     return p
 

@@ -20,7 +20,6 @@ import functools
 import json
 import logging
 import math
-import warnings
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -38,7 +37,7 @@ from .fullres import full_stage, stage_codes
 from .guided import N_MAPS, Coefficients
 from .hinting import calibration_hint_points, guarantee_note, pin
 from .hints import as_hints
-from .io import DEFAULT_MAX_PIXELS, image_digest, read_gray
+from .io import DEFAULT_MAX_PIXELS, array_to_gray, image_digest, read_gray
 from .model import ColorNet
 from .reference import reference_histogram
 from .settings import PipelineSettings
@@ -298,20 +297,7 @@ def prepare_run(*, alpha: float = 0.1, model: ColorNet | None = None, weights=No
 def _as_gray(image, max_pixels) -> tuple[np.ndarray, str]:
     if isinstance(image, (str, Path)):
         return read_gray(image, max_pixels=DEFAULT_MAX_PIXELS if max_pixels == "default" else max_pixels), str(image)
-    arr = np.asarray(image)
-    if arr.ndim == 3 and arr.shape[-1] == 3:
-        warnings.warn("colour array converted to gray (BT.601 luma) before colorizing", stacklevel=3)
-        arr = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    if arr.ndim != 2 or arr.size == 0:
-        raise ColorcubeError(f"image: expected a path or a (y, x) gray array, got shape {arr.shape}")
-    if np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all():
-        raise ColorcubeError("image: array holds NaN or infinite values")
-    if arr.min() < 0 or arr.max() > 1:
-        raise ColorcubeError(f"image: float values must be in [0, 1], got [{arr.min():.3g}, {arr.max():.3g}]")
-    return arr, "<array>"
+    return array_to_gray(image, name="image"), "<array>"
 
 
 class Colorized(NamedTuple):

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from .color import rgb_to_lab
 from .errors import HintError
-from .io import read_rgb
+from .io import read_rgb, unit_array
 
 __all__ = ["BAND_CENTRES", "Reference", "band_weights", "reference_histogram", "reweighter"]
 
@@ -91,11 +91,7 @@ def reference_histogram(image, bins: torch.Tensor, *, name: str = "reference") -
         arr = np.asarray(image)
         if arr.ndim != 3 or arr.shape[2] != 3 or arr.size == 0:
             raise HintError(f"{name}: a reference photo is a (y, x, 3) colour array; got shape {arr.shape}")
-        if np.issubdtype(arr.dtype, np.integer):
-            arr = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-        arr = arr.astype(np.float32)
-        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-            raise HintError(f"{name}: reference values must be in [0, 1] (float) or integers")
+        arr = unit_array(arr, name=name, error=HintError)
     rgb = torch.from_numpy(np.ascontiguousarray(arr, np.float32)).permute(2, 0, 1)[None]
     h, w = rgb.shape[-2:]
     scale = min(1.0, _MAX_SIDE / max(h, w))

@@ -16,7 +16,7 @@ import zarr
 from PIL import Image
 
 from .errors import ColorcubeError, ImageReadError
-from .io import IMAGE_SUFFIXES, image_digest, read_gray_checked
+from .io import IMAGE_SUFFIXES, array_to_gray, image_digest, read_gray_checked
 
 __all__ = ["Source", "group_name", "list_sources", "read_source", "source_data", "source_hash", "source_pixels"]
 
@@ -121,9 +121,4 @@ def read_source(source: Source, max_pixels, data=None, *, allow_damaged: bool = 
     if source.array is None:
         return read_gray_checked(source.path, max_pixels=max_pixels, warn_color=False, allow_damaged=allow_damaged)
     arr = source_data(source) if data is None else data
-    if np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float32) / np.iinfo(arr.dtype).max
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-        raise ImageReadError(f"{source.label}: values must be finite and in [0, 1] (or integers)")
-    return arr, ""
+    return array_to_gray(arr, name=source.label, warn=False, error=ImageReadError), ""

@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import shutil
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from itertools import product
@@ -39,6 +38,7 @@ from zarr.storage import MemoryStore
 from .codes import BOUNDS, CHANNELS, CODES, DIMS, check_compression, decode
 from .cube import encode_cube, validate_cube
 from .errors import ColorcubeError, SchemaError
+from .io import write_atomic
 
 #: per-photo band uncertainty kept in each archived image's attributes and shown in the index
 #: (:func:`colorcube.triage.band_summary` computes them)
@@ -170,13 +170,6 @@ def _group_document(attrs: dict) -> bytes:
         "zarr.json"].to_bytes()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``path`` so that a reader sees the old or the new file, never a part."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer thread
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _write_local(ds: xr.Dataset, root: Path, *, chunk: int, mode: str, group: str | None) -> None:
     """The files zarr would write for ``ds`` (see the module notes), written with plain file I/O."""
     base = root / group if group else root
@@ -188,10 +181,10 @@ def _write_local(ds: xr.Dataset, root: Path, *, chunk: int, mode: str, group: st
             if group else [root]:
         if not (parent / "zarr.json").exists():
             parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(parent / "zarr.json", _group_document({}))
+            write_atomic(parent / "zarr.json", _group_document({}))
     base.mkdir(parents=True, exist_ok=True)
     # the group document first, as zarr does: a run killed midway leaves a group that says what it is
-    _write_atomic(base / "zarr.json", _group_document(dict(ds.attrs)))
+    write_atomic(base / "zarr.json", _group_document(dict(ds.attrs)))
     layout = _layout(ds, chunk)
     made = set()
 
@@ -239,7 +232,7 @@ def update_group_attrs(store, group: str, new: dict) -> None:
         return
     path = local / group / "zarr.json"
     doc = json.loads(path.read_bytes())
-    _write_atomic(path, _group_document({**doc.get("attributes", {}), **new}))
+    write_atomic(path, _group_document({**doc.get("attributes", {}), **new}))
 
 
 def _create_group(store, attrs: dict, *, group: str | None, mode: str):
@@ -391,9 +384,17 @@ def archive_index(out):
         rows.append({"name": name, "source": a.get("source", ""), "status": a.get("colorcube_status", "incomplete"),
                      "error": a.get("error", ""), "damaged": a.get("damaged", ""), "height": a.get("height", 0),
                      "width": a.get("width", 0), "hash": a.get("source_hash", ""),
-                     **{k: float(a.get(k, np.nan)) for k in UNCERTAINTY_COLUMNS}})
+                     **{k: _number(a.get(k)) for k in UNCERTAINTY_COLUMNS}})
     cols = ["name", "source", "status", "error", "damaged", "height", "width", "hash", *UNCERTAINTY_COLUMNS]
     return pd.DataFrame(rows, columns=cols).sort_values("name", ignore_index=True)
+
+
+def _number(value) -> float:
+    """An attribute as a float; NaN when missing or not a number (the index must always load)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def open_image(out, name: str, *, chunks: dict | None = None):

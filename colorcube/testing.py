@@ -4,7 +4,7 @@ Synthetic cubes without the model (:func:`build_cube`, :func:`random_cube`), gra
 made the way users make them (:func:`gray_of`, :func:`write_gray_png`), a dask scheduler
 that counts computes (:class:`CountingScheduler`), and damaged PNG files
 (:func:`png_chunks`, :func:`damage_png`) parsed and written here independently of
-:mod:`colorcube.io`. ``import colorcube`` does not import this module.
+:mod:`colorcube.io`, and an archive of many small synthetic cubes (:func:`synthetic_archive`). ``import colorcube`` does not import this module.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ import dask
 import numpy as np
 import xarray as xr
 from PIL import Image
+from tqdm.auto import tqdm
 
 from .cube import cube_dataset, validate_cube
 from .errors import ColorcubeError
 from .pipeline import cube_attrs
+from .store import update_group_attrs, write_cube
+from .triage import band_summary
 
 __all__ = ["DAMAGE_KINDS", "CountingScheduler", "build_cube", "damage_png", "gray_of", "png_chunks", "random_cube",
-           "write_gray_png"]
+           "synthetic_archive", "write_gray_png"]
 
 #: the kinds of damage :func:`damage_png` makes
 DAMAGE_KINDS = ("idat_crc", "ihdr_crc", "no_iend", "chunk_past_end", "bad_chunk_type")
@@ -70,6 +73,30 @@ def random_cube(h: int = 20, w: int = 30, *, alpha: float = 0.1, seed: int = 0) 
     rgb = rng.random((h, w, 3)).astype(np.float32)
     iv = np.stack([rgb * 0.5, rgb * 0.5 + 0.5], axis=-1)
     return build_cube(gray, rgb, iv, alpha=alpha, lam=[1.0, 2.0, np.inf], source="x.png")
+
+
+def synthetic_archive(out, n: int, *, side: int = 64, progress: bool = False) -> Path:
+    """An archive of ``n`` random cubes (:func:`random_cube`), as ``colorcube archive`` lays one out.
+
+    Photo ``i`` is the group ``images/photo-{i:05d}``, ``side`` x ``1.5 side`` pixels, marked
+    complete with its band uncertainty (:func:`colorcube.triage.band_summary`); every
+    twentieth is a tiny cube marked failed. For gallery tests and benchmarks of archives of
+    thousands of photos without running the model. Returns ``out`` as a Path.
+    """
+    out = Path(out)
+    for i in tqdm(range(n), desc="archive", unit="photo", disable=not progress):
+        name = f"photo-{i:05d}"
+        group = f"images/{name}"
+        if i % 20 == 19:
+            write_cube(random_cube(8, 8, seed=i), out, group=group)
+            update_group_attrs(out, group, {"colorcube_status": "failed", "error": "synthetic failure",
+                                            "source": f"{name}.png"})
+            continue
+        ds = random_cube(side, side + side // 2, seed=i)
+        write_cube(ds, out, group=group)
+        update_group_attrs(out, group, {"colorcube_status": "complete", "source": f"{name}.png",
+                                        **band_summary(ds["interval"].values)})
+    return out
 
 
 def gray_of(rgb_uint8: np.ndarray) -> np.ndarray:

@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 from .color import gray_to_lightness, luma, rgb_to_lab
 from .degrade import degrade_batch, reference_rgb
 from .encoder import pretrained_state
-from .errors import ColorcubeError, OptionError
-from .io import IMAGE_SUFFIXES
+from .errors import ColorcubeError
+from .io import IMAGE_SUFFIXES, atomic_path
 from .model import AB_NORM, OUT_STRIDE, ModelConfig
 from .model_v3 import ColorNetV3, encoder_input
 from .train import _autocast, _lr_at, choose_vividness, evaluate_bank, point_estimate, split_by_source
@@ -260,13 +260,12 @@ def train_v3(folder, out_dir, *, options: V3Options | None = None, resume: bool 
              len(val_paths), len(err_paths), device)
 
     def save_checkpoint():
-        tmp = ckpt_path.with_suffix(".part")
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "optimizer_phase": state["phase"],
-                    "config": model.config.to_json(), "phase": state["phase"], "step": state["step"],
-                    "phase_elapsed": state["phase_elapsed"], "best": state["best"],
-                    "best_state": state["best_state"], "generator": gen.get_state(),
-                    "history": json.dumps(state["history"])}, tmp)
-        tmp.replace(ckpt_path)
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "optimizer_phase": state["phase"],
+                        "config": model.config.to_json(), "phase": state["phase"], "step": state["step"],
+                        "phase_elapsed": state["phase_elapsed"], "best": state["best"],
+                        "best_state": state["best_state"], "generator": gen.get_state(),
+                        "history": json.dumps(state["history"])}, tmp)
 
     def record(extra: dict) -> dict:
         rec = {"phase": state["phase"], "step": state["step"], "seconds": round(state["phase_elapsed"], 1), **extra}
@@ -298,8 +297,8 @@ def train_v3(folder, out_dir, *, options: V3Options | None = None, resume: bool 
                 cache = torch.load(cache_path, map_location=device, weights_only=True)
             else:
                 cache = _feature_cache(model, bank, opts, amp, progress)
-                torch.save(cache, out_dir / "features.part")
-                (out_dir / "features.part").replace(cache_path)
+                with atomic_path(cache_path) as tmp:
+                    torch.save(cache, tmp)
         if phase == "error" and state["phase_elapsed"] == 0.0:
             if state["best_state"] is not None:
                 model.load_state_dict(state["best_state"])

@@ -23,6 +23,8 @@ from scipy import ndimage
 
 from .color import gray_to_lightness, lab_to_rgb
 from .errors import ColorcubeError, OptionError
+from .hinting import network_input, working_hints
+from .hints import as_hints
 from .model import OUT_STRIDE, _in_dtype
 from .settings import PRECISIONS, PipelineSettings
 from .store import UNCERTAINTY_COLUMNS
@@ -33,6 +35,7 @@ __all__ = ["WIDE_BAND", "band_summary", "palette", "suggest_hints"]
 
 #: a pixel's band is "wide" when its mean width over R, G, B exceeds this (in [0, 1] units; 102/255)
 WIDE_BAND = 0.4
+_WIDE_CODES = round(3 * WIDE_BAND * 255)  # the same threshold on the sum of the three widths, in storage codes
 _SUGGEST_SIDE = 512  # suggestions are computed on a grid of at most this many pixels a side
 
 
@@ -65,11 +68,14 @@ def band_summary(interval) -> dict:
     if data.dtype == np.uint8:  # codes: integer widths, no float copy of the band
         width = data[..., 1].astype(np.int16) - data[..., 0].astype(np.int16)
         scale = 255.0
+        codes = width.sum(axis=2)
     else:
         width = data[..., 1] - data[..., 0]
         scale = 1.0
+        # stored bands lie on the 1/255 grid: compare in codes, so decoded and raw bands agree exactly
+        codes = np.rint(width.sum(axis=2) * np.float32(255))
     means = width.mean(axis=(0, 1), dtype=np.float64)  # float32 sums over millions of pixels drift
-    wide = (width.sum(axis=2) > 3 * WIDE_BAND * scale).mean()
+    wide = (codes > _WIDE_CODES).mean()
     if isinstance(data, da.Array):
         means, wide = dask.compute(means, wide)
     means = np.asarray(means, np.float64) / scale
@@ -132,7 +138,7 @@ def suggest_hints(cube, k: int = 10, *, radius: float | None = None) -> np.ndarr
 
 
 def palette(gray, points, *, model=None, k: int = 5, settings: PipelineSettings | None = None,
-            separation: float = 20.0) -> list:
+            separation: float = 20.0, hints=None) -> list:
     """The most probable distinct colours of the network's prediction at pixels of a gray photo.
 
     The predicted (a, b)-bin distribution at each pixel's output cell is grouped around its
@@ -148,6 +154,8 @@ def palette(gray, points, *, model=None, k: int = 5, settings: PipelineSettings 
     k : int >= 1, colours per pixel
     settings : PipelineSettings (default: the default pipeline), for the working size and precision
     separation : float > 0, (a, b) distance that makes two colours distinct
+    hints : hints already placed (anything :func:`colorcube.hints.as_hints` takes): the
+        network's prediction given them, as the explorer shows after a hint
 
     Returns
     -------
@@ -169,8 +177,12 @@ def palette(gray, points, *, model=None, k: int = 5, settings: PipelineSettings 
     settings = settings or PipelineSettings()
     device = next(model.parameters()).device
     inp = working_input(g, settings, device=device)
+    channels, hints = None, as_hints(hints, g.shape)
+    if hints is not None:
+        hint_ab, hint_mask = working_hints(hints, tuple(inp.lightness.shape))
+        channels = network_input(hint_ab, hint_mask, inp.padded.shape[-2:], device=device)
     with torch.inference_mode():
-        logits, _ = _in_dtype(model, PRECISIONS[settings.precision])(inp.padded)
+        logits, _ = _in_dtype(model, PRECISIONS[settings.precision])(inp.padded, channels)
     hw, ww = inp.lightness.shape
     ys = np.minimum(((pts[:, 0] + 0.5) * (hw / g.shape[0])).astype(np.int64), hw - 1) // OUT_STRIDE
     xs = np.minimum(((pts[:, 1] + 0.5) * (ww / g.shape[1])).astype(np.int64), ww - 1) // OUT_STRIDE

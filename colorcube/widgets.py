@@ -1,7 +1,7 @@
 """Jupyter explorer: colour, bands, band width, misses, per-pixel intervals, coverage, hints.
 
 matplotlib, ipywidgets and ipyevents are imported only when an explorer is made
-(ipywidgets is the optional ``widgets`` extra), so ``import colorcube`` loads none
+(a widget is made far less often than colorcube is imported), so ``import colorcube`` loads none
 of them. The charts are :mod:`colorcube.plot` figures. Only the image on show is
 read, strided down to ``max_side`` pixels, so archives larger than memory open
 instantly.
@@ -368,19 +368,21 @@ class Explorer:
         self.palette_at()
 
     def palette_at(self, k: int = 5) -> list:
-        """Show the network's most probable distinct colours at the picked pixel as swatches
-        (a click places one as a hint); returns them (see :func:`colorcube.triage.palette`)."""
+        """Show the network's most probable distinct colours at the picked pixel, given the hints
+        placed, as swatches (a click places one as a hint); returns them (see
+        :func:`colorcube.triage.palette`)."""
         w = self._widgets
+        name, step, (h, wd) = self.picker.value, self.data["step"], self.data["shape"]
+        y, x = min(self.py.value * step, h - 1), min(self.px.value * step, wd - 1)
         try:
             model, settings = self._recolorizer()
+            if name not in self._gray:
+                self._gray[name] = np.asarray(self.images[name]()["gray"].values, np.float32)
+            colours = palette(self._gray[name], [(y, x)], model=model, k=k, settings=settings,
+                              hints=self.hints(name))[0]
         except ColorcubeError as exc:
             self.hint_status.value = f"<small style='color:#b00'>{exc}</small>"
             return []
-        name, step, (h, wd) = self.picker.value, self.data["step"], self.data["shape"]
-        if name not in self._gray:
-            self._gray[name] = np.asarray(self.images[name]()["gray"].values, np.float32)
-        y, x = min(self.py.value * step, h - 1), min(self.px.value * step, wd - 1)
-        colours = palette(self._gray[name], [(y, x)], model=model, k=k, settings=settings)[0]
         swatches = []
         for c in colours:
             hexa = "#" + "".join(f"{int(round(v * 255)):02x}" for v in np.clip(c["rgb"], 0, 1))

@@ -1,4 +1,5 @@
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from colorcube.archive import colorize_archive
 from colorcube.cli import main
 from colorcube.errors import ColorcubeError
 from colorcube.sources import Source, group_name, list_sources
-from colorcube.store import archive_index, open_archive
+from colorcube.store import UNCERTAINTY_COLUMNS, archive_index, open_archive, open_image
 from colorcube.testing import CountingScheduler, gray_of
+from colorcube.triage import band_summary
 
 
 @pytest.fixture(scope="module")
@@ -448,11 +450,6 @@ def test_per_image_hint_folder(tmp_path, photos, capsys):
 
 
 def test_index_carries_band_uncertainty_and_old_archives_gain_it(archive, folder, tmp_path):
-    import shutil
-
-    from colorcube.store import UNCERTAINTY_COLUMNS, open_image
-    from colorcube.triage import band_summary
-
     out, _ = archive
     idx = archive_index(out)
     done = idx[idx.status == "complete"]

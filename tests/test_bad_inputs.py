@@ -4,6 +4,9 @@ with a one-line ColorcubeError naming the file and the reason."""
 import io
 import os
 import struct
+import subprocess
+import sys
+import zipfile
 import zlib
 
 import numpy as np
@@ -38,8 +41,6 @@ def _save(im, fmt, **kw) -> bytes:
 
 
 def _zip_bytes() -> bytes:
-    import zipfile
-
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("notes.txt", "not a photograph")
@@ -148,9 +149,6 @@ def test_archive_over_corpus(corpus, tmp_path, capsys):
 def test_refused_inputs_print_one_line_each_and_no_traceback_from_any_thread(corpus, tmp_path, which):
     """In a fresh process, as a user runs it: every refused file one line naming it, non-zero exit,
     and nothing from a background thread (the kernel loader) when the run stops early."""
-    import subprocess
-    import sys
-
     bad = [str(p) for k, (p, e, _) in corpus.items() if e is None and k not in ("directory", "symlink_loop")]
     files = [str(corpus["zip_as_png"][0])] if which == "one" else bad
     proc = subprocess.run([sys.executable, "-m", "colorcube.cli", "colorize", *files, "-o", str(tmp_path / "o")],

@@ -1,8 +1,9 @@
 """The explorer in a real browser: JupyterLab on localhost, Debian's Chromium driven by
 Playwright, runs 01-quickstart.ipynb, checks the widget shows an image and that moving
 the alpha slider changes the band-width view, and saves a screenshot; then places a colour
-hint with a real click on the image and checks the picture changed there; and accepts a
-suggested hint position by clicks (suggestion, then a palette swatch).
+hint with a real click on the image and checks the picture changed there; accepts a
+suggested hint position by clicks (suggestion, then a palette swatch); and opens the
+gallery of a 2,000-photo archive, times its first page, sorts it and opens a photo.
 
 Marked ``browser``: CI runs it as its own step (`pytest -m browser`), after installing
 Chromium with apt; the default run deselects it.
@@ -19,7 +20,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
+
+from colorcube.testing import synthetic_archive
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,16 +58,22 @@ def lab(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("JupyterLab did not start within 240 s")
-    # Start the notebook's kernel through the REST API first: when JupyterLab has to
-    # start it itself on a loaded machine, it may stop at its kernel-picker dialog.
-    body = json.dumps({"path": "01-quickstart.ipynb", "type": "notebook", "name": "01-quickstart.ipynb",
+    try:
+        _start_kernel(url, token, "01-quickstart.ipynb")
+        yield url, token, work
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _start_kernel(url: str, token: str, notebook: str) -> None:
+    """Start the notebook's kernel through the REST API: when JupyterLab has to start it
+    itself on a loaded machine, it may stop at its kernel-picker dialog."""
+    body = json.dumps({"path": notebook, "type": "notebook", "name": notebook,
                        "kernel": {"name": "python3"}}).encode()
     req = urllib.request.Request(f"{url}/api/sessions?token={token}", data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     urllib.request.urlopen(req, timeout=60).read()
-    yield url, token
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def _launch(p):
@@ -72,31 +82,33 @@ def _launch(p):
         "--disable-sync", "--no-first-run", "--disable-quic"])
 
 
-def _run_notebook(page, url: str, token: str, shot: Path):
-    """Open the quickstart notebook, run all its cells and return the explorer's main image."""
+def _run_notebook(page, url: str, token: str, shot: Path, *, notebook: str = "01-quickstart.ipynb",
+                  until=None):
+    """Open a notebook, run all its cells and return the locator ``until`` (default: the
+    explorer's main image) once it is visible."""
     # a slow kernel start can still raise JupyterLab's kernel picker: accept its default (Python 3)
     page.add_locator_handler(page.locator(".jp-Dialog"),
                              lambda dialog: dialog.locator(".jp-mod-accept").first.click())
     # generous timeouts: on a loaded 2-core machine JupyterLab alone takes a minute to start
-    page.goto(f"{url}/lab/tree/01-quickstart.ipynb?token={token}", timeout=120_000)
+    page.goto(f"{url}/lab/tree/{notebook}?token={token}", timeout=120_000)
     page.wait_for_selector(".jp-Notebook", timeout=120_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
     news = page.get_by_role("button", name="No", exact=True)
     if news.count():
         news.first.click()
-    img = page.locator(".colorcube-explorer img").first
+    target = until if until is not None else page.locator(".colorcube-explorer img").first
     # "Run All Cells" is ignored while the kernel is still starting: ask again until it runs
     for attempt in range(4):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         try:
-            img.wait_for(state="visible", timeout=150_000)
+            target.wait_for(state="visible", timeout=150_000)
             break
         except Exception:
             if attempt == 3:
                 page.screenshot(path=str(shot.with_name("browser-failure.png")))
                 raise
-    return img
+    return target
 
 
 @contextlib.contextmanager
@@ -106,7 +118,7 @@ def _explorer_page(lab, tmp_path, suffix: str = ""):
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "install Debian's chromium: apt-get install -y chromium"
-    url, token = lab
+    url, token, _ = lab
     shot = Path(os.environ.get("COLORCUBE_SCREENSHOT", tmp_path / "explorer.png"))
     shot = shot.with_name(shot.stem + suffix + shot.suffix)
     with sync_playwright() as p:
@@ -217,3 +229,62 @@ def test_a_suggested_hint_is_accepted_by_clicks(lab, tmp_path):
         texts = status.all_inner_texts()
     assert 1 <= n_swatches <= 5, f"expected a palette of 1-5 colours, got {n_swatches}"
     assert any("1 hint pixels" in s for s in texts), f"the swatch click placed no hint: {texts}"
+
+
+GALLERY_PHOTOS = 2000
+# cell 1 loads the package (its import is not the gallery's time); cell 2 is the gallery
+_GALLERY_CELLS = [
+    "import colorcube\nprint('colorcube ready')",
+    "import time\nt0 = time.perf_counter()\nview = colorcube.gallery({out!r}, calibration=None)\n"
+    "print(f'gallery in the kernel: {{time.perf_counter() - t0:.2f}} s, {{view.gallery.reads}} thumbnails read')\n"
+    "view",
+]
+
+
+def test_gallery_of_an_archive_of_2000_photos(lab, tmp_path):
+    """The gallery over 2,000 archived photos: its first page shows (the time from cell 1's
+    output to 24 thumbnails on screen is printed), only the page's thumbnails are read, the
+    sort changes the order on screen, and "open" opens that photo in the explorer."""
+    from playwright.sync_api import sync_playwright
+
+    url, token, work = lab
+    out = synthetic_archive(work / "archive.zarr", GALLERY_PHOTOS, side=48)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c.format(out=str(out))) for c in _GALLERY_CELLS])
+    nbformat.write(nb, work / "gallery.ipynb")
+    _start_kernel(url, token, "gallery.ipynb")
+    shot = Path(os.environ.get("COLORCUBE_SCREENSHOT", tmp_path / "explorer.png"))
+    shot = shot.with_name(shot.stem + "-gallery" + shot.suffix)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        ready = page.locator(".jp-OutputArea-output", has_text="colorcube ready").first
+        _run_notebook(page, url, token, shot, notebook="gallery.ipynb", until=ready)
+        t0 = time.perf_counter()
+        page.wait_for_function("() => document.querySelectorAll('.colorcube-gallery img').length >= 24",
+                               timeout=120_000)
+        first_page = time.perf_counter() - t0
+        kernel = page.locator(".jp-OutputArea-output", has_text="gallery in the kernel").first.inner_text()
+        print(f"gallery of {GALLERY_PHOTOS} photos: first page on screen {first_page:.2f} s after cell 1's "
+              f"output; {kernel}")
+        names = page.locator(".colorcube-gallery .colorcube-caption")
+        default_first = names.first.inner_text()
+        page.locator(".colorcube-gallery select").first.select_option("failed first")
+        deadline = time.time() + 30
+        while time.time() < deadline and names.first.inner_text() == default_first:
+            page.wait_for_timeout(200)
+        failed_first = names.first.inner_text()
+        page.locator(".colorcube-gallery select").first.select_option("name")
+        deadline = time.time() + 30
+        while time.time() < deadline and "photo-00000" not in names.first.inner_text():
+            page.wait_for_timeout(200)
+        page.locator(".colorcube-open button, button.colorcube-open").first.click()
+        opened = page.locator(".colorcube-gallery .colorcube-explorer img").first
+        opened.wait_for(state="visible", timeout=120_000)
+        opened_width = opened.evaluate("e => e.naturalWidth")
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.locator(".colorcube-gallery").first.screenshot(path=str(shot))
+        browser.close()
+    assert "24 thumbnails read" in kernel, f"the first page read more than its thumbnails: {kernel}"
+    assert "photo-00019" in failed_first and "failed" in failed_first, \
+        f"sorting by failure did not put the first failed photo first: {failed_first!r}"
+    assert opened_width == 72, f"the opened photo is not the archived 48 x 72 one: width {opened_width}"

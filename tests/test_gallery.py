@@ -1,19 +1,20 @@
+import shutil
+
 import numpy as np
 import pytest
+from PIL import Image
 
 import colorcube
 from colorcube.archive import colorize_archive
-from colorcube.errors import OptionError
+from colorcube.errors import ColorcubeError, OptionError
 from colorcube.gallery import SORTS, page_order, thumbnail
 from colorcube.store import archive_index, open_image
-from colorcube.testing import gray_of
+from colorcube.testing import gray_of, synthetic_archive
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, photos, tiny_weights):
     """Nine small gray photos (crops of the skimage photos) and one broken file, archived with a tiny model."""
-    from PIL import Image
-
     d = tmp_path_factory.mktemp("gallery_scans")
     k = 0
     for name, arr in photos.items():
@@ -66,3 +67,17 @@ def test_pages_read_only_their_thumbnails_and_open_shows_the_explorer(archive):
     g.grid.children[0].children[-1].click()
     assert g.viewer.children and g.opened.data["attrs"]["source"].endswith(".png")
     assert g.opened.images["image"]().attrs["source_hash"] == archive_index(archive).set_index("name").loc[name, "hash"]
+
+
+def test_an_unreadable_photo_is_shown_as_such_and_names_are_escaped(tmp_path):
+    out = synthetic_archive(tmp_path / "a.zarr", 3, side=16)
+    shutil.rmtree(out / "images" / "photo-00001" / "rgb")  # its colour codes lost
+    with pytest.raises(ColorcubeError, match="photo-00001"):
+        thumbnail(out, "photo-00001")
+    g = colorcube.gallery(out, page_size=3, calibration=None).gallery
+    cells = {c.children[1].value.split("<br>")[0].removeprefix("<small>"): c for c in g.grid.children}
+    broken = cells["photo-00001"]
+    assert "no readable colour codes" in broken.children[0].value and broken.children[-1].disabled
+    assert not cells["photo-00000"].children[-1].disabled and g.reads == 3
+    with pytest.raises(OptionError, match="side"):
+        thumbnail(out, "photo-00000", side=0)

@@ -6,7 +6,16 @@ import tifffile
 from PIL import Image
 
 from colorcube.errors import ColorcubeError, ImageReadError
-from colorcube.io import find_damage, read_gray, read_rgb, read_truth, write_intervals_npz, write_png
+from colorcube.io import (
+    array_to_gray,
+    atomic_path,
+    find_damage,
+    read_gray,
+    read_rgb,
+    read_truth,
+    write_intervals_npz,
+    write_png,
+)
 from colorcube.testing import damage_png, gray_of
 
 
@@ -192,3 +201,40 @@ def test_bytes_after_iend_are_not_damage(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_gray(p).shape == (3, 4)
+
+
+def test_arrays_become_gray_by_one_rule():
+    rgb16 = np.random.default_rng(1).integers(0, 65536, (6, 5, 3), dtype=np.uint16)
+    with pytest.warns(UserWarning, match="BT.601"):
+        gray = array_to_gray(rgb16)
+    luma = (rgb16 / 65535.0) @ np.array([0.299, 0.587, 0.114])
+    assert gray.dtype == np.float32 and gray.shape == (6, 5)
+    np.testing.assert_allclose(gray, luma, atol=1e-6)
+    np.testing.assert_array_equal(array_to_gray(np.array([[0, 255]], np.uint8)), [[0.0, 1.0]])
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.array([[-1, 3]], np.int16), "negative"),
+    (np.array([[np.nan, 0.5]]), "NaN"),
+    (np.array([[1.5, 0.5]]), r"\[0, 1\]"),
+    (np.ones((2, 2), bool), "dtype"),
+    (np.zeros((2, 2, 4)), "shape"),
+    (np.zeros((0, 3)), "shape"),
+])
+def test_bad_arrays_are_refused_naming_the_argument(bad, match):
+    with pytest.raises(ImageReadError, match=f"scan-7.*{match}|{match}.*scan-7"):
+        array_to_gray(bad, name="scan-7", error=ImageReadError)
+
+
+def test_atomic_path_replaces_whole_files_or_leaves_them_alone(tmp_path):
+    target = tmp_path / "cal.npz"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer died")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["cal.npz"]
+    with atomic_path(target) as tmp:
+        assert tmp.suffix == ".npz" and tmp.parent == tmp_path
+        np.savez(tmp, x=np.arange(3))  # numpy appends no second suffix
+    np.testing.assert_array_equal(np.load(target)["x"], np.arange(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cal.npz"]

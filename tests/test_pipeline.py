@@ -121,6 +121,14 @@ def test_integer_and_tiny_inputs(tiny_model):
     assert ds["rgb"].shape == (3, 900, 3)
 
 
+def test_an_8bit_colour_array_is_colorized_from_its_luma(tiny_model):
+    rgb = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match="BT.601"):
+        ds = colorcube.colorize(rgb, model=tiny_model, calibration=None)
+    luma = (rgb / 255.0) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(ds["gray"].values - luma).max() < 1 / 255
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_results_do_not_depend_on_torch_threads(tiny_model, gray, precision):
     """Thread counts change float summation order only: bands agree far below the 1/255 storage step."""

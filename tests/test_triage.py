@@ -19,18 +19,22 @@ def _band(width: np.ndarray) -> np.ndarray:
 
 def test_band_summary_from_codes_floats_and_dask_agree():
     rng = np.random.default_rng(0)
-    width = rng.uniform(0, 0.8, (40, 50))
-    band = _band(width)
-    codes = np.round(band * 255).astype(np.uint8)
+    # stored bands lie on the 1/255 grid; widths around the threshold (102/255) test its edge
+    width = rng.integers(90, 115, (40, 50)) / 255
+    width[:3] = 0.0
+    codes = np.round(_band(width) * 255).astype(np.uint8)
+    band = codes.astype(np.float32) / np.float32(255)  # the band as a cube decodes it
+    true_width = (codes[..., 1].astype(int) - codes[..., 0]) / 255  # (y, x, 3)
     s_float, s_codes = band_summary(band), band_summary(codes)
     s_dask = band_summary(da.from_array(band, chunks=(16, 16, 3, 2)))
     assert set(s_float) == set(UNCERTAINTY_COLUMNS)
-    for k in UNCERTAINTY_COLUMNS[:3]:
-        assert s_float[k] == pytest.approx(width.mean(), abs=1e-6)
-        assert s_codes[k] == pytest.approx(width.mean(), abs=1 / 255)
-        assert s_dask[k] == pytest.approx(s_float[k], abs=1e-6)
-    assert s_float["wide_share"] == pytest.approx((width > WIDE_BAND).mean())
-    assert s_dask["wide_share"] == pytest.approx(s_float["wide_share"])
+    for i, k in enumerate(UNCERTAINTY_COLUMNS[:3]):
+        assert s_codes[k] == pytest.approx(true_width[..., i].mean(), abs=1e-9)
+        assert s_float[k] == pytest.approx(s_codes[k], abs=1e-6)
+        assert s_dask[k] == pytest.approx(s_codes[k], abs=1e-6)
+    expected = (true_width.mean(axis=2) > WIDE_BAND + 1e-9).mean()
+    assert 0.2 < expected < 0.8
+    assert s_codes["wide_share"] == s_float["wide_share"] == s_dask["wide_share"] == pytest.approx(expected)
     with pytest.raises(colorcube.ColorcubeError, match="channel=3"):
         band_summary(np.zeros((4, 4, 3)))
 
@@ -74,8 +78,10 @@ class _TwoColours(torch.nn.Module):
     def forward(self, lightness, hints=None):
         b, _, h, w = lightness.shape
         logits = torch.full((b, len(self.bins), h // 4, w // 4), -1e4)
-        logits[:, self.first] = np.log(0.7)
-        logits[:, self.second] = np.log(0.3)
+        # given any hint (mask channel set), the network changes its mind: 0.3 and 0.7
+        p = 0.3 if hints is not None and bool(hints[:, 2].any()) else 0.7
+        logits[:, self.first] = np.log(p)
+        logits[:, self.second] = np.log(1 - p)
         return logits, torch.zeros(b, 3, h // 4, w // 4)
 
 
@@ -100,3 +106,17 @@ def test_palette_returns_the_modes_at_the_pixels_lightness():
             assert L == pytest.approx(float(gray_to_lightness(torch.tensor(gray[y, x]))), abs=0.1)
     with pytest.raises(OptionError, match="inside"):
         palette(gray, [(48, 0)], model=model)
+
+
+def test_palette_is_the_networks_given_the_hints_placed():
+    bins = ColorNet(ModelConfig(width=8)).bins
+    first = int(torch.cdist(torch.tensor([[40.0, 30.0]]), bins).argmin())
+    second = int(torch.cdist(torch.tensor([[-30.0, -40.0]]), bins).argmin())
+    gray = np.full((48, 64), 0.5, np.float32)
+    settings = colorcube.PipelineSettings(precision="float32")
+    hinted = palette(gray, [(5, 7)], model=_TwoColours(first, second), settings=settings,
+                     hints=[(30, 30, (0, 90, 200))])[0]
+    assert hinted[0]["probability"] == pytest.approx(0.7, abs=1e-4)
+    np.testing.assert_allclose(hinted[0]["ab"], bins[second].numpy(), atol=1e-3)
+    unhinted = palette(gray, [(5, 7)], model=_TwoColours(first, second), settings=settings, hints=[])[0]
+    np.testing.assert_allclose(unhinted[0]["ab"], bins[first].numpy(), atol=1e-3)
