@@ -17,9 +17,11 @@ import math
 import numpy as np
 import zarr
 
+import colorcube
+
 from .errors import ColorcubeError, OptionError
+from .io import png_bytes
 from .store import archive_index, open_image
-from .widgets import _png, explore
 
 __all__ = ["SORTS", "Gallery", "gallery", "page_order", "thumbnail"]
 
@@ -119,7 +121,7 @@ class Gallery:
     def _thumb(self, name: str) -> bytes:
         if name not in self._thumbs:
             self.reads += 1
-            self._thumbs[name] = _png(thumbnail(self.out, name, side=self.side).astype(np.float32) / 255)
+            self._thumbs[name] = png_bytes(thumbnail(self.out, name, side=self.side))
         return self._thumbs[name]
 
     def _show(self) -> None:
@@ -151,7 +153,9 @@ class Gallery:
         """Open photo ``name`` in the explorer below the gallery; returns the Explorer (None, with
         the reason shown above the grid, when it cannot be opened)."""
         try:
-            view = explore(open_image(self.out, name), **self.options)
+            # the explorer (and the network behind it) loads on the first open, through the
+            # package's lazy attributes: the gallery itself needs neither
+            view = colorcube.explore(open_image(self.out, name), **self.options)
         except ColorcubeError as exc:
             self.info.value = f"<small style='color:#b00'>{html.escape(str(exc))}</small>"
             return None

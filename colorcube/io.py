@@ -19,6 +19,7 @@ import threading
 import warnings
 import zipfile
 import zlib
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "find_damage",
     "image_digest",
     "list_images",
+    "png_bytes",
     "read_gray",
     "read_gray_checked",
     "read_rgb",
@@ -455,6 +457,16 @@ def list_images(folder) -> list[Path]:
     if not paths:
         raise ColorcubeError(f"{folder}: no image files (.png, .jpg, .tif, ...) found")
     return paths
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An image as PNG bytes (for display): ``rgb`` (y, x, 3) or (y, x) float in [0, 1],
+    rounded to 8 bits, or uint8 codes as they are."""
+    rgb = np.asarray(rgb)
+    data = rgb if rgb.dtype == np.uint8 else np.round(np.clip(rgb, 0, 1) * 255.0).astype(np.uint8)
+    buf = BytesIO()
+    Image.fromarray(data).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def write_png(path, rgb: np.ndarray) -> Path:

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from PIL import Image
 
 from .codes import CODE_MAX, round_outward
 from .conformal import lambda_star, loss_curve, nested_interval
@@ -38,7 +37,7 @@ from .errors import CalibrationError, ColorcubeError
 from .fullres import bands_at
 from .hinting import pin
 from .hints import Hints, as_hints
-from .io import read_rgb
+from .io import png_bytes, read_rgb
 from .pipeline import colorize, cube_calibration, resolve_calibration
 from .plot import channel_coverage, coverage_curve, pixel_bands
 from .settings import PipelineSettings
@@ -50,12 +49,6 @@ from .working import working_stage
 __all__ = ["Explorer", "explore"]
 
 VIEWS = ("colour", "gray", "lower", "upper", "band width", "miss map")
-
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.round(np.clip(arr, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _pyplot():
@@ -433,7 +426,7 @@ class Explorer:
         return out
 
     def _render(self) -> None:
-        self.image.value = _png(self.current_view())
+        self.image.value = png_bytes(self.current_view())
         a = self.data["attrs"]
         cal = ("bands from the calibration at the slider's alpha" if self.data["cal"] is not None
                else f"stored bands only (alpha {a.get('alpha')}; no matching calibration)")
