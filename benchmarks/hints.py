@@ -96,7 +96,7 @@ def main() -> None:
             band = np.stack(nested_interval(f, lo, hi, lam), axis=-1)
             for k in args.points:
                 if k:
-                    pts = [(int(y), int(x), tuple(int(v) for v in truth8[y, x])) for y, x in suggest_hints(band, k)]
+                    pts = [(int(y), int(x), tuple(int(v) for v in truth8[y, x])) for y, x in suggest_hints(band, k, gray=gray)]
                     rgb = stored(predict_bands(gray, model, settings, hints=pts)[0])
                     rows[f"{k} suggested"]["psnr"].append(psnr(rgb, truth))
                     rows[f"{k} suggested"]["ciede2000"].append(float(ciede2000(rgb, truth).mean()))

@@ -1,11 +1,13 @@
 """Are the cubes of this checkout the cubes of an earlier commit, bit for bit?
 
-    python benchmarks/identical.py [FOLDER] [--base fe37fb8] [--limit 40]
+    python benchmarks/identical.py [FOLDER] [--base fe37fb8] [--limit 40] [--weights W.safetensors]
 
 Checks BASE out into a temporary git worktree, colorizes the first LIMIT photos of FOLDER
-(default ../shared/data/bench, read as gray) with the shipped model and calibration in
-both trees (each in its own process), and compares the stored codes of gray, rgb and
-interval. Prints the number of photos and pixels that differ; exit status 1 if any does.
+(default ../shared/data/bench, read as gray) in both trees (each in its own process), and
+compares the stored codes of gray, rgb and interval. Each tree uses its own shipped model and
+calibration, or with ``--weights`` both use that file, uncalibrated (for a BASE whose code
+cannot load the shipped network: e.g. BASE's own weights, ``git show
+fe37fb8:colorcube/weights/colorcube-v2.safetensors > v2.safetensors``). Prints the number of photos and pixels that differ; exit status 1 if any does.
 """
 
 from __future__ import annotations
@@ -23,19 +25,26 @@ DEFAULT = ROOT / ".." / "shared" / "data" / "bench"
 # run inside each tree: colorize every photo, save the codes of the cube (code = value * n)
 _RUN = """
 import sys, numpy as np, colorcube
-paths, out = sys.argv[1:-1], sys.argv[-1]
+weights, paths, out = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
+options = {}
+if weights != "-":
+    try:
+        from colorcube.weights import load_weights
+    except ImportError:  # older trees kept it in colorcube.model
+        from colorcube.model import load_weights
+    options = {"model": load_weights(weights), "calibration": None}
 arrays = {}
 for i, p in enumerate(paths):
-    ds = colorcube.colorize(p)
+    ds = colorcube.colorize(p, **options)
     for name, n in (("gray", 65535), ("rgb", 255), ("interval", 255)):
         arrays[f"{i}_{name}"] = np.round(ds[name].values.astype(np.float64) * n).astype(np.int32)
 np.savez(out, **arrays)
 """
 
 
-def codes_of(tree: Path, paths: list, out: Path) -> dict:
+def codes_of(tree: Path, paths: list, out: Path, weights: str) -> dict:
     env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
-    proc = subprocess.run([sys.executable, "-c", _RUN, *map(str, paths), str(out)], cwd=tree, env=env,
+    proc = subprocess.run([sys.executable, "-c", _RUN, weights, *map(str, paths), str(out)], cwd=tree, env=env,
                           capture_output=True, text=True, check=False)
     if proc.returncode:
         sys.exit(f"colorizing in {tree} failed:\n{proc.stderr[-3000:]}")
@@ -48,7 +57,10 @@ def main() -> None:
     ap.add_argument("folder", nargs="?", default=str(DEFAULT))
     ap.add_argument("--base", default="fe37fb8", help="the earlier commit (default: before the issue-15 refactor)")
     ap.add_argument("--limit", type=int, default=40)
+    ap.add_argument("--weights", help="one weights file for both trees, uncalibrated (default: each tree's shipped "
+                                      "model and calibration)")
     args = ap.parse_args()
+    weights = str(Path(args.weights).resolve()) if args.weights else "-"
     paths = sorted(p for p in Path(args.folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".tif"))
     paths = paths[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,8 +68,8 @@ def main() -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.base], check=True,
                        capture_output=True)
         try:
-            old = codes_of(base, paths, Path(tmp) / "old.npz")
-            new = codes_of(ROOT, paths, Path(tmp) / "new.npz")
+            old = codes_of(base, paths, Path(tmp) / "old.npz", weights)
+            new = codes_of(ROOT, paths, Path(tmp) / "new.npz", weights)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
     differ = {k for k in old if not np.array_equal(old[k], new[k])}

@@ -165,10 +165,9 @@ def main() -> None:
 
     from safetensors.torch import load_file
 
-    from colorcube.model import ColorNet
-    from colorcube.weights import default_weights_path
+    from colorcube.weights import build_network, default_weights_path
 
-    unfolded = ColorNet(model.config).to(dev).eval().to(memory_format=torch.channels_last)
+    unfolded = build_network(model.config).to(dev).eval().to(memory_format=torch.channels_last)
     unfolded.load_state_dict({k: v.float() for k, v in load_file(str(default_weights_path())).items()})
     unfolded = unfolded.to(torch.bfloat16)
     with torch.inference_mode():

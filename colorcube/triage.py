@@ -37,6 +37,7 @@ __all__ = ["WIDE_BAND", "band_summary", "palette", "suggest_hints"]
 WIDE_BAND = 0.4
 _WIDE_CODES = round(3 * WIDE_BAND * 255)  # the same threshold on the sum of the three widths, in storage codes
 _SUGGEST_SIDE = 512  # suggestions are computed on a grid of at most this many pixels a side
+_LIGHT_BANDS = 8  # lightness bands a hint is taken to reach within
 
 
 def _interval_array(interval) -> np.ndarray:
@@ -82,21 +83,25 @@ def band_summary(interval) -> dict:
     return dict(zip(UNCERTAINTY_COLUMNS, [*(float(v) for v in means), float(wide)]))
 
 
-def suggest_hints(cube, k: int = 10, *, radius: float | None = None) -> np.ndarray:
+def suggest_hints(cube, k: int = 10, *, gray=None, radius: float | None = None) -> np.ndarray:
     """k positions where a true-colour hint would shrink the bands most.
 
-    The band width (mean over R, G, B) is averaged over a box around each pixel (a
-    region of wide bands outranks one wide pixel, side about half the suppression radius);
-    the best box is taken, the point put at its widest 5 x 5 neighbourhood, a disc around
-    the point ruled out, and so on k times.
+    A hint's colour spreads over the pixels of similar lightness around it (the edge-aware
+    propagation, :mod:`colorcube.propagate`), so a position is worth the band width (mean
+    over R, G, B) it can reach: the width summed over a box around it, counting only the
+    pixels in its own lightness band (one of 8); ties go to the widest 5 x 5 neighbourhood.
+    The best position is taken, the width it
+    reaches counted as covered (set to zero), a disc around it ruled out, and so on k times.
+    Without the gray image the lightness test is skipped (every pixel counts).
 
     Parameters
     ----------
-    cube : a colorcube Dataset (its ``interval``) or a (y, x, 3, 2) band array (codes or
-        floats in [0, 1])
+    cube : a colorcube Dataset (its ``interval``, and its ``gray`` unless ``gray`` is given)
+        or a (y, x, 3, 2) band array (codes or floats in [0, 1])
     k : int >= 1, number of positions
+    gray : (y, x) float in [0, 1], optional; the photo's gray (a Dataset's own by default)
     radius : float, optional; pixels ruled out around each choice (default
-        ``0.5 * sqrt(y * x / k)``, so k discs cover about 0.8 of the photo)
+        ``0.25 * sqrt(y * x / k)``); the box is twice that on a side
 
     Returns
     -------
@@ -105,36 +110,54 @@ def suggest_hints(cube, k: int = 10, *, radius: float | None = None) -> np.ndarr
     """
     if int(k) < 1:
         raise OptionError(f"k={k!r}: ask for at least one hint position")
-    interval = cube["interval"] if hasattr(cube, "data_vars") else cube
-    arr = _interval_array(interval)
+    is_cube = hasattr(cube, "data_vars")
+    arr = _interval_array(cube["interval"] if is_cube else cube)
     h, w = arr.shape[:2]
+    if gray is None and is_cube and "gray" in cube:
+        gray = cube["gray"].values
+    if gray is not None:
+        gray = np.asarray(gray, np.float32)
+        if gray.shape != (h, w):
+            raise ColorcubeError(f"gray: shape {gray.shape} is not the band's {h} x {w}")
     width = (arr[..., 1] - arr[..., 0]).mean(axis=2)
     step = max(1, math.ceil(max(h, w) / _SUGGEST_SIDE))
-    if step > 1:  # block means: the choice needs regions, not single pixels
-        hh, ww = -(-h // step) * step, -(-w // step) * step
-        padded = np.pad(width, ((0, hh - h), (0, ww - w)), mode="edge")
-        width = padded.reshape(hh // step, step, ww // step, step).mean(axis=(1, 3))
+    width = _block_mean(width, step)  # the choice needs regions, not single pixels
+    band = (np.zeros(width.shape, np.int64) if gray is None
+            else np.clip((_block_mean(gray, step) * _LIGHT_BANDS).astype(np.int64), 0, _LIGHT_BANDS - 1))
     gh, gw = width.shape
     k = min(int(k), h * w)
-    rad = (0.5 * math.sqrt(h * w / k) if radius is None else float(radius)) / step
-    half = max(1, int(round(rad / 4)))
-    score = ndimage.uniform_filter(width, size=2 * half + 1, mode="nearest")
-    local = ndimage.uniform_filter(width, size=5, mode="nearest")  # where inside the box to put the point
+    rad = max((0.25 * math.sqrt(h * w / k) if radius is None else float(radius)) / step, 0.5)
+    size = 2 * int(round(rad)) + 1
     yy, xx = np.mgrid[0:gh, 0:gw]
+    allowed = np.ones(width.shape, bool)
+    width = width.astype(np.float64)
     out = []
     for _ in range(k):
-        i = int(np.argmax(score))
-        if not np.isfinite(score.flat[i]):
+        if not allowed.any():
             break
-        cy, cx = divmod(i, gw)
-        y0, x0 = max(0, cy - half), max(0, cx - half)
-        window = np.where(np.isfinite(score[y0 : cy + half + 1, x0 : cx + half + 1]),
-                          local[y0 : cy + half + 1, x0 : cx + half + 1], -np.inf)
-        wy, wx = np.unravel_index(int(np.argmax(window)), window.shape)
-        gy, gx = y0 + wy, x0 + wx
+        reach = np.empty_like(width)
+        for b in np.unique(band):
+            own = band == b
+            reach[own] = ndimage.uniform_filter(np.where(own, width, 0.0), size=size, mode="constant")[own]
+        # among boxes that reach as much, the point goes where the bands are widest around it
+        reach += 1e-3 * ndimage.uniform_filter(width, size=5, mode="nearest")
+        reach[~allowed] = -np.inf
+        i = int(np.argmax(reach))
+        gy, gx = divmod(i, gw)
         out.append((min(h - 1, gy * step + step // 2), min(w - 1, gx * step + step // 2)))
-        score[(yy - gy) ** 2 + (xx - gx) ** 2 <= max(rad, 0.5) ** 2] = -np.inf
+        near = (np.abs(yy - gy) <= size // 2) & (np.abs(xx - gx) <= size // 2)
+        width[near & (band == band[gy, gx])] = 0.0  # what this hint reaches is no longer unsure
+        allowed &= (yy - gy) ** 2 + (xx - gx) ** 2 > rad**2
     return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+
+def _block_mean(a: np.ndarray, step: int) -> np.ndarray:
+    if step == 1:
+        return a
+    h, w = a.shape
+    hh, ww = -(-h // step) * step, -(-w // step) * step
+    padded = np.pad(a, ((0, hh - h), (0, ww - w)), mode="edge")
+    return padded.reshape(hh // step, step, ww // step, step).mean(axis=(1, 3))
 
 
 def palette(gray, points, *, model=None, k: int = 5, settings: PipelineSettings | None = None,

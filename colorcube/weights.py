@@ -38,7 +38,7 @@ __all__ = [
     "select_device",
 ]
 
-DEFAULT_WEIGHTS = "colorcube-v2.safetensors"
+DEFAULT_WEIGHTS = "colorcube-v3.safetensors"
 
 
 def select_device(device: str | torch.device = "auto") -> torch.device:

@@ -344,7 +344,8 @@ class Explorer:
         """Mark and list the k (default the box's) suggested hint positions of the bands on show;
         returns them as (k, 2) (y, x) input pixels."""
         w = self._widgets
-        self.suggested = suggest_hints(self.bands(), self.suggest_k.value if k is None else int(k))
+        self.suggested = suggest_hints(self.bands(), self.suggest_k.value if k is None else int(k),
+                                       gray=np.asarray(self.data["gray"], np.float32))
         buttons = []
         for i, (y, x) in enumerate(self.suggested):
             b = w.Button(description=str(i + 1), tooltip=f"pick ({x}, {y}) and show its palette",

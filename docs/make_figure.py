@@ -69,8 +69,8 @@ def main() -> None:
     ax.set_title("1. gray input\n(PIL convert('L'))")
     main_axes.append(ax)
     ax = fig.add_subplot(grid[:, 1])
-    ax.text(0.5, 0.5, "2. network\nL at working size\n-> 229-bin (a, b)\ndistribution\n\nannealed mean:\ncolour\n\n"
-            "spread in R, G, B:\nband scale\n\nguided upsampling\nwith full-res L", ha="center", va="center",
+    ax.text(0.5, 0.5, "2. network (ImageNet\nencoder, U-Net)\n-> 229-bin (a, b)\ndistribution\n\nannealed mean:\ncolour\n\n"
+            "error head: R, G, B\nband scale\n\nguided upsampling\nwith full-res L", ha="center", va="center",
             fontsize=11, bbox=dict(boxstyle="round", fc="#eef", ec="#99c"))
     main_axes.append(ax)
     ax = fig.add_subplot(grid[:, 2])

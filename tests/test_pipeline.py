@@ -213,8 +213,9 @@ BASE = "fe37fb8"  # the last commit before the modules were reorganised (issue 1
 
 @pytest.mark.slow
 def test_cubes_are_those_of_the_commit_before_the_reorganisation(tmp_path, photos):
-    """The same photos through this checkout and through BASE (a git worktree, its own process):
-    identical stored codes. ``python benchmarks/identical.py`` runs the same on the benchmark photos."""
+    """The same photos through this checkout and through BASE (a git worktree, its own process),
+    with BASE's shipped network and no calibration: identical stored codes.
+    ``python benchmarks/identical.py`` runs the same on the benchmark photos."""
     import subprocess
     import sys
     from pathlib import Path
@@ -232,10 +233,19 @@ def test_cubes_are_those_of_the_commit_before_the_reorganisation(tmp_path, photo
     for name in ("chelsea", "coffee", "astronaut"):
         paths.append(tmp_path / f"{name}.png")
         Image.fromarray(photos[name][::2, ::2]).convert("L").save(paths[-1])
+    # BASE's own shipped network (v2), uncalibrated, in both trees: the pipeline is what is compared
+    weights = tmp_path / "v2.safetensors"
+    shipped = f"{BASE}:colorcube/weights/colorcube-v2.safetensors"
+    weights.write_bytes(subprocess.run(["git", "-C", str(root), "show", shipped], capture_output=True, check=True).stdout)
     code = ("import sys, numpy as np, colorcube\n"
+            "try:\n"
+            "    from colorcube.weights import load_weights\n"
+            "except ImportError:  # BASE kept it in colorcube.model\n"
+            "    from colorcube.model import load_weights\n"
+            f"model = load_weights({str(weights)!r})\n"
             "out = {}\n"
             "for i, p in enumerate(sys.argv[1:-1]):\n"
-            "    ds = colorcube.colorize(p)\n"
+            "    ds = colorcube.colorize(p, model=model, calibration=None)\n"
             "    for v, n in (('gray', 65535), ('rgb', 255), ('interval', 255)):\n"
             "        out[f'{i}_{v}'] = np.round(ds[v].values.astype(np.float64) * n).astype(np.int32)\n"
             "np.savez(sys.argv[-1], **out)\n")

@@ -51,10 +51,27 @@ def test_suggestions_go_to_wide_regions_largest_first_and_keep_apart():
     assert 80 <= y1 < 100 and 120 <= x1 < 140
     many = suggest_hints(_band(width), 12)
     d = np.sqrt(((many[:, None] - many[None]) ** 2).sum(-1)) + np.eye(len(many)) * 1e9
-    assert d.min() > 0.5 * np.sqrt(120 * 160 / 12) - 1  # no two within the suppression radius
+    assert d.min() > 0.25 * np.sqrt(120 * 160 / 12) - 1  # no two within the suppression radius
     assert len(suggest_hints(_band(np.ones((2, 2))), 10)) <= 4
     with pytest.raises(OptionError, match="k=0"):
         suggest_hints(_band(width), 0)
+
+
+def test_a_hint_is_taken_to_reach_only_its_own_lightness():
+    """A wide region split by a lightness edge: one hint per side, each away from the edge
+    (a hint on the edge would reach neither side well); without the gray, the edge is unseen."""
+    width = np.full((120, 160), 0.02)
+    width[20:100, 20:100] = 0.6
+    gray = np.full((120, 160), 0.2, np.float32)
+    gray[:, 60:] = 0.8
+    pts = suggest_hints(_band(width), 2, gray=gray)
+    sides = sorted(int(x >= 60) for _, x in pts)
+    assert sides == [0, 1], f"both hints on one side of the edge: {pts.tolist()}"
+    assert all(abs(int(x) - 60) >= 10 for _, x in pts), pts.tolist()
+    blind = suggest_hints(_band(width), 1)
+    assert abs(int(blind[0, 1]) - 60) < 10  # the region's middle, on the edge
+    with pytest.raises(colorcube.ColorcubeError, match="gray"):
+        suggest_hints(_band(width), 2, gray=gray[:10])
 
 
 def test_suggest_hints_reads_a_cube(photos, tiny_model):

@@ -174,7 +174,7 @@ def test_suggested_positions_are_marked_and_a_palette_swatch_places_a_hint(cube_
     pts = e.suggest_positions(3)
     step = e.data["step"]
     assert pts.shape == (3, 2) and len(e.suggestions.children) == 3
-    np.testing.assert_array_equal(pts, colorcube.suggest_hints(e.bands(), 3) * step)
+    np.testing.assert_array_equal(pts, colorcube.suggest_hints(e.bands(), 3, gray=e.data["gray"]) * step)
     marked = _decode(e.image.value)
     y, x = e.suggested[0]
     assert not np.array_equal(marked, plain) and (marked[y - 4, x] != plain[y - 4, x]).any()  # a ring there
