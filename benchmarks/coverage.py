@@ -3,6 +3,7 @@
     python benchmarks/coverage.py [--bench DIR] [--calib DIR] [--calibration default|FILE] [--cache DIR]
                                   [--hints K]
     python benchmarks/coverage.py --leave-one-source-out [--calib DIR] [--cache DIR] [--per-source N]
+                                  [--weights W.safetensors]
 
 Benchmark mode (default). Both band shapes are calibrated the same way (CRC on
 the calibration photos, per channel, bands rounded outward to the 1/255
@@ -56,7 +57,7 @@ from colorcube.io import list_images, read_truth, source_of
 from colorcube.pipeline import predict_bands, resolve_calibration
 from colorcube.settings import PipelineSettings
 from colorcube.shift import likelihood_ratios, ratio_features, reweight
-from colorcube.weights import load_model
+from colorcube.weights import load_model, load_weights
 
 ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ALPHAS = (0.05, 0.1, 0.2)
@@ -320,9 +321,13 @@ def main() -> None:
                     help="benchmark mode: K random true-colour hint points per photo (and per calibration photo of "
                          "the constant band); give --calibration a file made with `colorcube calibrate --hints K`")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--weights", help="leave-one-source-out mode: another weights file than the shipped one "
+                                      "(to set an old model's study beside the shipped one's)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    model = load_model(device="cpu")
+    if args.weights and not args.leave_one_source_out:
+        ap.error("--weights is for --leave-one-source-out (benchmark mode serves a calibration of its model)")
+    model = load_weights(args.weights) if args.weights else load_model(device="cpu")
     if args.leave_one_source_out:  # the default settings, as `colorcube calibrate` uses them
         out = leave_one_source_out(args, model, PipelineSettings())
     else:

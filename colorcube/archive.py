@@ -282,7 +282,7 @@ def _write(work: _Work, result, job: _Job, times=None) -> bool:
     with dask.config.set(scheduler=job.scheduler):
         write_cube(ds, job.out, chunk=job.chunk, group=f"images/{name}", compression=job.compression)
         if "wide_share" not in attrs:  # streamed: summarised from the stored band, chunk by chunk
-            done.update(band_summary(open_cube(job.out, group=f"images/{name}", chunks={})["interval"]))
+            done.update(_stored_summary(job, name))
     update_group_attrs(job.out, f"images/{name}", done)
     if times is not None:
         times.add("full resolution", t1 - t0)
@@ -465,11 +465,15 @@ def _fill_uncertainty(job, name: str) -> None:
     """Write a complete photo's band summary into its group (archives made before the index kept
     it). A cube that cannot be summarised keeps its colours: the columns stay empty (NaN) and a
     warning names it; the photo is not colorized again."""
-    group = f"images/{name}"
     try:
         with dask.config.set(scheduler=job.scheduler):
-            summary = band_summary(open_cube(job.out, group=group, chunks={})["interval"])
+            summary = _stored_summary(job, name)
     except (ColorcubeError, OSError, ValueError, KeyError) as exc:
         log.warning("%s: band uncertainty not added to the index (%s)", name, exc)
         return
-    update_group_attrs(job.out, group, summary)
+    update_group_attrs(job.out, f"images/{name}", summary)
+
+
+def _stored_summary(job, name: str) -> dict:
+    """:func:`colorcube.triage.band_summary` of a photo's stored band, read chunk by chunk."""
+    return band_summary(open_cube(job.out, group=f"images/{name}", chunks={})["interval"])
