@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from colorcube.cli import main
+from colorcube.apps.cli import main
 
 
 def run(argv=None) -> int:

@@ -36,12 +36,12 @@ import torch
 from PIL import Image
 from throughput import attainable, eccv16, flops, run_child, timeit
 
-from colorcube.archive import colorize_archive
-from colorcube.model import _in_dtype, predict
+from colorcube.inputs.sources import list_sources
+from colorcube.network.decode import _in_dtype, predict
+from colorcube.network.weights import load_model, select_device
+from colorcube.network.working import network_shape
+from colorcube.run.archive import colorize_archive
 from colorcube.settings import PipelineSettings
-from colorcube.sources import list_sources
-from colorcube.weights import load_model, select_device
-from colorcube.working import network_shape
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 
@@ -81,7 +81,7 @@ def peak_memory(paths, n: int, tmp: Path, chunk: int, device: str) -> None:
     """Peak RSS of ``colorcube archive`` over ``n`` photos, in a child process."""
     listing = tmp / "memory.txt"
     listing.write_text("\n".join(str(p) for p in (paths * (n // max(len(paths), 1) + 1))[:n]))
-    cmd = [sys.executable, "-m", "colorcube.cli", "archive", str(listing), str(tmp / "memory.zarr"),
+    cmd = [sys.executable, "-m", "colorcube.apps.cli", "archive", str(listing), str(tmp / "memory.zarr"),
            "--chunk", str(chunk), "--device", device]
     code, _, err, seconds, peak = run_child(cmd)
     if code:

@@ -4,18 +4,18 @@
                                  [--per-source N] [--limit N] [--cache DIR] [--json OUT]
 
 ``shipped`` names the weights in the package. Gray inputs are PIL ``convert("L")``
-(``colorcube.io.read_truth``); colours are scored as stored (8-bit), at the default
+(``colorcube.inputs.images.read_truth``); colours are scored as stored (8-bit), at the default
 pipeline settings (working size 384, bfloat16 network, guided upsampling). The sets:
 
 * ``val``: the training code's validation split of ``../shared/data/train``
-  (``colorcube.train.split_by_source``, seed 0), unseen by both trainings;
+  (``colorcube.network.train.train_v2.split_by_source``, seed 0), unseen by both trainings;
 * ``calib``: ``../shared/data/calib`` photo by photo, per source (the first N of each
   source with ``--per-source N``): each source a stand-in for an archive the models did
   not train on (no model trains on calib/);
 * ``bench``: ``../shared/data/bench``;
-* ``degraded``: the bench photos as archive scans (``colorcube.degrade.archive_scan``,
+* ``degraded``: the bench photos as archive scans (``colorcube.inputs.degrade.archive_scan``,
   seed = the photo's index), scored against the photo's colour at the degraded
-  lightness (``colorcube.degrade.reference_rgb``), the best a colorizer that keeps the
+  lightness (``colorcube.inputs.degrade.reference_rgb``), the best a colorizer that keeps the
   input's lightness can give; the gray row is the degraded gray.
 
 Each row: PSNR gain over the gray input (dB), CIEDE2000 and edge error (mean CIEDE2000
@@ -34,13 +34,14 @@ import numpy as np
 import torch
 from quality import scores  # benchmarks/quality.py
 
-from colorcube.degrade import archive_scan, reference_rgb
-from colorcube.io import list_images, read_truth, source_of
+from colorcube.inputs.degrade import archive_scan, reference_rgb
+from colorcube.inputs.images import list_images, read_truth, source_of
 from colorcube.metrics import chroma_edges, colorfulness
-from colorcube.pipeline import predict_bands
+from colorcube.network.train.train_v2 import TrainOptions
+from colorcube.network.train.trainset import split_by_source
+from colorcube.network.weights import default_weights_path, load_weights
+from colorcube.render.predict import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.train import TrainOptions, split_by_source
-from colorcube.weights import default_weights_path, load_weights
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SETS = ("val", "calib", "bench", "degraded")

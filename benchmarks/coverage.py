@@ -47,17 +47,18 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from colorcube.calibrate import CONSTANT_HALF_WIDTH, photo_records
-from colorcube.hinting import random_points
-from colorcube.codes import round_outward
-from colorcube.conformal import EPS, LAMBDA_GRID, crc_lambda, nested_interval
+from colorcube.apps.evaluate import group_coverage, share_interval
+from colorcube.conformal.estimators import LAMBDA_GRID, crc_lambda
+from colorcube.conformal.lookup import resolve_calibration
+from colorcube.conformal.records import CONSTANT_HALF_WIDTH, photo_records
+from colorcube.conformal.weighting import likelihood_ratios, ratio_features, reweight
 from colorcube.errors import CalibrationError
-from colorcube.evaluate import group_coverage, share_interval
-from colorcube.io import list_images, read_truth, source_of
-from colorcube.pipeline import predict_bands, resolve_calibration
+from colorcube.guidance.placement import random_points
+from colorcube.inputs.images import list_images, read_truth, source_of
+from colorcube.network.weights import load_model, load_weights
+from colorcube.render.bands import EPS, nested_interval, round_outward
+from colorcube.render.predict import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.shift import likelihood_ratios, ratio_features, reweight
-from colorcube.weights import load_model, load_weights
 
 ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ALPHAS = (0.05, 0.1, 0.2)

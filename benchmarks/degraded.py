@@ -3,11 +3,11 @@
     python benchmarks/degraded.py [FOLDER] [--limit N] [--alpha 0.1] [--calibration default|FILE]
 
 FOLDER defaults to ../shared/data/bench. Each photo's gray (PIL ``convert("L")``) is
-degraded by the fixed recipe ``colorcube.degrade.ARCHIVE_SCAN`` (faded contrast, uneven
+degraded by the fixed recipe ``colorcube.inputs.degrade.ARCHIVE_SCAN`` (faded contrast, uneven
 exposure, blur 1 px, grain 0.03, dust, a scratch, JPEG quality 40; seed = the photo's
 index in name order). colorcube keeps the input's lightness, so a degraded input is
 scored against the photo's (a, b) at the degraded lightness
-(``colorcube.degrade.reference_rgb``): the best colour it can give, the colour the bands
+(``colorcube.inputs.degrade.reference_rgb``): the best colour it can give, the colour the bands
 should hold. Prints, for clean and degraded inputs: PSNR gain over the (clean or
 degraded) gray input, CIEDE2000 as a ratio to the gray's, colourfulness as a ratio to
 the truth's, and per-channel coverage and mean width (0-255) of the bands as stored at
@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colorcube.codes import round_outward
-from colorcube.conformal import nested_interval
-from colorcube.degrade import archive_scan, reference_rgb
-from colorcube.io import list_images, read_truth
+from colorcube.conformal.lookup import resolve_calibration
+from colorcube.inputs.degrade import archive_scan, reference_rgb
+from colorcube.inputs.images import list_images, read_truth
 from colorcube.metrics import ciede2000, colorfulness, psnr
-from colorcube.pipeline import predict_bands, resolve_calibration
+from colorcube.network.weights import load_model
+from colorcube.render.bands import nested_interval, round_outward
+from colorcube.render.predict import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.weights import load_model
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import colorcube
-from colorcube.store import UNCERTAINTY_COLUMNS
+from colorcube.cube.index import UNCERTAINTY_COLUMNS
 from colorcube.testing import synthetic_archive
 
 

@@ -5,7 +5,7 @@
 
 FOLDER defaults to ../shared/data/bench (colour photos; gray inputs made with
 PIL ``convert("L")``). For each photo and each K, K random true-colour points
-(:func:`colorcube.hints.random_points`, seeded by the photo's index, so every
+(:func:`colorcube.guidance.hints.random_points`, seeded by the photo's index, so every
 method sees the same points and the run repeats exactly) are given to the
 pipeline; the colours are scored as stored (8-bit): mean PSNR (dB) and mean
 CIEDE2000 over the photos, and, for K > 0, the median over all hint pixels of
@@ -31,14 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from colorcube.hinting import random_points
-from colorcube.io import list_images, read_truth, source_of
+from colorcube.apps.triage import suggest_hints
+from colorcube.conformal.lookup import resolve_calibration
+from colorcube.guidance.placement import random_points
+from colorcube.inputs.images import list_images, read_truth, source_of
 from colorcube.metrics import ciede2000, psnr
-from colorcube.conformal import nested_interval
-from colorcube.pipeline import predict_bands, resolve_calibration
-from colorcube.triage import suggest_hints
+from colorcube.network.weights import load_model, load_weights
+from colorcube.render.bands import nested_interval
+from colorcube.render.predict import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.weights import load_model, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / ".." / "shared" / "data" / "bench"

@@ -24,14 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / ".." / "shared" / "data" / "bench"
 # run inside each tree: colorize every photo, save the codes of the cube (code = value * n)
 _RUN = """
-import sys, numpy as np, colorcube
+import importlib, sys, numpy as np, colorcube
 weights, paths, out = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
 options = {}
 if weights != "-":
-    try:
-        from colorcube.weights import load_weights
-    except ImportError:  # older trees kept it in colorcube.model
-        from colorcube.model import load_weights
+    for where in ("colorcube.weights", "colorcube.model", "colorcube.network.weights"):  # each tree's home of it
+        try:
+            load_weights = importlib.import_module(where).load_weights
+            break
+        except (ImportError, AttributeError):
+            continue
     options = {"model": load_weights(weights), "calibration": None}
 arrays = {}
 for i, p in enumerate(paths):

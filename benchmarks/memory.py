@@ -33,7 +33,7 @@ def main() -> None:
         big.save(scan, compress_level=1)
         del big
         out = Path(tmp) / "out.zarr"
-        cmd = [sys.executable, "-m", "colorcube.cli", "archive", str(src), str(out), "--chunk", str(args.chunk),
+        cmd = [sys.executable, "-m", "colorcube.apps.cli", "archive", str(src), str(out), "--chunk", str(args.chunk),
                "--max-pixels", str(args.side * args.side + 1)]
         code, stdout, stderr, seconds, peak_mb = run_child(cmd)
         size_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**20

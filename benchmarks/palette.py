@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from colorcube.io import list_images, read_truth
+from colorcube.apps.triage import palette
+from colorcube.inputs.images import list_images, read_truth
 from colorcube.metrics import ciede2000
-from colorcube.pipeline import predict_bands
-from colorcube.triage import palette
-from colorcube.weights import load_model, load_weights
+from colorcube.network.weights import load_model, load_weights
+from colorcube.render.predict import predict_bands
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 

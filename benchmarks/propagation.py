@@ -2,11 +2,11 @@
 
     python benchmarks/propagation.py [--train-dir DIR] [--limit N] [--points K]
 
-The split is the training code's own (:func:`colorcube.train.split_by_source`,
+The split is the training code's own (:func:`colorcube.network.train.train_v2.split_by_source`,
 seed 0), never calib/ or bench/. Each photo gets K random true-colour points
-(:func:`colorcube.hints.random_points`, seed = photo index); the network runs
+(:func:`colorcube.guidance.hints.random_points`, seed = photo index); the network runs
 once without and once with them, then for each (near, far, edge) of a grid the
-hinted maps are blended (:func:`colorcube.propagate.blend_hints`), upsampled as
+hinted maps are blended (:func:`colorcube.guidance.propagate.blend_hints`), upsampled as
 the pipeline does, and scored: mean PSNR and CIEDE2000 change against the
 automatic mode. ``far = 0`` rows use the network's hinted output alone, and
 ``net = off`` rows the propagation alone (the network's hinted output replaced
@@ -25,18 +25,20 @@ import torch
 from torch.nn import functional as F
 
 from colorcube.color import gray_to_lightness
-from colorcube.fullres import full_stage
-from colorcube.guided import Coefficients, guided_coefficients
-from colorcube.hinting import network_input, random_points, working_hints
-from colorcube.hints import as_hints
-from colorcube.io import list_images, read_truth
+from colorcube.guidance.hints import as_hints
+from colorcube.guidance.placement import random_points, working_hints
+from colorcube.guidance.propagate import blend_hints
+from colorcube.inputs.images import list_images, read_truth
 from colorcube.metrics import ciede2000, psnr
-from colorcube.model import OUT_STRIDE, STRIDE, predict
-from colorcube.propagate import blend_hints
+from colorcube.network.decode import predict
+from colorcube.network.guided import Coefficients, guided_coefficients
+from colorcube.network.model import OUT_STRIDE, STRIDE
+from colorcube.network.train.train_v2 import TrainOptions
+from colorcube.network.train.trainset import split_by_source
+from colorcube.network.weights import load_model, load_weights
+from colorcube.network.working import _grid, network_input, working_gray
+from colorcube.render.fullres import full_stage
 from colorcube.settings import PRECISIONS, PipelineSettings
-from colorcube.train import TrainOptions, split_by_source
-from colorcube.weights import load_model, load_weights
-from colorcube.working import _grid, working_gray
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train"
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from colorcube.io import list_images, read_truth
+from colorcube.inputs.images import list_images, read_truth
 from colorcube.metrics import chroma_edges, ciede2000, colorfulness, psnr
-from colorcube.pipeline import predict_bands
+from colorcube.network.weights import load_model
+from colorcube.render.predict import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.weights import load_model
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 

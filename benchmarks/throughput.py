@@ -109,7 +109,7 @@ def attainable(dev, dtype, repeats: int) -> float:
 
 def codecs(ds, tmp: Path, cube_to_zarr) -> None:
     """Write time and size of the 1-MP cube (storage codes) with each compression choice."""
-    from colorcube.codes import COMPRESSIONS
+    from colorcube.render.codes import COMPRESSIONS
 
     for name in COMPRESSIONS:
         path = tmp / f"codec-{name}.zarr"
@@ -128,16 +128,17 @@ def main() -> None:
     from skimage import data
 
     from colorcube import colorize
-    from colorcube.codes import encode_gray
     from colorcube.color import gray_to_lightness, lab_to_rgb
-    from colorcube.cube import code_dataset
-    from colorcube.fullres import stage_codes
-    from colorcube.io import read_gray
-    from colorcube.pipeline import cube_attrs, resolve_calibration
+    from colorcube.conformal.lookup import resolve_calibration
+    from colorcube.cube.attrs import cube_attrs
+    from colorcube.cube.schema import code_dataset
+    from colorcube.cube.store import cube_to_zarr
+    from colorcube.inputs.images import read_gray
+    from colorcube.network.weights import load_model
+    from colorcube.network.working import working_stage
+    from colorcube.render.codes import encode_gray
+    from colorcube.render.fullres import stage_codes
     from colorcube.settings import PipelineSettings
-    from colorcube.store import cube_to_zarr
-    from colorcube.weights import load_model
-    from colorcube.working import working_stage
 
     dev = torch.device(args.device)
     model = load_model(device=dev)
@@ -151,7 +152,7 @@ def main() -> None:
     x = torch.full((1, 1, side, side), 50.0, device=dev).contiguous(memory_format=torch.channels_last)
     per_px = flops(model, x) / side**2
     print(f"model: {per_px / 1e3:.1f} kFLOP per working pixel; {per_px * side**2 / 1e9:.2f} GFLOP at {side} x {side}")
-    from colorcube.model import _in_dtype
+    from colorcube.network.decode import _in_dtype
 
     for dtype in (torch.bfloat16, torch.float32):
         low = dtype != torch.float32
@@ -165,7 +166,7 @@ def main() -> None:
 
     from safetensors.torch import load_file
 
-    from colorcube.weights import build_network, default_weights_path
+    from colorcube.network.weights import build_network, default_weights_path
 
     unfolded = build_network(model.config).to(dev).eval().to(memory_format=torch.channels_last)
     unfolded.load_state_dict({k: v.float() for k, v in load_file(str(default_weights_path())).items()})

@@ -2,7 +2,7 @@
 
     python benchmarks/validation.py [--train-dir DIR] [--weights W.safetensors] [--limit N]
 
-The split is the training code's own (``colorcube.train.split_by_source``: per
+The split is the training code's own (``colorcube.network.train.train_v2.split_by_source``: per
 source, by a hash of the file name, seed 0), never calib/ or bench/. For each
 vividness it prints the PSNR and CIEDE2000 change against the gray input and
 the colourfulness ratio to the truth; then, for the guided filter's radius and
@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from colorcube.conformal import crc_lambda, lambda_star, loss_curve, nested_interval
-from colorcube.io import list_images, read_truth
+from colorcube.conformal.estimators import crc_lambda, lambda_star, loss_curve
+from colorcube.inputs.images import list_images, read_truth
 from colorcube.metrics import ciede2000, colorfulness, psnr
-from colorcube.pipeline import predict_bands
+from colorcube.network.train.train_v2 import TrainOptions
+from colorcube.network.train.trainset import split_by_source
+from colorcube.network.weights import load_model, load_weights
+from colorcube.render.bands import nested_interval
+from colorcube.render.predict import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.train import TrainOptions, split_by_source
-from colorcube.weights import load_model, load_weights
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "train"
 

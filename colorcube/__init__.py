@@ -5,80 +5,82 @@ The verbs: :func:`colorize` (one photo -> a cube), :func:`colorize_archive`,
 :func:`calibrate` (colour photos -> a :class:`Calibration`), :func:`evaluate` (coverage
 and quality on photos with known colours), :func:`explore` (the Jupyter explorer) and
 :func:`load_model` (the shipped network). Cubes get the ``ds.colorcube`` accessor
-(:class:`colorcube.accessor.CubeAccessor`) as soon as xarray is imported, before or
+(:class:`colorcube.apps.accessor.CubeAccessor`) as soon as xarray is imported, before or
 after colorcube.
 
-Every public name and every submodule is imported on first use, here, in the package's
-``__getattr__`` (the one place colorcube defers imports): torch, dask.array, xarray,
-zarr and scikit-learn each take a noticeable share of a start (``python
-benchmarks/startup.py`` lists them), and colorizing one photo to PNG and npz
-(``test.py``) needs torch and none of the others. ``calibrate`` and ``evaluate`` stay functions even though submodules
-of the same names exist (``from colorcube.calibrate import photo_records`` reaches a
-module's other names).
+Every public name is imported on first use, here, in the package's ``__getattr__`` (the one
+place colorcube defers imports; :func:`_deferred` is its counterpart for third-party modules
+that are optional or slow to import): torch, dask.array, xarray, zarr and scikit-learn each take
+a noticeable share of a start (``python benchmarks/startup.py`` lists them), and colorizing one
+photo to PNG and npz (``test.py``) needs torch and none of the others. The code lives in
+subpackages, each importing only those below it: inputs, guidance, network, render, conformal,
+cube, run, apps (see the README's Layout).
 """
 
 import importlib
 import importlib.abc
 import importlib.util
 import sys
-import types
 from importlib.metadata import PackageNotFoundError, version
 
 from .errors import CalibrationError, ColorcubeError, HintError, ImageReadError, OptionError, SchemaError, WeightsError
 
 #: public name -> the submodule it lives in, imported on first use
 _API = {
-    "Calibration": "calibration",
+    "Calibration": "conformal.calibration",
     "PipelineSettings": "settings",
-    "archive_index": "store",
-    "calibrate": "calibrate",
-    "colorize": "pipeline",
-    "colorize_archive": "archive",
-    "evaluate": "evaluate",
-    "explore": "widgets",
-    "gallery": "gallery",
-    "load_model": "weights",
-    "open_archive": "store",
-    "open_cube": "store",
-    "palette": "triage",
-    "read_gray": "io",
-    "read_rgb": "io",
-    "suggest_hints": "triage",
-    "validate_cube": "cube",
+    "archive_index": "cube.index",
+    "calibrate": "conformal.records",
+    "colorize": "run.colorize",
+    "colorize_archive": "run.archive",
+    "evaluate": "apps.evaluate",
+    "explore": "apps.explorer",
+    "gallery": "apps.gallery",
+    "load_model": "network.weights",
+    "open_archive": "cube.index",
+    "open_cube": "cube.store",
+    "palette": "apps.triage",
+    "read_gray": "inputs.images",
+    "read_rgb": "inputs.images",
+    "suggest_hints": "apps.triage",
+    "validate_cube": "cube.schema",
+    "write_colorized": "run.colorize",
 }
+#: public modules reached by a short name (``colorcube.plot.coverage_curve``)
+_MODULES = {"plot": "apps.plot"}
 
 
 def __getattr__(name):
-    """A public name or a submodule (``colorcube.store``), imported on first use."""
+    """A public name or a submodule (``colorcube.cube.store``), imported on first use."""
     if name in _API:
         value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _MODULES:
+        return importlib.import_module(f".{_MODULES[name]}", __name__)
     if importlib.util.find_spec(f"{__name__}.{name}") is not None:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'colorcube' has no attribute {name!r}")
 
 
-class _Package(types.ModuleType):
-    """The package module: importing the submodule ``colorcube.calibrate`` (or ``evaluate``)
-    does not replace the function of the same name, as Python's import system otherwise does."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and name in _API and _API[name] == name:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+def _deferred(module: str, *, extra: str | None = None):
+    """A third-party module imported on first use, for the few that are optional (``extra``: the
+    pip extra that installs it; its absence is a ColorcubeError saying so) or slow to import on a
+    path that rarely needs them (scipy.stats, scikit-image's colour module): with
+    :func:`__getattr__`, the only place colorcube defers an import."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        if extra is None:
+            raise
+        raise ColorcubeError(f"{module} is not installed: pip install 'colorcube[{extra}]'") from exc
 
 
 class _Accessor:
     """``ds.colorcube``: the real accessor, imported when it is first used on a Dataset."""
 
     def __new__(cls, ds):
-        from .accessor import CubeAccessor
-
-        return CubeAccessor(ds)
+        return importlib.import_module(".apps.accessor", __name__).CubeAccessor(ds)
 
 
 def _register_accessor(xarray) -> None:
@@ -150,4 +152,5 @@ __all__ = [
     "read_rgb",
     "suggest_hints",
     "validate_cube",
+    "write_colorized",
 ]

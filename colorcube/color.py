@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .io import LUMA_WEIGHTS
-
-__all__ = ["gray_to_lightness", "lab_to_rgb", "luma", "rgb_to_lab"]
+__all__ = ["LUMA_WEIGHTS", "gray_to_lightness", "lab_to_rgb", "luma", "rgb_to_lab"]
 
 _WHITE = (0.95047, 1.0, 1.08883)  # D65 reference white, XYZ
 _RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
@@ -115,3 +113,8 @@ def luma(rgb: torch.Tensor) -> torch.Tensor:
     ``rgb`` (..., 3, H, W) float in [0, 1] -> (..., H, W) float in [0, 1]."""
     w = torch.tensor(LUMA_WEIGHTS, dtype=rgb.dtype, device=rgb.device)
     return torch.einsum("...chw,c->...hw", rgb, w)
+
+
+#: ITU-R BT.601 luma weights: what PIL's ``Image.convert("L")`` uses, so a gray derived
+#: anywhere in colorcube matches how archives and the benchmarks make gray inputs.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+import colorcube
+
 __all__ = [
     "chroma_edges",
     "ciede2000",
@@ -38,11 +40,9 @@ def colorfulness(rgb: np.ndarray) -> float:
 
 def ciede2000(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-pixel CIEDE2000 colour difference, (y, x) float64, of two sRGB images."""
-    # skimage.color and scipy.ndimage here, not at the top: the command line's colorize
-    # imports this module (for demo) and must start fast (benchmarks/startup.py)
-    from skimage.color import deltaE_ciede2000, rgb2lab
-
-    return deltaE_ciede2000(rgb2lab(np.clip(truth, 0, 1)), rgb2lab(np.clip(pred, 0, 1)))
+    # deferred: the command line's colorize imports this module (for demo) and must start fast
+    skcolor = colorcube._deferred("skimage.color")
+    return skcolor.deltaE_ciede2000(skcolor.rgb2lab(np.clip(truth, 0, 1)), skcolor.rgb2lab(np.clip(pred, 0, 1)))
 
 
 def chroma_edges(truth: np.ndarray, *, radius: int = 3, threshold: float = 2.5) -> np.ndarray:
@@ -51,10 +51,8 @@ def chroma_edges(truth: np.ndarray, *, radius: int = 3, threshold: float = 2.5) 
     A chroma edge is where the Sobel gradient of a or b (CIE Lab) exceeds
     ``threshold`` Lab units per pixel; this is where colour bleeding shows.
     """
-    from scipy import ndimage
-    from skimage.color import rgb2lab
-
-    lab = rgb2lab(np.clip(truth, 0, 1))
+    ndimage = colorcube._deferred("scipy.ndimage")
+    lab = colorcube._deferred("skimage.color").rgb2lab(np.clip(truth, 0, 1))
     mag = np.zeros(lab.shape[:2])
     for c in (1, 2):
         # The Sobel kernel's weights sum to 8 over a 2-px central difference.

@@ -2,7 +2,7 @@
 
 A calibration records the settings it was made with (and the pipeline revision); one
 made with other settings is refused rather than silently reused
-(:meth:`colorcube.calibration.Calibration.check_compatible`).
+(:meth:`colorcube.conformal.calibration.Calibration.check_compatible`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import dataclasses
 import torch
 
 from .errors import ColorcubeError, OptionError
-from .model import SCALES, ColorNet
 
-__all__ = ["PRECISIONS", "REVISION", "PipelineSettings"]
+__all__ = ["PRECISIONS", "PipelineSettings", "REVISION", "SCALES"]
 
 #: the network's arithmetic, by name
 PRECISIONS = {"bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -43,9 +42,9 @@ class PipelineSettings:
         prints both) and suits GPUs. On a CPU
         without bf16 instructions it is correct but slow: calibrate with float32 there.
     scale : {"learned", "spread"}, the band scale: the network's error head
-        (default) or the spread of its colour distribution (see :mod:`colorcube.model`)
+        (default) or the spread of its colour distribution (see :mod:`colorcube.network.model`)
     propagate : bool, spread hint colours edge-aware over the working grid
-        (:func:`colorcube.propagate.blend_hints`) after the network has seen them; False
+        (:func:`colorcube.guidance.propagate.blend_hints`) after the network has seen them; False
         keeps the network's own hinted output (what the network alone learned of hints)
     revision : int, the pipeline revision (:data:`REVISION`); recorded so that a
         calibration from another revision is refused instead of silently reused
@@ -82,8 +81,12 @@ class PipelineSettings:
         # calibrations from before the revision field are revision 1
         return cls(**{"revision": 1, **calibration.provenance["settings"]})
 
-    def as_dict(self, model: ColorNet | None = None) -> dict:
+    def as_dict(self, model=None) -> dict:
         d = dataclasses.asdict(self)
         if model is not None and d["vividness"] is None:
             d["vividness"] = model.config.vividness
         return d
+
+
+#: band-scale kinds :func:`predict` can decode
+SCALES = ("learned", "spread")

@@ -4,7 +4,7 @@ Synthetic cubes without the model (:func:`build_cube`, :func:`random_cube`), gra
 made the way users make them (:func:`gray_of`, :func:`write_gray_png`), a dask scheduler
 that counts computes (:class:`CountingScheduler`), and damaged PNG files
 (:func:`png_chunks`, :func:`damage_png`) parsed and written here independently of
-:mod:`colorcube.io`, and an archive of many small synthetic cubes (:func:`synthetic_archive`). ``import colorcube`` does not import this module.
+:mod:`colorcube.inputs.images`, and an archive of many small synthetic cubes (:func:`synthetic_archive`). ``import colorcube`` does not import this module.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import xarray as xr
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .cube import cube_dataset, validate_cube
+from .cube.attrs import cube_attrs
+from .cube.index import band_summary
+from .cube.schema import cube_dataset, validate_cube
+from .cube.store import update_group_attrs, write_cube
 from .errors import ColorcubeError
-from .pipeline import cube_attrs
-from .store import update_group_attrs, write_cube
-from .triage import band_summary
 
 __all__ = ["DAMAGE_KINDS", "CountingScheduler", "build_cube", "damage_png", "gray_of", "png_chunks", "random_cube",
            "synthetic_archive", "write_gray_png"]
@@ -46,11 +46,11 @@ def build_cube(gray, rgb, interval, *, alpha: float, lam, calibration=None, mode
     settings : dict of pipeline settings
     source, source_hash : str, where the gray input came from
     coefficients : optional ``(coef (gy, gx, 10) float32, extent (2,))``, the guided
-        coefficients (see :func:`colorcube.cube.cube_dataset`)
+        coefficients (see :func:`colorcube.cube.schema.cube_dataset`)
 
     Returns
     -------
-    xarray.Dataset following the cube schema (:mod:`colorcube.cube`), values checked.
+    xarray.Dataset following the cube schema (:mod:`colorcube.cube.schema`), values checked.
     """
     attrs = cube_attrs(alpha=alpha, lam=lam, calibration=calibration, model=model, settings=settings,
                        source=source, source_hash=source_hash)
@@ -79,7 +79,7 @@ def synthetic_archive(out, n: int, *, side: int = 64, progress: bool = False) ->
     """An archive of ``n`` random cubes (:func:`random_cube`), as ``colorcube archive`` lays one out.
 
     Photo ``i`` is the group ``images/photo-{i:05d}``, ``side`` x ``1.5 side`` pixels, marked
-    complete with its band uncertainty (:func:`colorcube.triage.band_summary`); every
+    complete with its band uncertainty (:func:`colorcube.apps.triage.band_summary`); every
     twentieth is a tiny cube marked failed. For gallery tests and benchmarks of archives of
     thousands of photos without running the model. Returns ``out`` as a Path.
     """

@@ -21,10 +21,10 @@ from PIL import Image
 from skimage import data
 
 import colorcube
-from colorcube.calibrate import image_curves
-from colorcube.pipeline import resolve_calibration
+from colorcube.conformal.lookup import resolve_calibration
+from colorcube.conformal.records import image_curves
+from colorcube.network.weights import load_model
 from colorcube.settings import PipelineSettings
-from colorcube.weights import load_model
 
 
 def main() -> None:
@@ -43,8 +43,7 @@ def main() -> None:
     ds = colorcube.colorize(gray, alpha=0.1, model=model)
     curves, source = [], "scikit-image crops"
     if Path(args.test_dir).is_dir():
-        from colorcube.calibrate import list_images
-        from colorcube.io import read_truth
+        from colorcube.inputs.images import list_images, read_truth
 
         for p in list_images(args.test_dir)[: args.limit]:
             t, g = read_truth(p)

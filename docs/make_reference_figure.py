@@ -21,11 +21,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from colorcube.io import read_truth
+from colorcube.inputs.images import read_truth
 from colorcube.metrics import psnr
-from colorcube.pipeline import predict_bands
+from colorcube.network.weights import load_model
+from colorcube.render.predict import predict_bands
 from colorcube.settings import PipelineSettings
-from colorcube.weights import load_model
 
 BENCH = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "bench"
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from colorcube.model import ColorNet, ModelConfig
+from colorcube.network.model import ColorNet, ModelConfig
 
 
 def _photos():
@@ -56,7 +56,7 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def shipped():
     """The shipped weights, on the CPU."""
-    from colorcube.weights import load_model
+    from colorcube.network.weights import load_model
 
     return load_model(device="cpu")
 
@@ -64,7 +64,7 @@ def shipped():
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory, tiny_model):
     """``tiny_model`` saved as a weights file, for commands that load weights by path."""
-    from colorcube.weights import save_weights
+    from colorcube.network.weights import save_weights
 
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_weights(tiny_model, path)

@@ -9,9 +9,10 @@ import zarr
 from PIL import Image
 
 import colorcube
+from colorcube.apps.explorer import explore
+from colorcube.conformal.lookup import default_calibration_path
 from colorcube.errors import CalibrationError, ColorcubeError, SchemaError
 from colorcube.testing import random_cube, write_gray_png
-from colorcube.widgets import explore
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_bands_at_another_alpha_are_the_explorers(plain, ours):
     slider = explore(ours, max_side=10_000).explorer  # shown at full resolution: its bands are the image's
     assert slider.data["step"] == 1
     np.testing.assert_array_equal(b_ours.values, slider.bands(0.2))
-    cal = colorcube.Calibration.from_file(colorcube.pipeline.default_calibration_path())
+    cal = colorcube.Calibration.from_file(default_calibration_path())
     assert b_ours.attrs["alpha"] == 0.2 and b_ours.attrs["lambda"] == list(cal.lambda_for(0.2))
     iv = b_ours.values
     assert (iv[..., 0] <= iv[..., 1]).all() and iv.min() >= 0 and iv.max() <= 1
@@ -127,7 +128,7 @@ def test_errors_name_what_is_missing(ours):
     with pytest.raises(CalibrationError, match="not the shipped one; pass calibration="):
         other.colorcube.bands(0.2)
     np.testing.assert_array_equal(  # the right .cal named explicitly serves it
-        other.colorcube.bands(0.2, calibration=colorcube.pipeline.default_calibration_path()).values,
+        other.colorcube.bands(0.2, calibration=default_calibration_path()).values,
         ours.colorcube.bands(0.2).values)
     with pytest.raises(CalibrationError, match="uncalibrated"):
         ours.assign_attrs(calibrated=0).colorcube.bands(0.2)

@@ -31,8 +31,8 @@ def test_verbs_are_plain_functions_under_their_own_names():
 
 
 def test_submodules_of_the_same_name_do_not_replace_the_functions():
-    for name in ("calibrate", "evaluate"):
-        module = importlib.import_module(f"colorcube.{name}")
+    for name, path in (("calibrate", "conformal.records"), ("evaluate", "apps.evaluate")):
+        module = importlib.import_module(f"colorcube.{path}")
         assert inspect.ismodule(module) and getattr(module, name) is getattr(colorcube, name)
         assert inspect.isfunction(getattr(colorcube, name))
 
@@ -47,7 +47,9 @@ def test_import_loads_nothing_heavy_and_the_accessor_comes_with_xarray(order):
             f"assert heavy == [] or '{first}' == 'xarray' and 'torch' not in heavy, heavy; "
             f"import {second}; import xarray, colorcube; "
             "assert type(xarray.Dataset().colorcube).__name__ == 'CubeAccessor'; "
-            "from colorcube.calibrate import photo_records; "
+            "thin = [m for m in ('colorcube.run.pipeline', 'colorcube.apps.explorer', 'ipywidgets') if m in sys.modules]; "
+            "assert thin == [], thin; "
+            "from colorcube.conformal.records import photo_records; "
             "assert colorcube.calibrate.__name__ == 'calibrate' and 'sklearn' in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -59,7 +61,7 @@ def test_one_photo_to_png_and_npz_loads_no_xarray_dask_or_zarr(tmp_path):
     from PIL import Image
 
     Image.fromarray(np.full((40, 60), 120, np.uint8)).save(tmp_path / "p.png")
-    code = ("import sys; from colorcube.cli import main; "
+    code = ("import sys; from colorcube.apps.cli import main; "
             f"rc = main(['colorize', {str(tmp_path / 'p.png')!r}, '-o', {str(tmp_path)!r}]); "
             "loaded = [m for m in ('xarray', 'dask', 'zarr', 'pandas', 'sklearn') if m in sys.modules]; "
             "assert rc == 0 and loaded == [], (rc, loaded)")

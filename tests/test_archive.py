@@ -13,13 +13,12 @@ import zarr
 from PIL import Image
 
 import colorcube
-from colorcube.archive import colorize_archive
-from colorcube.cli import main
+from colorcube.apps.cli import main
+from colorcube.cube.index import UNCERTAINTY_COLUMNS, archive_index, band_summary, open_archive, open_image
 from colorcube.errors import ColorcubeError
-from colorcube.sources import Source, group_name, list_sources
-from colorcube.store import UNCERTAINTY_COLUMNS, archive_index, open_archive, open_image
+from colorcube.inputs.sources import Source, group_name, list_sources
+from colorcube.run.archive import colorize_archive
 from colorcube.testing import CountingScheduler, gray_of
-from colorcube.triage import band_summary
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +117,7 @@ def test_rerun_skips_complete_and_redoes_incomplete(archive, folder, tmp_path):
 
 def test_sigkill_then_resume(folder, tmp_path):
     out = tmp_path / "k.zarr"
-    cmd = [sys.executable, "-m", "colorcube.cli", "archive", str(folder), str(out), "--chunk", "64"]
+    cmd = [sys.executable, "-m", "colorcube.apps.cli", "archive", str(folder), str(out), "--chunk", "64"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:  # kill once at least one image is complete, mid-run
@@ -217,10 +216,10 @@ def test_disk_full_stops_cleanly_and_resumes(folder, tmp_path, monkeypatch, chun
 
     from zarr.storage import LocalStore
 
-    import colorcube.archive
+    import colorcube.run.archive_steps
 
     out = tmp_path / "full.zarr"
-    real_write, real_set, real_bytes = colorcube.archive.write_cube, LocalStore.set, pathlib.Path.write_bytes
+    real_write, real_set, real_bytes = colorcube.run.archive_steps.write_cube, LocalStore.set, pathlib.Path.write_bytes
     images = {"n": 0}
 
     def counting_write(*args, **kwargs):
@@ -240,7 +239,7 @@ def test_disk_full_stops_cleanly_and_resumes(folder, tmp_path, monkeypatch, chun
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_bytes(self, data)
 
-    monkeypatch.setattr(colorcube.archive, "write_cube", counting_write)
+    monkeypatch.setattr(colorcube.run.archive_steps, "write_cube", counting_write)
     monkeypatch.setattr(LocalStore, "set", filling_set)
     monkeypatch.setattr(pathlib.Path, "write_bytes", filling_bytes)
     with pytest.raises(ColorcubeError, match="No space left on device.*re-run"):
@@ -319,13 +318,13 @@ def _bad_files(d):
 
 @pytest.mark.parametrize("where", ["working stage", "chunk kernel", "non-finite network output"])
 def test_any_exception_in_one_image_is_its_failure_record(tmp_path, tiny_weights, monkeypatch, where):
-    import colorcube.archive
+    import colorcube.run.archive_steps
 
     files = [f for f in _odd_files(tmp_path / "in") if f.name in ("one.png", "g16.png", "rgba.png", "white.png")]
     victim = files[1]
     shape = np.asarray(Image.open(victim)).shape
     if where in ("working stage", "non-finite network output"):
-        real = colorcube.archive.network_maps
+        real = colorcube.run.archive_steps.network_maps
 
         def failing(inputs, *args, **kwargs):  # a batch holding the victim fails; it is redone one by one
             if where == "working stage" and any(inp.shape == shape for inp in inputs):
@@ -338,16 +337,18 @@ def test_any_exception_in_one_image_is_its_failure_record(tmp_path, tiny_weights
                             part.fill_(float("nan"))
             return maps
 
-        monkeypatch.setattr(colorcube.archive, "network_maps", failing)
+        monkeypatch.setattr(colorcube.run.archive_steps, "network_maps", failing)
     else:
-        real = colorcube.archive.stage_codes
+        real = colorcube.run.archive_steps.stage_codes
 
         def failing(gray, coeffs, *args, **kwargs):
             if tuple(coeffs.shape) == shape:
                 raise IndexError("index is out of bounds")
             return real(gray, coeffs, *args, **kwargs)
 
-        monkeypatch.setattr(colorcube.archive, "stage_codes", failing)
+        # the kernel of a small image (the per-photo step) and of a large image's chunks
+        monkeypatch.setattr(colorcube.run.pipeline, "stage_codes", failing)
+        monkeypatch.setattr(colorcube.run.archive_steps, "stage_codes", failing)
     out = tmp_path / "a.zarr"
     res = colorize_archive(files, out, chunk=16, weights=tiny_weights, calibration=None, progress=False, workers=2)
     assert len(res.done) == 3 and len(res.failed) == 1
@@ -382,7 +383,7 @@ def test_damaged_file_refused_or_allowed_and_marked(tmp_path, tiny_weights, caps
 
 _STRESS = """
 import sys
-from colorcube.cli import main
+from colorcube.apps.cli import main
 odd, mixed, out, weights, runs = sys.argv[1:]
 common = ["--weights", weights, "--uncalibrated", "--chunk", "64", "--workers", "4"]
 for k in range(int(runs)):

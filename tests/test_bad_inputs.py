@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from colorcube.cli import main
+from colorcube.apps.cli import main
+from colorcube.cube.index import archive_index
 from colorcube.errors import ColorcubeError
-from colorcube.io import read_gray
-from colorcube.store import archive_index
+from colorcube.inputs.images import read_gray
 from colorcube.testing import damage_png, gray_of
 
 
@@ -151,7 +151,7 @@ def test_refused_inputs_print_one_line_each_and_no_traceback_from_any_thread(cor
     and nothing from a background thread (the kernel loader) when the run stops early."""
     bad = [str(p) for k, (p, e, _) in corpus.items() if e is None and k not in ("directory", "symlink_loop")]
     files = [str(corpus["zip_as_png"][0])] if which == "one" else bad
-    proc = subprocess.run([sys.executable, "-m", "colorcube.cli", "colorize", *files, "-o", str(tmp_path / "o")],
+    proc = subprocess.run([sys.executable, "-m", "colorcube.apps.cli", "colorize", *files, "-o", str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "Exception in thread" not in proc.stderr, proc.stderr

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from colorcube.batch import StageTimes, run_overlapped
+from colorcube.run.batch import StageTimes, run_overlapped
 
 
 def _run(items, *, batch=3, workers=2, key=lambda w: w % 3, prepare=None, network=None, finish=None, **kw):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from colorcube.cli import main
+from colorcube.apps.cli import main
 from colorcube.testing import gray_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_cli_without_shared_data_env(tmp_path, gray_png):
     # runs from a folder with no ../shared and no network: shipped weights and calibration suffice
     env = {k: v for k, v in os.environ.items()}
     env["HOME"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "colorcube.cli", "colorize", str(gray_png), "-o", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "colorcube.apps.cli", "colorize", str(gray_png), "-o", str(tmp_path)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     with np.load(tmp_path / "my photo_intervals.npz") as z:
@@ -135,8 +135,8 @@ def _psnrs(text):
 def test_a_hard_crash_names_its_place():
     # a segfault inside a command (as a kernel reading outside its tables would give) is not catchable;
     # the CLI's faulthandler prints where it happened before the process dies
-    code = ("import ctypes, sys; import colorcube.cli as cli; "
-            "cli._cmd_export = lambda args: ctypes.string_at(0); sys.exit(cli.main(['export', 'a.zarr', 'out']))")
+    code = ("import ctypes, sys; import colorcube.apps.cli as cli; "
+            "cli.cmd_export = lambda args: ctypes.string_at(0); sys.exit(cli.main(['export', 'a.zarr', 'out']))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode != 0
     assert "Segmentation fault" in proc.stderr and "cli.py" in proc.stderr and "in main" in proc.stderr

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from colorcube.color import gray_to_lightness, rgb_to_lab
-from colorcube.degrade import ARCHIVE_SCAN, ScanDamage, archive_scan, degrade_batch, reference_rgb
+from colorcube.inputs.degrade import ARCHIVE_SCAN, ScanDamage, archive_scan, degrade_batch, reference_rgb
 
 
 def _photo(photos):

@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from colorcube.encoder import LiteEncoder, SameConv, pretrained_state, pretrained_weights_path
 from colorcube.errors import ColorcubeError
+from colorcube.network.encoder import LiteEncoder, SameConv, pretrained_state, pretrained_weights_path
 
 
 def _imagenet_input(gray: np.ndarray) -> torch.Tensor:

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from colorcube.calibrate import calibrate
-from colorcube.evaluate import coverage_at, evaluate, group_coverage, share_interval, terciles
-from colorcube.io import list_images
+from colorcube.apps.evaluate import coverage_at, evaluate, group_coverage, share_interval, terciles
+from colorcube.conformal.records import calibrate
+from colorcube.inputs.images import list_images
 from colorcube.settings import PipelineSettings
 
 

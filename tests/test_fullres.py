@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from colorcube import fullres
-from colorcube.codes import decode, round_outward
 from colorcube.color import gray_to_lightness, lab_to_rgb
-from colorcube.conformal import EPS, nested_interval
-from colorcube.fullres import _tile_axes
-from colorcube.guided import Coefficients
+from colorcube.network.guided import Coefficients
+from colorcube.render import fullres
+from colorcube.render.bands import EPS, nested_interval, round_outward
+from colorcube.render.codes import decode
+from colorcube.render.fullres import _tile_axes
 
 
 def _coefficients(seed=0, h=9, w=13, shape=(40, 57)):
@@ -76,7 +76,7 @@ def _fuzz_kernels(seed: int, cases: int) -> None:
     non-finite inputs; :func:`test_kernels_under_bounds_checking` runs it with
     ``NUMBA_BOUNDSCHECK=1`` in a fresh process, where an index out of range raises."""
     from colorcube.errors import ColorcubeError
-    from colorcube.fullres import _bands_rows, _codes_rows, gamma_table, lightness_table
+    from colorcube.render.fullres import _bands_rows, _codes_rows, gamma_table, lightness_table
 
     luts = (lightness_table(), gamma_table())
     # Control: with bounds checking off this reads past the grid silently, and the test would prove nothing.

@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 
 import colorcube
-from colorcube.archive import colorize_archive
+from colorcube.apps.gallery import SORTS, page_order, thumbnail
+from colorcube.cube.index import archive_index, open_image
 from colorcube.errors import ColorcubeError, OptionError
-from colorcube.gallery import SORTS, page_order, thumbnail
-from colorcube.store import archive_index, open_image
+from colorcube.run.archive import colorize_archive
 from colorcube.testing import gray_of, synthetic_archive
 
 

@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 
 from colorcube.errors import ColorcubeError
-from colorcube.guided import guided_coefficients
+from colorcube.network.guided import guided_coefficients
 
 
 def _reference(guide, maps, radius, eps):
@@ -56,7 +56,7 @@ def _fuzz_kernel(seed: int, cases: int) -> None:
     """Random grids, including 1 x 1, 1 x N, N x 1 and radii past the grid, and NaN / inf fed to
     the compiled kernel past the Python-side checks; :func:`test_kernel_under_bounds_checking`
     runs it with ``NUMBA_BOUNDSCHECK=1``, where an index out of range raises."""
-    from colorcube.guided import _channels
+    from colorcube.network.guided import _channels
 
     try:  # control: a coefficient array with room for 6 maps, not 10, must be caught
         _channels(np.zeros((2, 2), np.float32), np.zeros((5, 2, 2), np.float32), 0, 1e-3,

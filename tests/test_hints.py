@@ -9,9 +9,10 @@ from PIL import Image
 
 import colorcube
 from colorcube.color import LUMA_WEIGHTS
+from colorcube.cube.attrs import guarantee_note
 from colorcube.errors import HintError
-from colorcube.hinting import guarantee_note, pin, pin_codes, random_points, target_colours, working_hints
-from colorcube.hints import Hints, as_hints, find_hint_file, read_hints
+from colorcube.guidance.hints import Hints, as_hints, find_hint_file, read_hints
+from colorcube.guidance.placement import random_points, target_colours, working_hints
 from colorcube.testing import gray_of
 
 SHAPE = (40, 60)
@@ -150,30 +151,11 @@ def test_random_points_are_true_colours(photos):
         random_points(truth, -1, 0)
 
 
-def test_pin_puts_the_hint_inside_the_band():
-    h = as_hints(POINTS, SHAPE)
-    gray = np.full(SHAPE, 0.5, np.float32)
-    codes = {"rgb": np.full((*SHAPE, 3), 128, np.uint8), "interval": np.full((*SHAPE, 3, 2), 128, np.uint8)}
-    pin_codes(h, gray, codes)
-    iv = codes["interval"][h.y, h.x]
-    assert (iv[..., 0] <= h.rgb).all() and (h.rgb <= iv[..., 1]).all()
-    assert (iv[..., 0] <= codes["rgb"][h.y, h.x]).all() and (codes["rgb"][h.y, h.x] <= iv[..., 1]).all()
-    assert (codes["rgb"][h.y, h.x] != 128).any(axis=1).all()
-    untouched = np.ones(SHAPE, bool)
-    untouched[h.y, h.x] = False
-    assert (codes["interval"][untouched] == 128).all()
-    # the float version on every 2nd pixel of a tile: only the hints on that grid
-    rgb, lo, hi = (np.full((20, 30, 3), 0.5, np.float32) for _ in range(3))
-    pin(h, gray[::2, ::2], rgb, lo, hi, step=2)
-    assert (rgb != 0.5).any(axis=2).sum() == 1  # only (20, 30) lies on the even grid
-
-
 def test_guarantee_note():
-    from colorcube.hinting import calibration_hint_points
+    from colorcube.conformal.lookup import calibration_hint_points
 
     class Cal:
-        def __init__(self):
-            self.provenance = {"hint_points": 10}
+        hint_points = 10
 
     assert calibration_hint_points(Cal()) == 10 and calibration_hint_points(None) == 0
     assert guarantee_note(hint_points=0) == ""

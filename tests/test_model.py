@@ -3,8 +3,9 @@ import torch
 
 from colorcube.color import lab_to_rgb
 from colorcube.errors import ColorcubeError, WeightsError
-from colorcube.model import ColorNet, ModelConfig, ab_bins, hint_maps, predict
-from colorcube.weights import init_from, load_model, load_weights, save_weights, select_device
+from colorcube.network.decode import predict
+from colorcube.network.model import ColorNet, ModelConfig, ab_bins, hint_channels
+from colorcube.network.weights import init_from, load_model, load_weights, save_weights, select_device
 
 
 def test_bins_are_in_gamut_and_cover_neutral():
@@ -38,8 +39,12 @@ def test_forward_shapes_and_ranges(tiny_model):
 
 def test_empty_hints_equal_no_hints_and_hints_change_the_output(tiny_model):
     lightness = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(3)) * 100
-    empty = hint_maps((64, 64))
-    hinted = hint_maps((64, 64), [(10, 12, 60.0, 40.0), (40, 50, -30.0, 20.0)])
+    ab, mask = torch.zeros(1, 2, 64, 64), torch.zeros(1, 64, 64)
+    empty = hint_channels(ab, mask)
+    for y, x, a, b in [(10, 12, 60.0, 40.0), (40, 50, -30.0, 20.0)]:
+        ab[0, :, y, x], mask[0, y, x] = torch.tensor([a, b]), 1.0
+    ab[0, :, 30, 30] = 99.0  # a colour where the mask is 0 is no hint
+    hinted = hint_channels(ab, mask)
     assert hinted.shape == (1, 3, 64, 64) and float(hinted[0, 2].sum()) == 2
     torch.testing.assert_close(hinted[0, :2, 10, 12], torch.tensor([60.0, 40.0]) / 110)
     with torch.no_grad():
@@ -166,18 +171,18 @@ def test_config_json_round_trip():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_blocked_decoding_is_the_plain_softmax_mean_bit_for_bit(tiny_model, monkeypatch, dtype):
-    import colorcube.model
+    import colorcube.network.decode
 
-    monkeypatch.setattr(colorcube.model, "_DECODE_ROWS", 100)  # several blocks and a ragged last one
+    monkeypatch.setattr(colorcube.network.decode, "_DECODE_ROWS", 100)  # several blocks and a ragged last one
     x = (torch.rand(2, 1, 48, 80, generator=torch.Generator().manual_seed(3)) * 100).contiguous(
         memory_format=torch.channels_last)
     with torch.inference_mode():
-        logits, _ = colorcube.model._in_dtype(tiny_model, dtype)(x)
+        logits, _ = colorcube.network.decode._in_dtype(tiny_model, dtype)(x)
         kept = logits.clone()
         ab, _ = predict(tiny_model, x, dtype=dtype, vividness=0.4)
         b, q, h, w = logits.shape
         z = logits.float().permute(0, 2, 3, 1).reshape(-1, q)
-        whole = colorcube.model._softmax_(z * (1.0 / 0.4)) @ tiny_model.bins  # all pixels at once
+        whole = colorcube.network.decode._softmax_(z * (1.0 / 0.4)) @ tiny_model.bins  # all pixels at once
         plain = torch.softmax(z / 0.4, dim=1) @ tiny_model.bins
     assert torch.equal(logits, kept)  # decoding works on copies
     assert torch.equal(ab, whole.reshape(b, h, w, 2).permute(0, 3, 1, 2))
@@ -190,8 +195,8 @@ def test_conv_relu_equals_the_convolution_then_relu(monkeypatch, fused):
     inference); without bf16 kernels (fused operator unavailable) they fall back and still run."""
     import torch.nn.functional as F
 
-    from colorcube import model as model_module
-    from colorcube.model import ConvReLU
+    from colorcube.network import model as model_module
+    from colorcube.network.model import ConvReLU
 
     if not fused:
         monkeypatch.setattr(model_module, "_fused_bf16_conv", lambda: None)

@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from colorcube.model import ModelConfig, hint_maps, predict
-from colorcube.model_v3 import ColorNetV3, encoder_input
-from colorcube.weights import build_network, fold_batchnorm, load_weights, save_weights
 from colorcube.errors import WeightsError
+from colorcube.network.decode import predict
+from colorcube.network.model import ModelConfig, hint_channels
+from colorcube.network.model_v3 import ColorNetV3, encoder_input
+from colorcube.network.weights import build_network, fold_batchnorm, load_weights, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_an_empty_hint_mask_changes_nothing_and_a_hint_changes_its_neighbourhood
     with torch.no_grad():
         plain, _ = net(light)
         empty, _ = net(light, torch.zeros(1, 3, 64, 64))
-        hinted, _ = net(light, hint_maps((64, 64), [(40, 40, 60.0, -40.0)]))
+        hinted, _ = net(light, _one_hint(64, 40, 40, 60.0, -40.0))
     assert torch.equal(plain, empty)
     moved = (hinted - plain).abs().amax(dim=1)[0]
     assert float(moved[10, 10]) > 0  # on the hint's cell
@@ -70,3 +71,9 @@ def test_unknown_architecture_is_refused():
 
 def test_old_weight_files_without_arch_read_as_v2():
     assert ModelConfig.from_json('{"width": 8}').arch == "v2"
+
+
+def _one_hint(size, y, x, a, b):
+    ab, mask = torch.zeros(1, 2, size, size), torch.zeros(1, size, size)
+    ab[0, :, y, x], mask[0, y, x] = torch.tensor([a, b]), 1.0
+    return hint_channels(ab, mask)

@@ -8,11 +8,11 @@ import xarray as xr
 import colorcube
 from colorcube.color import gray_to_lightness, rgb_to_lab
 from colorcube.errors import ColorcubeError
-from colorcube.fullres import full_stage
-from colorcube.pipeline import predict_bands
+from colorcube.network.working import working_stage
+from colorcube.render.fullres import full_stage
+from colorcube.render.predict import predict_bands
 from colorcube.settings import PipelineSettings
 from colorcube.testing import gray_of
-from colorcube.working import working_stage
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_written_cube_equals_in_memory_cube(tiny_model, gray, tmp_path):
 
 def test_bands_at_rebuilds_the_unrounded_bands(tiny_model, gray):
     """The stored gray + coefficients give back colour and spread exactly as the pipeline had them."""
-    from colorcube.fullres import bands_at
+    from colorcube.render.fullres import bands_at
 
     settings = PipelineSettings(working_size=96)
     ds = colorcube.colorize(gray, model=tiny_model, calibration=None, settings=settings)
@@ -179,7 +179,7 @@ def test_bands_at_rebuilds_the_unrounded_bands(tiny_model, gray):
 
 @pytest.mark.parametrize("to_zarr", [False, True])
 def test_colorize_enters_each_module_once_in_data_flow_order(tiny_model, tmp_path, to_zarr):
-    """pipeline orchestrates: it hands the image to each stage's module once, in the order data flows."""
+    """run orchestrates: it hands the image to each stage's module once, in the order data flows."""
     import sys
 
     from PIL import Image
@@ -189,9 +189,10 @@ def test_colorize_enters_each_module_once_in_data_flow_order(tiny_model, tmp_pat
     calls = []
 
     def profile(frame, event, arg):
-        if event == "call" and frame.f_back is not None and frame.f_back.f_globals.get("__name__") == "colorcube.pipeline":
+        caller = frame.f_back.f_globals.get("__name__", "") if frame.f_back is not None else ""
+        if event == "call" and caller.startswith("colorcube.run."):
             module = frame.f_globals.get("__name__", "")
-            if module.startswith("colorcube.") and module != "colorcube.pipeline":
+            if module.startswith("colorcube.") and not module.startswith("colorcube.run."):
                 calls.append(module.removeprefix("colorcube."))
 
     out = tmp_path / "c.zarr" if to_zarr else None
@@ -203,8 +204,10 @@ def test_colorize_enters_each_module_once_in_data_flow_order(tiny_model, tmp_pat
         sys.setprofile(None)
     runs = [m for i, m in enumerate(calls) if i == 0 or calls[i - 1] != m]
     # preparation (alpha, settings), then the image: read, hints, working stage, full resolution, the cube
-    stages = ["conformal", "settings", "io", "hints", "working", "fullres"]
-    expected = ["codes", *stages, "cube", "store"] if to_zarr else [*stages, "codes", "cube"]
+    stages = ["conformal.estimators", "conformal.lookup", "settings", "cube.attrs", "inputs.images", "guidance.hints",
+              "network.working", "render.fullres"]
+    expected = ["render.codes", *stages, "cube.schema", "cube.store"] if to_zarr else [*stages, "render.codes",
+                                                                                        "cube.schema"]
     assert runs == expected, " ".join(runs)
 
 
@@ -238,10 +241,13 @@ def test_cubes_are_those_of_the_commit_before_the_reorganisation(tmp_path, photo
     shipped = f"{BASE}:colorcube/weights/colorcube-v2.safetensors"
     weights.write_bytes(subprocess.run(["git", "-C", str(root), "show", shipped], capture_output=True, check=True).stdout)
     code = ("import sys, numpy as np, colorcube\n"
-            "try:\n"
-            "    from colorcube.weights import load_weights\n"
-            "except ImportError:  # BASE kept it in colorcube.model\n"
-            "    from colorcube.model import load_weights\n"
+            "import importlib\n"
+            "for where in ('colorcube.weights', 'colorcube.model', 'colorcube.network.weights'):  # each tree's home\n"
+            "    try:\n"
+            "        load_weights = importlib.import_module(where).load_weights\n"
+            "        break\n"
+            "    except (ImportError, AttributeError):\n"
+            "        continue\n"
             f"model = load_weights({str(weights)!r})\n"
             "out = {}\n"
             "for i, p in enumerate(sys.argv[1:-1]):\n"
@@ -273,14 +279,14 @@ def test_cubes_are_those_of_the_commit_before_the_reorganisation(tmp_path, photo
 def test_a_list_is_colorized_batched_and_each_cube_is_its_own(tiny_model, photos, tmp_path, monkeypatch):
     from PIL import Image
 
-    import colorcube.working
+    import colorcube.network.working
 
     paths = []
     for i, name in enumerate(("chelsea", "coffee", "astronaut")):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(photos[name][:300:3, :450:3]).convert("L").save(paths[-1])  # all three 100 x 150
-    sizes, real = [], colorcube.working.predict
-    monkeypatch.setattr(colorcube.working, "predict",
+    sizes, real = [], colorcube.network.working.predict
+    monkeypatch.setattr(colorcube.network.working, "predict",
                         lambda model, x, *a, **k: sizes.append(x.shape[0]) or real(model, x, *a, **k))
     many = colorcube.colorize(paths, model=tiny_model, calibration=None, batch=2)
     assert max(sizes) == 2  # a batch of two images did run

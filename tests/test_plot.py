@@ -4,9 +4,9 @@ matplotlib.use("Agg")
 
 import numpy as np
 
-from colorcube.calibration import Calibration
-from colorcube.conformal import loss_curve
-from colorcube.plot import coverage_curve, coverage_histogram, width_map
+from colorcube.apps.plot import coverage_curve, coverage_histogram, width_map
+from colorcube.conformal.calibration import Calibration
+from colorcube.conformal.estimators import loss_curve
 from colorcube.testing import build_cube
 
 

@@ -5,7 +5,7 @@ import pytest
 
 import colorcube
 from colorcube.errors import ColorcubeError
-from colorcube.propagate import blend_hints, geodesic
+from colorcube.guidance.propagate import blend_hints, geodesic
 
 
 def test_flat_image_gives_euclidean_distance():

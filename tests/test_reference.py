@@ -7,9 +7,9 @@ import torch
 import colorcube
 from colorcube.color import gray_to_lightness
 from colorcube.errors import ColorcubeError, HintError
+from colorcube.guidance.reference import BAND_CENTRES, band_weights, reference_histogram, reweighter
 from colorcube.metrics import psnr
-from colorcube.model import predict
-from colorcube.reference import BAND_CENTRES, band_weights, reference_histogram, reweighter
+from colorcube.network.decode import predict
 from colorcube.testing import gray_of
 
 

@@ -8,7 +8,7 @@ import pytest
 import zarr
 
 from colorcube.errors import ColorcubeError, ImageReadError
-from colorcube.sources import Source, group_name, list_sources, read_source, source_hash
+from colorcube.inputs.sources import Source, group_name, list_sources, read_source, source_hash
 from colorcube.testing import gray_of, write_gray_png
 
 
@@ -126,3 +126,31 @@ def test_read_source_errors_name_the_source(scans, tmp_path, bad):
     if bad == "missing_file":
         with pytest.raises(ImageReadError, match="cannot be read"):
             source_hash(src)
+
+
+@pytest.mark.parametrize("name", ["b.png", "a.jpg"])
+def test_a_file_is_read_once_for_its_hash_damage_check_and_pixels(scans, monkeypatch, name):
+    import builtins
+    import io
+
+    from colorcube.inputs.sources import source_data
+
+    path = scans / name
+    opened = []
+    real = io.open
+
+    def counting(file, *args, **kwargs):
+        if str(file) == str(path):
+            opened.append(file)
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting)
+    monkeypatch.setattr(io, "open", counting)
+    source = Source(str(path))
+    data = source_data(source)
+    digest = source_hash(source, data)
+    gray, damage = read_source(source, None, data)
+    assert len(opened) == 1
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    np.testing.assert_array_equal(gray, read_source(source, None)[0])  # the bytes decode as the file does
+    assert damage == ""

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from colorcube.cube.store import cube_to_zarr, group_attrs, open_cube, update_group_attrs, write_cube
 from colorcube.errors import OptionError, SchemaError
-from colorcube.store import cube_to_zarr, group_attrs, open_cube, update_group_attrs, write_cube
 from colorcube.testing import CountingScheduler, random_cube
 
 

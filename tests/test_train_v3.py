@@ -4,9 +4,9 @@ import torch
 from safetensors.torch import load_file
 
 from colorcube.errors import ColorcubeError
-from colorcube.model_v3 import ColorNetV3
-from colorcube.train_v3 import V3Options, colour_loss_v3, train_v3
-from colorcube.weights import load_weights
+from colorcube.network.model_v3 import ColorNetV3
+from colorcube.network.train.train_v3 import V3Options, colour_loss_v3, train_v3
+from colorcube.network.weights import load_weights
 
 
 def _decrease(losses):

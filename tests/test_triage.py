@@ -4,11 +4,11 @@ import pytest
 import torch
 
 import colorcube
+from colorcube.apps.triage import palette, suggest_hints
 from colorcube.color import gray_to_lightness, rgb_to_lab
+from colorcube.cube.index import UNCERTAINTY_COLUMNS, WIDE_BAND, band_summary
 from colorcube.errors import OptionError
-from colorcube.model import ColorNet, ModelConfig
-from colorcube.store import UNCERTAINTY_COLUMNS
-from colorcube.triage import WIDE_BAND, band_summary, palette, suggest_hints
+from colorcube.network.model import ColorNet, ModelConfig
 
 
 def _band(width: np.ndarray) -> np.ndarray:

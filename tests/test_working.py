@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from colorcube.errors import OptionError
-from colorcube.settings import PipelineSettings
-from colorcube.working import (
+from colorcube.network.working import (
     decoded_maps,
     network_maps,
     network_shape,
@@ -12,16 +11,17 @@ from colorcube.working import (
     working_stage,
     working_stages,
 )
+from colorcube.settings import PipelineSettings
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float32"])
 def test_an_image_in_a_batch_is_computed_as_alone(shipped, precision, monkeypatch):
     """Batches of 2, 3 and 5 over shapes where oneDNN's kernels, the softplus' vector tail or the decoding
     blocks could otherwise round an image differently from its lone run (the archive relies on it)."""
-    import colorcube.working
+    import colorcube.network.working
 
-    sizes, real = [], colorcube.working.predict
-    monkeypatch.setattr(colorcube.working, "predict",
+    sizes, real = [], colorcube.network.working.predict
+    monkeypatch.setattr(colorcube.network.working, "predict",
                         lambda model, x, *a, **k: sizes.append(x.shape[0]) or real(model, x, *a, **k))
     settings = PipelineSettings(precision=precision)
     rng = np.random.default_rng(1)
