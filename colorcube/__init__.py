@@ -63,17 +63,19 @@ def __getattr__(name):
     raise AttributeError(f"module 'colorcube' has no attribute {name!r}")
 
 
-def _deferred(module: str, *, extra: str | None = None):
+def _deferred(module: str, *, extra: str | None = None, needed_for: str = ""):
     """A third-party module imported on first use, for the few that are optional (``extra``: the
     pip extra that installs it; its absence is a ColorcubeError saying so) or slow to import on a
     path that rarely needs them (scipy.stats, scikit-image's colour module): with
-    :func:`__getattr__`, the only place colorcube defers an import."""
+    :func:`__getattr__`, the only place colorcube defers an import. ``needed_for`` starts the
+    error's message (what the module is needed for)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         if extra is None:
             raise
-        raise ColorcubeError(f"{module} is not installed: pip install 'colorcube[{extra}]'") from exc
+        what = f"{needed_for} needs {module}" if needed_for else f"{module} is not installed"
+        raise ColorcubeError(f"{what}: pip install 'colorcube[{extra}]'") from exc
 
 
 class _Accessor:

@@ -88,5 +88,5 @@ class PipelineSettings:
         return d
 
 
-#: band-scale kinds :func:`predict` can decode
+#: band-scale kinds :func:`colorcube.network.decode.predict` can decode
 SCALES = ("learned", "spread")

@@ -4,7 +4,8 @@ Synthetic cubes without the model (:func:`build_cube`, :func:`random_cube`), gra
 made the way users make them (:func:`gray_of`, :func:`write_gray_png`), a dask scheduler
 that counts computes (:class:`CountingScheduler`), and damaged PNG files
 (:func:`png_chunks`, :func:`damage_png`) parsed and written here independently of
-:mod:`colorcube.inputs.images`, and an archive of many small synthetic cubes (:func:`synthetic_archive`). ``import colorcube`` does not import this module.
+:mod:`colorcube.inputs.images`, and an archive of many small synthetic cubes (:func:`synthetic_archive`).
+``import colorcube`` does not import this module.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def synthetic_archive(out, n: int, *, side: int = 64, progress: bool = False) ->
     """An archive of ``n`` random cubes (:func:`random_cube`), as ``colorcube archive`` lays one out.
 
     Photo ``i`` is the group ``images/photo-{i:05d}``, ``side`` x ``1.5 side`` pixels, marked
-    complete with its band uncertainty (:func:`colorcube.apps.triage.band_summary`); every
+    complete with its band uncertainty (:func:`colorcube.cube.index.band_summary`); every
     twentieth is a tiny cube marked failed. For gallery tests and benchmarks of archives of
     thousands of photos without running the model. Returns ``out`` as a Path.
     """

@@ -8,8 +8,9 @@ from colorcube.cube.schema import encode_cube
 from colorcube.guidance.hints import as_hints
 from colorcube.network.guided import Coefficients
 from colorcube.render import fullres
-from colorcube.render.bands import EPS, band, outward_codes, pin, pin_codes, round_outward
+from colorcube.render.bands import EPS, band, outward_codes, round_outward
 from colorcube.render.codes import decode
+from colorcube.render.pins import pin, pin_codes
 from colorcube.testing import random_cube
 
 SHAPE = (40, 60)

@@ -81,3 +81,17 @@ def test_an_unreadable_photo_is_shown_as_such_and_names_are_escaped(tmp_path):
     assert not cells["photo-00000"].children[-1].disabled and g.reads == 3
     with pytest.raises(OptionError, match="side"):
         thumbnail(out, "photo-00000", side=0)
+
+
+def test_the_gallery_and_the_archive_index_load_no_network(tmp_path):
+    """Sorting and paging an archive needs neither torch nor the explorer (they load on the first
+    "open"): the gallery of a synthetic archive in a fresh process."""
+    import subprocess
+    import sys
+
+    out = synthetic_archive(tmp_path / "a.zarr", 30, side=16)
+    code = ("import sys, colorcube; view = colorcube.gallery(sys.argv[1]); index = colorcube.archive_index(sys.argv[1]); "
+            "loaded = [m for m in ('torch', 'colorcube.apps.explorer', 'colorcube.run.pipeline') if m in sys.modules]; "
+            "assert loaded == [], loaded; assert len(index) == 30")
+    proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]

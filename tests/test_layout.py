@@ -164,6 +164,9 @@ def test_each_subpackage_says_what_lives_there_and_what_it_may_import(package):
 
 @pytest.mark.parametrize("rule, home", [
     ("band", "colorcube.render.bands"),
+    ("pinned_band", "colorcube.render.pins"),
+    ("pin_codes", "colorcube.render.pins"),
+    ("outward_codes", "colorcube.render.bands"),
     ("interval_codes", "colorcube.render.bands"),
     ("round_outward", "colorcube.render.bands"),
     ("nested_interval", "colorcube.render.bands"),
@@ -172,6 +175,7 @@ def test_each_subpackage_says_what_lives_there_and_what_it_may_import(package):
     ("cube_calibration", "colorcube.conformal.lookup"),
     ("hint_channels", "colorcube.network.model"),
     ("array_to_gray", "colorcube.inputs.images"),
+    ("read_input", "colorcube.run.pipeline"),
     ("atomic_path", "colorcube.files"),
 ])
 def test_each_rule_has_one_definition(rule, home):

@@ -147,9 +147,9 @@ def test_a_file_is_read_once_for_its_hash_damage_check_and_pixels(scans, monkeyp
     monkeypatch.setattr(builtins, "open", counting)
     monkeypatch.setattr(io, "open", counting)
     source = Source(str(path))
-    data = source_data(source)
-    digest = source_hash(source, data)
-    gray, damage = read_source(source, None, data)
+    with source_data(source) as data:
+        digest = source_hash(source, data)
+        gray, damage = read_source(source, None, data)
     assert len(opened) == 1
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     np.testing.assert_array_equal(gray, read_source(source, None)[0])  # the bytes decode as the file does

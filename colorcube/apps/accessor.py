@@ -1,13 +1,14 @@
 """The ``colorcube`` accessor on xarray Datasets: ``ds.colorcube.bands(0.2)`` and friends.
 
-Registered by :mod:`colorcube` as soon as xarray is imported (see the package docstring). It works on any Dataset holding the cube's
+Registered by :mod:`colorcube` as soon as xarray is imported (see the package docstring). It
+works on any Dataset holding the cube's
 variables (:mod:`colorcube.cube.schema`): a cube from :func:`colorcube.colorize`, one opened with
 :func:`colorcube.open_cube`, or the same zarr store read by plain ``xarray.open_zarr``, whose
 CF ``scale_factor`` decoding gives float64 values; those are cast to float32 first, which
 gives exactly the float32 values ``open_cube`` reads (``code / 255``). Each method delegates
 to a plain function: :func:`colorcube.render.fullres.bands_at` and
-:func:`colorcube.conformal.estimators.nested_interval` (the explorer's alpha slider),
-:func:`colorcube.apps.explorer.explore`, :func:`colorcube.inputs.images.write_png` and
+:func:`colorcube.render.bands.nested_interval` (the explorer's alpha slider),
+:func:`colorcube.apps.explorer.explore`, :func:`colorcube.cube.export.write_png` and
 :func:`colorcube.metrics.coverage`.
 """
 
@@ -28,9 +29,9 @@ from ..errors import ColorcubeError, SchemaError
 from ..guidance.hints import Hints
 from ..inputs.images import read_rgb
 from ..metrics import coverage
-from ..render.bands import band
 from ..render.codes import BOUNDS, CHANNELS, DIMS
 from ..render.fullres import bands_at
+from ..render.pins import pinned_band
 
 __all__ = ["CubeAccessor"]
 
@@ -104,13 +105,13 @@ class CubeAccessor:
         colorizing again at that alpha would store them (to float rounding) and exactly as
         the explorer's alpha slider shows them. A photo of the archive a weighted calibration
         keeps per-photo ratios for (by the cube's ``source_hash``) gets its own lambda
-        (:meth:`Calibration.lambda_for_photo`; ``inf``, the band [0, 1], rather than a
+        (:meth:`colorcube.conformal.calibration.Calibration.lambda_for_photo`; ``inf``, the band [0, 1], rather than a
         refusal when its weight allows no finite one). Computed in memory for the whole image.
 
         Parameters
         ----------
         alpha : float in (0, 1), at least what the calibration can serve
-            (:meth:`Calibration.min_alpha`)
+            (:meth:`colorcube.conformal.calibration.Calibration.min_alpha`)
         calibration : None, ``"default"``, a ``.cal`` path or a Calibration, optional
             see :meth:`calibration`; None: the one the cube names
 
@@ -142,7 +143,7 @@ class CubeAccessor:
         coef = ds["coefficients"]
         f, s = bands_at(gray, np.asarray(coef.values, np.float32), coef.attrs["extent"])
         hints = Hints.from_array(ds["hints"].values, gray.shape) if "hints" in ds.data_vars else None
-        lo, hi = band(f, s, lam, hints=hints, gray=gray)
+        lo, hi = pinned_band(f, s, lam, hints=hints, gray=gray)
         return self._interval(np.stack([lo, hi], axis=-1), alpha, lam)
 
     def explore(self, **kwargs):
@@ -161,7 +162,7 @@ class CubeAccessor:
         return colorcube.explore(self._ds, **kwargs)  # the explorer's widgets load on this first use
 
     def to_png(self, path) -> Path:
-        """Write the colour estimate ``rgb`` as an 8-bit RGB PNG (:func:`colorcube.inputs.images.write_png`).
+        """Write the colour estimate ``rgb`` as an 8-bit RGB PNG (:func:`colorcube.cube.export.write_png`).
 
         Parameters
         ----------

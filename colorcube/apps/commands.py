@@ -77,7 +77,7 @@ def cmd_colorize(args) -> int:
 
 
 def _load_kernels_quietly() -> None:
-    """:func:`load_kernels` for the background thread: a failure there is the main thread's to
+    """:func:`colorcube.run.pipeline.load_kernels` for the background thread: a failure there is the main thread's to
     report (it runs the same kernels), never a second traceback from a thread."""
     try:
         load_kernels()
@@ -223,7 +223,7 @@ def cmd_demo(args) -> int:
 def cmd_archive(args) -> int:
     client = None
     if args.scheduler:
-        distributed = colorcube._deferred("distributed", extra="distributed")  # --scheduler needs it
+        distributed = colorcube._deferred("distributed", extra="distributed", needed_for="--scheduler")
         try:
             client = distributed.Client(args.scheduler, timeout="20s")
         except OSError as exc:

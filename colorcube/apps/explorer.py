@@ -1,7 +1,8 @@
 """Jupyter explorer: colour, bands, band width, misses, per-pixel intervals, coverage, hints.
 
 ``import colorcube`` loads none of this module's widgets nor matplotlib: it is imported when an
-explorer is first made (:func:`colorcube.explore`, ``ds.colorcube.explore()``). The charts are :mod:`colorcube.plot` figures. Only the image on show is
+explorer is first made (:func:`colorcube.explore`, ``ds.colorcube.explore()``). The charts are
+:mod:`colorcube.apps.plot` figures. Only the image on show is
 read, strided down to ``max_side`` pixels, so archives larger than memory open
 instantly.
 
@@ -39,9 +40,9 @@ from ..cube.store import open_cube
 from ..errors import CalibrationError, ColorcubeError
 from ..guidance.hints import Hints
 from ..inputs.images import read_rgb
-from ..render.bands import band, pin
 from ..render.codes import CODE_MAX
 from ..render.fullres import bands_at
+from ..render.pins import pin, pinned_band
 from ..run.colorize import colorize
 from .explorer_hints import HintTools
 from .plot import channel_coverage, coverage_curve, pixel_bands
@@ -220,7 +221,7 @@ class Explorer(HintTools):
     def _bands_for(self, lam) -> np.ndarray:
         """Bands at ``lam`` from the displayed colour and scale, rounded outward, widened at the hints."""
         d = self.data
-        lo, hi = band(d["f"], d["scale"], lam, hints=d["hints"], gray=d["gray"], step=d["step"])
+        lo, hi = pinned_band(d["f"], d["scale"], lam, hints=d["hints"], gray=d["gray"], step=d["step"])
         return np.stack([lo, hi], axis=-1)
 
     # -- rendering -------------------------------------------------------
@@ -315,7 +316,7 @@ def _images_from(obj) -> dict:
 
 def _compatible(calibration, attrs: dict, *, named: bool = False):
     """The calibration that serves a cube's bands at other alphas by the accessor's rule
-    (:func:`colorcube.run.pipeline.cube_calibration`; ``named``: the one the cube names), else None."""
+    (:func:`colorcube.conformal.lookup.cube_calibration`; ``named``: the one the cube names), else None."""
     if calibration is None:
         return None
     try:

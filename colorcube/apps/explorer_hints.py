@@ -14,8 +14,8 @@ import numpy as np
 from ..errors import ColorcubeError
 from ..guidance.hints import Hints, as_hints
 from ..network.weights import load_model
-from ..render.bands import pin
 from ..render.fullres import bands_at
+from ..render.pins import pin
 from ..run.colorize import colorize
 from ..run.pipeline import Run, photo_step
 from ..settings import PipelineSettings

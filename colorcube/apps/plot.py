@@ -34,7 +34,7 @@ def coverage_curve(calibration, test_curves: np.ndarray, *, alphas=None, ax=None
     ax : matplotlib Axes, optional
     source_hash : str, the test photo's SHA-256 when it is one photo of the archive a weighted
         calibration keeps per-photo ratios for: its own lambdas are plotted
-        (:meth:`Calibration.lambda_for_photo`)
+        (:meth:`colorcube.conformal.calibration.Calibration.lambda_for_photo`)
 
     The shaded band is where CRC puts the expected coverage:
     ``[1 - alpha, 1 - alpha + 2 / (n + 1)]`` for n calibration images.

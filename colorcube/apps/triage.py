@@ -1,8 +1,7 @@
-"""Where the colour is least sure: per-photo uncertainty, where to hint, and which colours.
+"""Where to hint and which colours (a photo's band uncertainty itself, which the archive's index
+keeps so thousands of photos sort without opening a cube, is
+:func:`colorcube.cube.index.band_summary`).
 
-* :func:`band_summary`: a photo's mean band width per channel and the share of its
-  pixels whose band is wide, from a cube's interval (the archive writes it into its
-  index, so thousands of photos sort without opening a cube);
 * :func:`suggest_hints`: k pixel positions, spread over the photo, where a true colour
   would shrink the bands most: the widest bands, weighted by the area around them
   (a box mean) and kept apart from each other (each choice suppresses a disc);

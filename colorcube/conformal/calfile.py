@@ -27,9 +27,10 @@ def write_cal(path: Path, arrays: dict, meta: dict) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def read_cal(path: Path) -> tuple[dict, dict]:
-    """``(arrays, meta)`` of a ``.cal`` file; CalibrationError if it is unreadable or its checksum
-    does not match (the file was modified or corrupted)."""
+def read_cal(path: Path, *, readable: tuple) -> tuple[dict, dict]:
+    """``(arrays, meta)`` of a ``.cal`` file; CalibrationError if it is unreadable, in a format not
+    in ``readable`` (a newer one: checked before the checksum, which a newer format may compute
+    otherwise), or its checksum does not match (the file was modified or corrupted)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in _ARRAYS if k in z.files}
@@ -37,6 +38,8 @@ def read_cal(path: Path) -> tuple[dict, dict]:
         meta = json.loads(meta_bytes)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
         raise CalibrationError(f"{path}: not a readable colorcube calibration file ({exc})") from exc
+    if meta.get("format") not in readable:
+        raise CalibrationError(f"{path}: unknown calibration format {meta.get('format')!r}")
     if _digest(arrays, meta) != stored:
         raise CalibrationError(f"{path}: checksum mismatch, the file was modified or corrupted; recalibrate")
     return arrays, meta

@@ -57,7 +57,7 @@ class Calibration:
     provenance : dict, what it was calibrated on: n, source, model hash, pipeline
         settings, date, ``files`` (names), ``sha256`` (of each file), ``sources``
         (each photo's source), ``hint_points`` (random true-colour hint points per
-        photo, :data:`colorcube.guidance.placement.CALIBRATION_KEY`), and for a
+        photo, :data:`colorcube.conformal.calibration.CALIBRATION_KEY`), and for a
         weighted calibration ``target`` (the archive, its size, the effective sample
         size and how the weights were estimated)
     beta : float in [0, 1) or None
@@ -269,7 +269,8 @@ class Calibration:
         return {d: (lam, float(w)) for d, lam, w in zip(self._target_names(), lams, self.target_ratios)}
 
     def _own_lambdas(self, alpha, weights_test: np.ndarray, joint, beta) -> np.ndarray:
-        """(m, 3) weighted-CRC lambdas (:func:`weighted_crc_lambdas`), one row per new photo weight,
+        """(m, 3) weighted-CRC lambdas (:func:`colorcube.conformal.estimators.weighted_crc_lambdas`),
+        one row per new photo weight,
         against the unclipped :attr:`ratios`; ``inf`` where the photo's weight alone exceeds alpha."""
         _, _, joint, beta = self._resolve(None, None, joint, beta)
         alpha = check_alpha(alpha)
@@ -382,9 +383,7 @@ class Calibration:
         p = Path(path)
         if not p.is_file():
             raise CalibrationError(f"{p}: calibration file not found")
-        arrays, meta = read_cal(p)
-        if meta.get("format") not in _READABLE:
-            raise CalibrationError(f"{p}: unknown calibration format {meta.get('format')!r}")
+        arrays, meta = read_cal(p, readable=_READABLE)
         try:
             cal = cls(curves=arrays["curves"], joint_curves=arrays["joint_curves"], grid=arrays["grid"],
                       method=meta["method"], delta=float(meta["delta"]), joint=bool(meta["joint"]),

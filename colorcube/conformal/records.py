@@ -3,11 +3,10 @@
 One pass of the network per photo gives its *record*: per-channel and joint
 loss curves of the bands as stored, the curves of a constant-width reference
 band (for benchmarks), and image-level features of the gray input alone
-(:func:`colorcube.conformal.weighting.image_features`). Records can be cached per photo (``cache=``), so
-re-calibrating, re-weighting for another archive and the leave-one-source-out
-benchmark never run the network twice on the same photo.
+(:func:`colorcube.conformal.weighting.image_features`), cached per photo with ``cache=`` (so
+re-calibrating and re-weighting never run the network twice on the same photo).
 
-Modes (the sentence each one gives is :meth:`Calibration.guarantee`):
+Modes (the sentence each one gives is :meth:`colorcube.conformal.calibration.Calibration.guarantee`):
 
 * plain CRC on all photos (the default; source-diverse when the photos are);
 * ``per_image=BETA``: with probability >= 1 - alpha a new photo has at least
@@ -43,23 +42,15 @@ from .calibration import CALIBRATION_KEY, Calibration
 from .estimators import LAMBDA_GRID, lambda_star, loss_curve
 from .weighting import features_of, image_features, network_outputs, reweight
 
-__all__ = [
-    "CONSTANT_HALF_WIDTH",
-    "Records",
-    "calibrate",
-    "gray_features",
-    "image_curves",
-    "image_record",
-    "photo_records",
-    "simulated_hints",
-]
+__all__ = ["CONSTANT_HALF_WIDTH", "Records", "calibrate", "gray_features", "image_curves", "image_record",
+           "photo_records", "simulated_hints"]
 
 log = logging.getLogger(__name__)
 
 #: half-width of the constant reference band ``f +/- lambda * 0.1`` whose curves records keep
 CONSTANT_HALF_WIDTH = 0.1
 #: bump when a record's content changes, so stale cache entries are not reused
-RECORD_VERSION = 2  # 2: features from the pipeline's network input (two-stride padding of thin images)
+RECORD_VERSION = 2
 
 
 def image_curves(truth: np.ndarray, gray: np.ndarray, model, settings: PipelineSettings, *, grid=LAMBDA_GRID,
@@ -143,7 +134,7 @@ class Records:
     def calibration(self, *, model=None, settings: PipelineSettings | None = None, method: str = "crc",
                     delta: float = 0.1, joint: bool = False, per_image: float | None = None, source: str = "",
                     hints: int = 0) -> Calibration:
-        """An unweighted :class:`Calibration` of these photos, provenance included."""
+        """An unweighted :class:`colorcube.conformal.calibration.Calibration` of these photos, provenance included."""
         if self.n == 0:
             raise CalibrationError("no readable calibration photos")
         settings = settings or PipelineSettings()
@@ -297,31 +288,35 @@ def gray_features(target, *, model, settings: PipelineSettings | None = None, ca
     feats, labels, digests = [], [], []
     for src in tqdm(list_sources(target), desc="archive features", unit="img", disable=not progress):
         try:
-            data = source_data(src)
-            digest = source_hash(src, data)
-            entry = folder / f"{digest}.npy" if folder is not None else None
-            if entry is not None and entry.is_file():
-                try:
-                    feats.append(np.load(entry, allow_pickle=False))
-                    labels.append(src.label)
-                    digests.append(digest)
-                    continue
-                except (OSError, ValueError, EOFError):
-                    pass
-            gray, _ = read_source(src, max_pixels, data)
+            with source_data(src) as data:  # read once: hashed, and decoded unless its features are cached
+                digest = source_hash(src, data)
+                entry = folder / f"{digest}.npy" if folder is not None else None
+                f = _cached_features(entry)
+                gray = read_source(src, max_pixels, data)[0] if f is None else None
         except ColorcubeError as exc:
             log.warning("%s", exc)
             continue
-        f = image_features(model, gray, settings)
-        if entry is not None:
-            with atomic_path(entry) as tmp:
-                np.save(tmp, f)
+        if f is None:
+            f = image_features(model, gray, settings)
+            if entry is not None:
+                with atomic_path(entry) as tmp:
+                    np.save(tmp, f)
         feats.append(f)
         labels.append(src.label)
         digests.append(digest)
     if not feats:
         raise CalibrationError(f"{target}: no readable gray images in the target archive")
     return np.stack(feats), labels, digests
+
+
+def _cached_features(entry: Path | None):
+    """The features cached at ``entry``, or None (no cache, none there, or unreadable)."""
+    if entry is None or not entry.is_file():
+        return None
+    try:
+        return np.load(entry, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
 
 
 def _photo_paths(photos) -> list[Path]:
@@ -362,7 +357,8 @@ def calibrate(photos, *, model=None, settings: PipelineSettings | None = None, m
     source : str, description recorded in the provenance
     progress : bool, tqdm progress bars
     cache : folder, optional, per-photo records and archive features (see :func:`photo_records`)
-    seed, clip_quantile : archive weighting, see :func:`colorcube.conformal.weighting.likelihood_ratio_weights`; ``seed`` also
+    seed, clip_quantile : archive weighting, see
+        :func:`colorcube.conformal.weighting.likelihood_ratio_weights`; ``seed`` also
         seeds the hint points
     hints : int >= 0, calibrate for photos with this many random true-colour hint points
         (the stated hint process, :func:`colorcube.guidance.placement.random_points`); kept in the

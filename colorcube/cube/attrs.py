@@ -19,7 +19,7 @@ def guarantee_note(*, hint_points: int | None, n_hints: int = 0, reference: str 
     (appended to the cube's ``guarantee``); "" when there are neither.
 
     ``hint_points`` : the calibration's simulated hint points per photo
-    (:func:`calibration_hint_points`), None for uncalibrated bands.
+    (:func:`colorcube.conformal.lookup.calibration_hint_points`), None for uncalibrated bands.
     """
     notes = []
     if n_hints:
@@ -70,8 +70,8 @@ def cube_attrs(*, alpha: float, lam, calibration=None, model=None, settings=None
 def guided_attrs(attrs: dict, hint_points: int | None, *, hints=None, reference=None, strength: float = 1.0) -> dict:
     """The cube attributes that record user guidance: ``hints`` (count), ``hint_source``,
     ``reference``, ``reference_strength``, and the ``guarantee`` with what it claims then
-    (:func:`colorcube.guidance.placement.guarantee_note`; ``hint_points``: the calibration's simulated hint
-    points, :func:`colorcube.guidance.placement.calibration_hint_points`, None when uncalibrated)."""
+    (:func:`colorcube.cube.attrs.guarantee_note`; ``hint_points``: the calibration's simulated hint
+    points, :func:`colorcube.conformal.lookup.calibration_hint_points`, None when uncalibrated)."""
     new = {}
     ref_name = None
     if reference is not None:

@@ -70,7 +70,7 @@ def band_summary(interval) -> dict:
 
 
 #: per-photo band uncertainty kept in each archived image's attributes and shown in the index
-#: (:func:`colorcube.apps.triage.band_summary` computes them)
+#: (:func:`colorcube.cube.index.band_summary` computes them)
 UNCERTAINTY_COLUMNS = ("band_width_R", "band_width_G", "band_width_B", "wide_share")
 
 
@@ -79,10 +79,10 @@ def archive_index(out):
     uncertainty).
 
     ``damaged`` is the damage found in a file colorized with ``allow_damaged`` ("" for intact files).
-    The uncertainty of each complete photo's bands (:func:`colorcube.apps.triage.band_summary`):
+    The uncertainty of each complete photo's bands (:func:`colorcube.cube.index.band_summary`):
     ``band_width_R``, ``band_width_G``, ``band_width_B`` the mean band width per channel in [0, 1] and
     ``wide_share`` the share of pixels whose mean band width exceeds
-    :data:`colorcube.apps.triage.WIDE_BAND`; NaN for failed photos and for photos of an archive
+    :data:`colorcube.cube.index.WIDE_BAND`; NaN for failed photos and for photos of an archive
     written before the index kept them (the next ``colorize_archive`` run fills them in
     without colorizing again). Sort by ``wide_share`` to look at the least sure photos first.
 

@@ -64,7 +64,8 @@ def zarr_compressors(compression: str = "none"):
 
 def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", group: str | None = None,
                  compression: str = "none"):
-    """Write a cube (float32, or already coded by :func:`code_dataset`) to zarr v3 as storage codes.
+    """Write a cube (float32, or already coded by :func:`colorcube.cube.schema.code_dataset`) to
+    zarr v3 as storage codes.
 
     Parameters
     ----------
@@ -74,7 +75,7 @@ def cube_to_zarr(ds: xr.Dataset, store, *, chunk: int = 1024, mode: str = "w", g
     chunk : int, spatial chunk side (y and x)
     mode : "w" replaces the group (or store), "w-" refuses to overwrite
     group : str, optional path of the group inside the store
-    compression : one of :data:`COMPRESSIONS` (see :func:`zarr_compressors`)
+    compression : one of :data:`colorcube.render.codes.COMPRESSIONS` (see :func:`zarr_compressors`)
 
     Returns
     -------

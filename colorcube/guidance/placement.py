@@ -1,23 +1,24 @@
-"""Hints at work: on the network's working grid, pinned at full resolution, and what the bands then claim.
+"""Hints at work: on the network's working grid, at full resolution, and simulated for calibration.
 
 The hints themselves (:class:`colorcube.guidance.hints.Hints`, parsed and validated from
 any accepted form) enter the pipeline (:func:`colorcube.network.working.working_stage`) here:
 
 1. :func:`working_hints` averages the hints' CIE (a*, b*) over each pixel of
-   the network's working resolution; :func:`network_input` makes the
+   the network's working resolution; :func:`colorcube.network.working.network_input` makes the
    network's hint channels from it (a / 110, b / 110, mask);
 2. :func:`colorcube.guidance.propagate.blend_hints` spreads the hint colours along
    regions of similar lightness (geodesic distance), so a stroke's colour
    stops at strong lightness edges;
-3. at full resolution, :func:`pin_codes` (and :func:`pin` for float arrays)
-   sets each hint pixel to :func:`target_colours`, the hint's colour as far as
+3. at full resolution, :func:`colorcube.render.pins.pin_codes` (and
+   :func:`colorcube.render.pins.pin` for float arrays) sets each hint pixel to
+   :func:`target_colours`, the hint's colour as far as
    the pixel's gray allows (the hint shifted by a neutral amount until its
    BT.601 luma equals the gray, then clipped), and widens the band to contain
    both that colour and the hint's own colour.
 
-What the bands claim with hints (:func:`guarantee_note`): a calibration made
-with ``k`` simulated random true-colour points per photo (:func:`random_points`;
-``k`` kept in its provenance under :data:`CALIBRATION_KEY`) carries its coverage
+What the bands claim with hints (:func:`colorcube.cube.attrs.guarantee_note`): a calibration made
+with ``k`` simulated random true-colour points per photo (:func:`random_points`; ``k`` kept
+in its provenance under :data:`colorcube.conformal.calibration.CALIBRATION_KEY`) carries its coverage
 statement for photos hinted that way; with no hints nothing changes; at each
 hint pixel the stored band contains the hint's colour, whatever the calibration.
 """

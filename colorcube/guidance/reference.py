@@ -118,7 +118,7 @@ def reference_histogram(image, bins: torch.Tensor, *, name: str = "reference") -
 
 
 def reweighter(reference: Reference, strength: float):
-    """The logit offsets for :func:`colorcube.network.model.predict`'s ``reweight`` argument.
+    """The logit offsets for :func:`colorcube.network.decode.predict`'s ``reweight`` argument.
 
     Returns
     -------

@@ -44,10 +44,10 @@ def find_damage(path, *, data: bytes | None = None) -> str:
         The file cannot be read.
     """
     p = Path(path)
-    if data is not None:
-        if not data.startswith(_PNG_SIGNATURE):
+    if data is not None:  # bytes or a read-only mmap of the file
+        if data[: len(_PNG_SIGNATURE)] != _PNG_SIGNATURE:
             return ""
-        fh = io.BytesIO(data)
+        fh = io.BytesIO(data) if isinstance(data, bytes) else data
         fh.seek(len(_PNG_SIGNATURE))
         return _png_damage(fh, len(data))
     try:

@@ -4,7 +4,7 @@ Every failure to read becomes an :class:`~colorcube.errors.ImageReadError`
 naming the file and the reason, never a bare PIL or numpy traceback.
 
 Damage that a decoder lets through is looked for before decoding
-(:func:`find_damage`): a PNG chunk whose CRC does not match, a PNG without its
+(:func:`colorcube.inputs.damage.find_damage`): a PNG chunk whose CRC does not match, a PNG without its
 IEND chunk, a chunk that runs past the end of the file. Such a file is refused
 unless ``allow_damaged=True`` (``--allow-damaged``), which reads it with a warning.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import threading
 import warnings
 from pathlib import Path
@@ -62,7 +63,7 @@ def file_hash(path) -> str:
 def image_digest(image) -> str:
     """SHA-256 an image is known by (per-photo calibration weights, archive resume): a file's
     bytes (path, or the bytes themselves) or an array's data (C order), as given, before any conversion."""
-    if isinstance(image, bytes):
+    if isinstance(image, (bytes, mmap.mmap)):  # a file's content, read once (inputs.sources.source_data)
         return hashlib.sha256(image).hexdigest()
     if isinstance(image, (str, Path)):
         try:
@@ -117,7 +118,7 @@ def _scale_to_unit(arr: np.ndarray, p: Path) -> np.ndarray:
 def _read_tiff(p: Path, max_pixels, data: bytes | None = None) -> np.ndarray | None:
     """High-bit-depth and float TIFFs that PIL cannot decode; None -> let PIL try."""
     try:
-        with tifffile.TiffFile(p if data is None else io.BytesIO(data)) as tif:
+        with tifffile.TiffFile(p if data is None else _stream(data)) as tif:
             page = tif.pages[0]
             shape = page.shape
             h, w = (shape[0], shape[1]) if page.samplesperpixel == 1 or len(shape) == 3 else shape[-2:]
@@ -132,9 +133,17 @@ def _read_tiff(p: Path, max_pixels, data: bytes | None = None) -> np.ndarray | N
     return arr
 
 
+def _stream(data):
+    """A file's content (bytes or a read-only mmap) as a file object at its start."""
+    if isinstance(data, mmap.mmap):
+        data.seek(0)
+        return data
+    return io.BytesIO(data)
+
+
 def _read_pil(p: Path, max_pixels, data: bytes | None = None) -> np.ndarray:
     def open_and_load():
-        with Image.open(p if data is None else io.BytesIO(data)) as im:
+        with Image.open(p if data is None else _stream(data)) as im:
             _check_pixels(p, im.width, im.height, max_pixels)
             im = ImageOps.exif_transpose(im)
             im.load()
@@ -227,7 +236,7 @@ def read_gray_checked(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, warn
     Returns
     -------
     gray : (y, x) float32 in [0, 1]
-    damage : str, what :func:`find_damage` found ("" for an intact file)
+    damage : str, what :func:`colorcube.inputs.damage.find_damage` found ("" for an intact file)
     """
     p, arr, damage = _read_array(path, max_pixels, allow_damaged=allow_damaged, data=data)
     return _to_gray(arr, p, warn=warn_color), damage
@@ -250,7 +259,7 @@ def read_gray(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, warn_color: 
     warn_color : bool
         Warn when a colour image is converted.
     allow_damaged : bool
-        Read a file with detectable damage (:func:`find_damage`, e.g. a PNG chunk
+        Read a file with detectable damage (:func:`colorcube.inputs.damage.find_damage`, e.g. a PNG chunk
         with a wrong CRC) with a warning instead of refusing it.
 
     Returns

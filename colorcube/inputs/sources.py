@@ -5,9 +5,12 @@ Also the safe, stable group name of each source and its content hash.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
+import mmap
+import os
 import re
 from pathlib import Path
 
@@ -86,15 +89,26 @@ def group_name(source: Source) -> str:
     return f"{clean}-{hashlib.sha256(source.label.encode()).hexdigest()[:8]}"
 
 
+@contextlib.contextmanager
 def source_data(source: Source):
-    """The source read once, to be hashed, checked for damage and decoded: a file's bytes, or a
-    zarr source's array (decompressed). ImageReadError when a file cannot be read."""
-    if source.array is None:
-        try:
-            return Path(source.path).read_bytes()
-        except OSError as exc:
-            raise ImageReadError(f"{source.path}: cannot be read ({exc.strerror or exc})") from exc
-    return np.ascontiguousarray(zarr.open_array(source.path, path=source.array, mode="r")[...])
+    """The source read once, to be hashed, checked for damage and decoded (a context manager):
+    a file mapped read-only into memory (its pages are the system's file cache, not a copy; an
+    empty file is ``b""``), or a zarr source's array, decompressed. ImageReadError when a file
+    cannot be read."""
+    if source.array is not None:
+        yield np.ascontiguousarray(zarr.open_array(source.path, path=source.array, mode="r")[...])
+        return
+    try:
+        with open(source.path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+    except (OSError, ValueError) as exc:
+        raise ImageReadError(f"{source.path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from exc
+    try:
+        yield data
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
 
 
 def source_hash(source: Source, data=None) -> str:
@@ -102,7 +116,10 @@ def source_hash(source: Source, data=None) -> str:
     :func:`colorcube.inputs.images.image_digest` of the source."""
     if data is not None:
         return image_digest(data)
-    return image_digest(Path(source.path) if source.array is None else source_data(source))
+    if source.array is None:
+        return image_digest(Path(source.path))
+    with source_data(source) as arr:
+        return image_digest(arr)
 
 
 def source_pixels(source: Source) -> int:
@@ -124,5 +141,7 @@ def read_source(source: Source, max_pixels, data=None, *, allow_damaged: bool = 
     if source.array is None:
         return read_gray_checked(source.path, max_pixels=max_pixels, warn_color=False, allow_damaged=allow_damaged,
                                  data=data)
-    arr = source_data(source) if data is None else data
-    return array_to_gray(arr, name=source.label, warn=False, error=ImageReadError), ""
+    if data is None:
+        with source_data(source) as arr:
+            return array_to_gray(arr, name=source.label, warn=False, error=ImageReadError), ""
+    return array_to_gray(data, name=source.label, warn=False, error=ImageReadError), ""

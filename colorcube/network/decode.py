@@ -37,7 +37,7 @@ def _moments_at_lightness(p: torch.Tensor, table: torch.Tensor, lightness: torch
     Parameters
     ----------
     p : (N, Q) float32, bin probabilities of N pixels
-    table : (Q, n_levels * 3) float32, :func:`bin_rgb_table`
+    table : (Q, n_levels * 3) float32, :func:`colorcube.network.model.bin_rgb_table`
     lightness : (N,) float32 in [0, 100]
 
     Returns
@@ -82,7 +82,7 @@ def predict(model: ColorNet, lightness: torch.Tensor, hints: torch.Tensor | None
     ----------
     model : ColorNet
     lightness : (B, 1, H, W) float32 in [0, 100], H and W multiples of 16
-    hints : (B, 3, H, W) float32 or None, see :func:`hint_channels`; None = no hints
+    hints : (B, 3, H, W) float32 or None, see :func:`colorcube.network.model.hint_channels`; None = no hints
     vividness : float in (0, 2], optional
         Annealed-mean temperature; defaults to the model's own.
     dtype : torch.float32 or torch.bfloat16, the network's arithmetic (a cached

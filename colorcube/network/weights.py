@@ -55,7 +55,8 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def build_network(config: ModelConfig) -> ColorNet | ColorNetV3:
-    """A freshly initialised network of ``config.arch`` ("v2": :class:`ColorNet`, "v3": :class:`ColorNetV3`)."""
+    """A freshly initialised network of ``config.arch`` ("v2": :class:`colorcube.network.model.ColorNet`,
+    "v3": :class:`colorcube.network.model_v3.ColorNetV3`)."""
     networks = {"v2": ColorNet, "v3": ColorNetV3}
     if config.arch not in networks:
         raise WeightsError(f"arch={config.arch!r}: this colorcube knows {sorted(networks)}; upgrade colorcube")

@@ -18,12 +18,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..guidance.hints import Hints
-from ..guidance.placement import target_colours
+from ..errors import ColorcubeError
 from .codes import CODE_MAX, decode
 
-__all__ = ["EPS", "band", "interval_codes", "lambda_for_codes", "nested_interval", "outward_codes", "pin", "pin_codes",
-           "round_outward"]
+__all__ = ["EPS", "band", "interval_codes", "lambda_for_codes", "nested_interval", "outward_codes", "round_outward"]
 
 #: the band's floor: ``lambda * EPS`` keeps a band of zero heuristic width from claiming a single value
 EPS = 1e-3
@@ -59,10 +57,13 @@ def _outward(lo, hi, lower, upper):
 
 
 def lambda_for_codes(lam) -> np.ndarray:
-    """``lam`` (3,) >= 0, ``inf`` allowed -> float32 (3,), ``inf`` replaced by a lambda whose band
-    reaches past [0, 1] for any half-width (so the kernels see finite numbers)."""
+    """``lam``: one lambda or one per channel (3,), >= 0, ``inf`` allowed -> float32 (3,), ``inf``
+    replaced by a lambda whose band reaches past [0, 1] for any half-width (the kernels see finite
+    numbers). ColorcubeError for another shape, NaN or a negative value."""
     lam = np.asarray(lam, np.float64).reshape(-1)
-    return np.where(np.isinf(lam), 2.0 / EPS, lam).astype(np.float32)
+    if lam.shape not in ((1,), (3,)) or np.isnan(lam).any() or (lam < 0).any():
+        raise ColorcubeError(f"lambda must be 1 or 3 values >= 0 (inf allowed); got {lam!r}")
+    return np.broadcast_to(np.where(np.isinf(lam), 2.0 / EPS, lam).astype(np.float32), (3,)).copy()
 
 
 def nested_interval(f, lower, upper, lam):
@@ -88,90 +89,46 @@ def nested_interval(f, lower, upper, lam):
 def outward_codes(interval) -> np.ndarray:
     """Bands ``(..., 2)`` (lower, upper), float in [0, 1], as the storage codes :func:`interval_codes`
     writes: ``(..., 2)`` uint8, the lower edge rounded down and the upper up (in float32)."""
-    iv = np.ascontiguousarray(interval, np.float32)
+    iv = np.asarray(interval, np.float32)
+    if iv.ndim == 0 or iv.shape[-1] != 2:
+        raise ColorcubeError(f"interval: the last axis must be (lower, upper); got shape {iv.shape}")
     lower = np.empty(iv.shape[:-1], np.uint8)
     upper = np.empty(iv.shape[:-1], np.uint8)
-    _outward(np.ascontiguousarray(iv[..., 0]).reshape(-1), np.ascontiguousarray(iv[..., 1]).reshape(-1),
-             lower.reshape(-1), upper.reshape(-1))
+    _outward(iv[..., 0].reshape(-1), iv[..., 1].reshape(-1), lower.reshape(-1), upper.reshape(-1))
     return np.stack([lower, upper], axis=-1)
 
 
-def round_outward(lo, hi):
-    """Bands (any shape, float in [0, 1]) rounded outward to the storage grid, as stored
-    (:func:`outward_codes`), decoded (``code / 255``, float32)."""
-    codes = outward_codes(np.stack(np.broadcast_arrays(np.asarray(lo, np.float32), np.asarray(hi, np.float32)),
-                                   axis=-1))
-    return decode(codes[..., 0]), decode(codes[..., 1])
-
-
-def band(f, s, lam, *, hints: Hints | None = None, gray=None, step: int = 1):
-    """The band a cube stores, from a colour estimate and its half-width: nested interval at
-    ``lam``, rounded outward, pinned at hints.
+def band(f, s, lam):
+    """The band a cube stores (before pins at hints, :func:`colorcube.render.pins.pinned_band`), from
+    a colour estimate and its half-width: the nested interval at ``lam`` rounded outward, by the
+    compiled :func:`interval_codes` the full-resolution kernel runs.
 
     Parameters
     ----------
     f, s : (y, x, 3) float32, colour in [0, 1] and half-width >= 0 (inf allowed), unrounded
         (:func:`colorcube.render.fullres.bands_at`)
-    lam : (3,) lambda per channel, >= 0, ``inf`` allowed (the band [0, 1])
-    hints : Hints of the whole image, or None; ``gray`` : (y, x) float32 gray at the same pixels
-        (needed with hints); ``step`` : the arrays hold every ``step``-th pixel
+    lam : (3,) lambda per channel (or one for all), >= 0, ``inf`` allowed (the band [0, 1])
 
     Returns
     -------
     lo, hi : (y, x, 3) float32 on the grid ``k / 255``, lo <= hi
     """
-    f = np.ascontiguousarray(f, np.float32)
-    if hints is not None:  # the colour at a hint pixel is the hint's, before the interval is taken
-        f = f.copy()
-        pin(hints, gray, f, None, None, step=step)
-    n = f.shape[0] * f.shape[1]
+    f = np.asarray(f, np.float32)
+    n = f.size // 3
     lower = np.empty((n, 3), np.uint8)
     upper = np.empty((n, 3), np.uint8)
-    _codes_of(f.reshape(n, 3), np.ascontiguousarray(s, np.float32).reshape(n, 3), lambda_for_codes(lam),
-              _F(EPS), lower, upper)
-    lo, hi = decode(lower).reshape(f.shape), decode(upper).reshape(f.shape)
-    if hints is not None:
-        pin(hints, gray, f.copy(), lo, hi, step=step)
-    return lo, hi
+    _codes_of(np.ascontiguousarray(f).reshape(n, 3), np.ascontiguousarray(s, np.float32).reshape(n, 3),
+              lambda_for_codes(lam), _F(EPS), lower, upper)
+    return decode(lower).reshape(f.shape), decode(upper).reshape(f.shape)
 
 
-def pin(hints: Hints, gray, rgb, lower, upper, *, y0: int = 0, x0: int = 0, step: int = 1) -> None:
-    """Set the hint pixels of float arrays in place: colour := :func:`target_colours`, and the
-    band [lower, upper] widened to contain that colour and the hint's own colour.
-
-    Parameters
-    ----------
-    gray : (ty, tx) float in [0, 1], the tile's gray; rgb, lower, upper : (ty, tx, 3) float arrays
-        (lower / upper may be None to set the colour only)
-    y0, x0 : the tile's offset in the image; step : the tile holds every ``step``-th pixel
-    """
-    ty, tx = np.shape(gray)[:2]
-    idx = hints.inside(y0, y0 + ty * step, x0, x0 + tx * step, step)
-    if idx.size == 0:
-        return
-    iy, ix = (hints.y[idx] - y0) // step, (hints.x[idx] - x0) // step
-    t = target_colours(hints.rgb[idx], np.asarray(gray)[iy, ix])
-    given = hints.rgb[idx].astype(np.float32) / np.float32(255)
-    rgb[iy, ix] = t
-    if lower is not None:
-        lower[iy, ix] = np.minimum(np.minimum(lower[iy, ix], t), given)
-        upper[iy, ix] = np.maximum(np.maximum(upper[iy, ix], t), given)
-
-
-def pin_codes(hints: Hints, gray, codes: dict, *, y0: int = 0, x0: int = 0) -> dict:
-    """:func:`pin` on a tile's storage codes (``rgb`` (ty, tx, 3) and ``interval`` (ty, tx, 3, 2)
-    uint8), in place: the stored band then contains the stored colour and the hint's colour."""
-    ty, tx = np.shape(gray)[:2]
-    idx = hints.inside(y0, y0 + ty, x0, x0 + tx)
-    if idx.size == 0:
-        return codes
-    iy, ix = hints.y[idx] - y0, hints.x[idx] - x0
-    t = np.rint(target_colours(hints.rgb[idx], np.asarray(gray)[iy, ix]) * 255).astype(np.uint8)
-    given = hints.rgb[idx]
-    codes["rgb"][iy, ix] = t
-    iv = codes["interval"]
-    iv[iy, ix, :, 0] = np.minimum(np.minimum(iv[iy, ix, :, 0], t), given)
-    iv[iy, ix, :, 1] = np.maximum(np.maximum(iv[iy, ix, :, 1], t), given)
-    return codes
+def round_outward(lo, hi):
+    """Bands (any shape, float in [0, 1]) rounded outward to the storage grid, as stored
+    (:func:`outward_codes`), decoded (``code / 255``, float32)."""
+    lo, hi = np.broadcast_arrays(np.asarray(lo, np.float32), np.asarray(hi, np.float32))
+    lower = np.empty(lo.shape, np.uint8)
+    upper = np.empty(hi.shape, np.uint8)
+    _outward(lo.ravel(), hi.ravel(), lower.reshape(-1), upper.reshape(-1))
+    return decode(lower), decode(upper)
 
 

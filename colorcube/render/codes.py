@@ -8,13 +8,12 @@ rgb      uint8                   ``code / 255``, rounded to nearest
 interval uint8, outward          lower ``floor(v * 255)``, upper ``ceil(v * 255)``
 ======== ======================= ============================================
 
-The interval is rounded *outward*, so a stored band contains the computed one
-and the coverage guarantee is kept; the full-resolution kernel
-(:mod:`colorcube.render.fullres`) applies this rule as it writes the codes, and
-:func:`round_outward` is the same rule, in float32 as the kernel multiplies, for
-bands computed elsewhere (the explorer's slider, the accessor, evaluation). Decoding is ``code / n`` in float32, exactly the
-float32 value an 8-bit truth image reads as, so comparisons with truth at a band's
-edge are exact. Also here: the names of the cube's channels and bounds, the dims of
+The interval is rounded *outward*, so a stored band contains the computed one and the
+coverage guarantee is kept; the rule is :func:`colorcube.render.bands.interval_codes`, which the
+full-resolution kernel (:mod:`colorcube.render.fullres`) runs as it writes the codes and every
+other path (the explorer's slider, the accessor, evaluation, the store) applies through
+:mod:`colorcube.render.bands`. Decoding is ``code / n`` in float32, exactly the float32 value an
+8-bit truth image reads as, so comparisons with truth at a band's edge are exact. Also here: the names of the cube's channels and bounds, the dims of
 each variable, and the zarr compression choices. numpy only: writing PNG and npz
 needs neither xarray nor zarr.
 """

@@ -6,7 +6,7 @@ coefficient maps at the pixel, ``q = A * L / 100 + B`` for each of the
 :data:`~colorcube.network.guided.N_MAPS` maps (a*, b*, R, G, B band scale), Lab -> sRGB,
 and (in the ``codes`` pass) the conformal interval rounded outward to the
 storage grid (:mod:`colorcube.render.codes`: the kernel applies the same outward rule as
-:func:`colorcube.render.codes.round_outward`, tested). One loop over the pixels instead of
+:func:`colorcube.render.bands.round_outward`, tested). One loop over the pixels instead of
 ~40 tensor passes; its share of a 1-MP photo's time is printed by
 ``python benchmarks/throughput.py``.
 
@@ -41,8 +41,9 @@ import torch
 
 from ..errors import ColorcubeError
 from ..network.guided import MAP_A, MAP_B, MAP_SCALE, N_COEF, N_MAPS
-from .bands import EPS, interval_codes, pin_codes
+from .bands import EPS, interval_codes
 from .codes import GRAY_CODE_MAX, encode_gray
+from .pins import pin_codes
 
 __all__ = ["bands", "bands_at", "codes", "full_stage", "gamma_table", "lightness_table", "run_rows", "stage_codes"]
 
@@ -323,7 +324,7 @@ def full_stage(gray_tile, coeffs, *, y0: int = 0, x0: int = 0, threads: int | No
     -------
     rgb : (ty, tx, 3) float32 array in [0, 1], the colour estimate
     scale : (ty, tx, 3) float32 array >= 0, the band scale: the heuristic band's half-width
-        before lambda (:func:`colorcube.conformal.estimators.nested_interval`)
+        before lambda (:func:`colorcube.render.bands.nested_interval`)
     """
     g = np.ascontiguousarray(gray_tile, dtype=np.float32)
     rows, cols = _tile_axes(coeffs, y0, g.shape[0], x0, g.shape[1])
@@ -370,7 +371,7 @@ def stage_codes(gray_tile, coeffs, lam, *, y0: int = 0, x0: int = 0, threads: in
     with_gray : bool, also the gray's code (:func:`colorcube.render.codes.encode_gray`); for a
         whole image only: its dtype depends on every pixel
     hints : :class:`colorcube.guidance.hints.Hints` of the whole image or None; those inside the tile
-        are pinned (:func:`colorcube.guidance.placement.pin_codes`)
+        are pinned (:func:`colorcube.render.pins.pin_codes`)
 
     Returns
     -------

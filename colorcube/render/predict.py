@@ -8,8 +8,8 @@ from ..guidance.hints import as_hints
 from ..network.model import ColorNet
 from ..network.working import working_stage
 from ..settings import PipelineSettings
-from .bands import pin
 from .fullres import full_stage
+from .pins import pin
 
 __all__ = ["predict_bands"]
 
@@ -19,8 +19,8 @@ def predict_bands(gray, model: ColorNet, settings: PipelineSettings | None = Non
     """Full pipeline before calibration: numpy (rgb, lower, upper), each (y, x, 3) float32.
 
     ``rgb`` is in [0, 1]; the heuristic ``lower <= rgb <= upper`` may extend past it.
-    ``hints``, ``reference``, ``reference_strength``: see :func:`working_stage`; at hint
-    pixels the colour is pinned and the band widened (:func:`colorcube.guidance.hints.pin`).
+    ``hints``, ``reference``, ``reference_strength``: see :func:`colorcube.network.working.working_stage`; at hint
+    pixels the colour is pinned and the band widened (:func:`colorcube.render.pins.pin`).
 
     The full-resolution stage runs in row blocks of about ``block_pixels``
     pixels, which bounds the temporaries; results do not depend on the blocks.

@@ -140,7 +140,10 @@ def prepare(source: Source, name: str, job: Job) -> tuple:
                                 "width": 0, "hash": "", "megapixels": 0.0, "damaged": ""})
 
     def read():
-        data = source_data(source)  # read once: hashed, checked for damage and decoded from these bytes
+        with source_data(source) as data:  # read once: hashed, checked for damage and decoded from it
+            return _read(data)
+
+    def _read(data):
         work.row["hash"] = digest = source_hash(source, data)
         have = group_attrs(job.out, f"images/{name}")
         hint_file, work.hint_hash = _hint_file(job.hints, source)
@@ -161,9 +164,9 @@ def prepare(source: Source, name: str, job: Job) -> tuple:
 
 def network(works: list, job: Job) -> list:
     """The network's part of each work, None where it failed: the network outputs
-    (:func:`network_maps`; undecoded with the learned scale, decoded while finishing) of
+    (:func:`colorcube.network.working.network_maps`; undecoded with the learned scale, decoded while finishing) of
     those without hints, in one batched call (if it fails, each alone), and the
-    Coefficients of those with hints, one :func:`working_stage` each."""
+    Coefficients of those with hints, one :func:`colorcube.network.working.working_stage` each."""
     model = model_for(job.weights, job.device)
     settings = job.run.settings
     # the decoding (a softmax over the bins per pixel) runs in the finishing threads, beside the
@@ -288,5 +291,5 @@ def _fill_uncertainty(job, name: str) -> None:
 
 
 def _stored_summary(job, name: str) -> dict:
-    """:func:`colorcube.apps.triage.band_summary` of a photo's stored band, read chunk by chunk."""
+    """:func:`colorcube.cube.index.band_summary` of a photo's stored band, read chunk by chunk."""
     return band_summary(open_cube(job.out, group=f"images/{name}", chunks={})["interval"])

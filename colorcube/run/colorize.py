@@ -33,16 +33,16 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
     ----------
     image : path or (y, x) array (float in [0, 1] or integer), or a list of them: the
         network then runs batched over images of one input shape (``batch`` at a time,
-        default :func:`default_batch`), each result equal to colorizing it alone
+        default :func:`colorcube.network.working.default_batch`), each result equal to colorizing it alone
     alpha : float in (0, 1), miscoverage level of the bands
     hints : optional colour hints: points ``[(y, x, (r, g, b)), ...]`` (input-pixel row and
         column, 0-255 integers), an RGBA array of the input's size whose opaque pixels are
-        strokes, or a ``.json`` / RGBA ``.png`` hint file (see :mod:`colorcube.hints`). The
+        strokes, or a ``.json`` / RGBA ``.png`` hint file (see :mod:`colorcube.guidance.hints`). The
         colour follows them within lightness regions; at each hint pixel it is the hint's
         colour as far as the gray allows and the band contains the hint's colour. They are
         stored in the cube (``hints`` variable). None (default): the automatic mode, unchanged.
     reference : optional colour photo (path or (y, x, 3) array): the predicted colours are
-        reweighted toward its (a*, b*) histogram per lightness band (:mod:`colorcube.reference`)
+        reweighted toward its (a*, b*) histogram per lightness band (:mod:`colorcube.guidance.reference`)
     reference_strength : float >= 0, how far (0: not at all, 1: match the reference's
         histogram, default)
     model : ColorNet, optional; default the shipped model
@@ -51,7 +51,7 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         heuristic bands (lambda = 1), flagged so in the attributes. A calibration
         weighted for an archive (``calibrate(..., target=...)``) serves each of that
         archive's images (known by its file's SHA-256) its own lambda
-        (:meth:`Calibration.lambda_for_photo`); the cube records it and the weight.
+        (:meth:`colorcube.conformal.calibration.Calibration.lambda_for_photo`); the cube records it and the weight.
     source_hash : str, optional (one image only), the SHA-256 the image is known by for
         that (default: of the path's bytes or the array's data), e.g. an archived cube's
         ``source_hash`` when its stored gray is colorized again
@@ -63,14 +63,14 @@ def colorize(image, *, alpha: float = 0.1, model: ColorNet | None = None, calibr
         chunks) straight from the codes, and return it opened lazily.
     chunk : int, spatial chunk size when writing ``out``
     compression : "none" (fastest, default), "lz4" or "zstd" (smaller) for ``out``;
-        see :func:`colorcube.store.zarr_compressors`
+        see :func:`colorcube.cube.store.zarr_compressors`
 
     Returns
     -------
     xarray.Dataset following the cube schema (see :mod:`colorcube.cube`), or a list of them:
     ``gray`` (y, x), ``rgb`` (y, x, channel), ``interval`` (y, x, channel, bound),
     float32 on the storage grid (``code / 255``), so the cube in memory and on
-    disk are the same; ``coefficients`` (gy, gx, coefficient), see :func:`bands_at`.
+    disk are the same; ``coefficients`` (gy, gx, coefficient), see :func:`colorcube.render.fullres.bands_at`.
     """
     many = isinstance(image, (list, tuple))
     if many and out is not None:

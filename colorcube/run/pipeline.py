@@ -9,7 +9,7 @@
    size reproduce the untiled result exactly; no halo is needed.
 
 :func:`prepare_run` is the one preparation (alpha, model, calibration, settings, lambda,
-attributes) behind :func:`colorize`, the archive, the command line, the explorer and
+attributes) behind :func:`colorcube.run.colorize.colorize`, the archive, the command line, the explorer and
 evaluation.
 """
 
@@ -57,7 +57,7 @@ class Run:
     """What every image of one colorization run shares (:func:`prepare_run`).
 
     ``lam`` : (3,) float64 lambda per R, G, B (ones when uncalibrated); ``attrs`` : the
-    cube attributes of the run (:func:`cube_attrs`), ``source`` still "<array>";
+    cube attributes of the run (:func:`colorcube.cube.attrs.cube_attrs`), ``source`` still "<array>";
     ``photo_lambdas`` : {SHA-256: ((3,) lambda, weight)} for the target archive's photos of a
     weighted calibration that keeps their own ratios (see :func:`photo_lambda`), else empty;
     ``hint_points`` : the calibration's simulated hint points per photo (None: uncalibrated).
@@ -105,7 +105,7 @@ def prepare_run(*, alpha: float = 0.1, model: ColorNet | None = None, weights=No
                 calibration="default", settings: PipelineSettings | None = None, where: str | None = None) -> Run:
     """Check alpha, load the model and calibration, settle the settings, lambda and attributes.
 
-    The one preparation behind :func:`colorize`, :func:`colorcube.colorize_archive`, the
+    The one preparation behind :func:`colorcube.run.colorize.colorize`, :func:`colorcube.colorize_archive`, the
     command line, the explorer and :func:`colorcube.evaluate`.
 
     Parameters
@@ -148,7 +148,7 @@ def read_input(image, max_pixels="default") -> tuple[np.ndarray, str]:
 
 
 class Colorized(NamedTuple):
-    """One image colorized, as storage codes (what :func:`colorize` wraps in a Dataset).
+    """One image colorized, as storage codes (what :func:`colorcube.run.colorize.colorize` wraps in a Dataset).
 
     ``codes`` : dict of ``gray`` (y, x) uint8/uint16, ``rgb`` (y, x, 3) uint8 and ``interval``
     (y, x, 3, 2) uint8 (:mod:`colorcube.render.codes`); ``attrs`` : the cube attributes;
@@ -174,7 +174,7 @@ class Photo(NamedTuple):
 
 def photo_step(gray: np.ndarray, run: Run, *, source: str = "<array>", digest: str = "", hints=None,
                reference=None, reference_strength: float = 1.0, coeffs: Coefficients | None = None) -> Photo:
-    """The per-photo step every path shares (:func:`colorize`, the archive, the explorer): the
+    """The per-photo step every path shares (:func:`colorcube.run.colorize.colorize`, the archive, the explorer): the
     photo's hints checked, its lambda and cube attributes settled, and its working stage run
     (unless ``coeffs`` already holds it: the archive batches the network over photos).
 

@@ -3,8 +3,8 @@
 Recipe (the model card records the exact command of the shipped weights):
 
 * Photos are split by source (:func:`colorcube.inputs.images.source_of`: the folder's
-  ``INDEX.tsv``, else the file-name prefix before ``__``, else the folder), deterministically by a hash of the name: a validation
-  split (checkpoint and vividness choice), an error split (the error head's
+  ``INDEX.tsv``, else the file-name prefix before ``__``, else the folder), deterministically by
+  a hash of the name: a validation split (checkpoint and vividness choice), an error split (the error head's
   training photos, unseen by the colour network) and the rest for training.
 * Colour phase (samples: :mod:`colorcube.network.train.trainset`): random scaled crops and
   flips from a padded uint8 bank (decoded by worker processes), brightness and
@@ -221,7 +221,7 @@ def choose_vividness(model: ColorNet, bank: Bank, *, grid=(0.2, 0.25, 0.3, 0.35,
 
 
 def train(folder, out_dir, *, options: TrainOptions | None = None, resume: bool = False, progress: bool = True):
-    """Train a :class:`ColorNet` on the colour photos under ``folder``.
+    """Train a :class:`colorcube.network.model.ColorNet` on the colour photos under ``folder``.
 
     Parameters
     ----------

@@ -198,7 +198,7 @@ def _set_lr(opt, frac: float, base: float) -> None:
 
 
 def train_v3(folder, out_dir, *, options: V3Options | None = None, resume: bool = False, progress: bool = True):
-    """Train a :class:`ColorNetV3` on the colour photos under ``folder`` (module docstring).
+    """Train a :class:`colorcube.network.model_v3.ColorNetV3` on the colour photos under ``folder`` (module docstring).
 
     Parameters
     ----------
