@@ -1,4 +1,4 @@
-"""Shared fixtures: small photos from scikit-image and a tiny random network."""
+"""Shared fixtures: small photos from scikit-image, a tiny random network, and gray scans with their archive."""
 
 from __future__ import annotations
 
@@ -88,3 +88,37 @@ def run_bounds_checked(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
 
     return run
+
+
+@pytest.fixture(scope="module")
+def gray(photos):
+    from colorcube.testing import gray_of
+
+    return gray_of(photos["astronaut"][::2, ::2])  # 256 x 256
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, photos):
+    """Six gray scans of different sizes (one in a subfolder with the same stem) and two broken files."""
+    from colorcube.testing import gray_of
+
+    d = tmp_path_factory.mktemp("scans")
+    (d / "sub").mkdir()
+    for i, (name, arr) in enumerate(photos.items()):
+        g = (gray_of(arr[:: 2 + i % 2, :: 2 + i % 2]) * 255).round().astype(np.uint8)
+        Image.fromarray(g).save(d / f"{name}.png")
+    Image.fromarray((gray_of(photos["coffee"][::3, ::3]) * 255).astype(np.uint8)).save(d / "sub" / "coffee.png")
+    Image.fromarray((gray_of(photos["rocket"][::5, ::5]) * 255).astype(np.uint8)).save(d / "sub" / "rocket.jpg")
+    (d / "notes.png").write_text("this is not an image")
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "readme.txt").write_text("ignored: not an image suffix")
+    return d
+
+
+@pytest.fixture(scope="module")
+def archive(folder, tmp_path_factory):
+    from colorcube.run.archive import colorize_archive
+
+    out = tmp_path_factory.mktemp("arc") / "out.zarr"
+    res = colorize_archive(folder, out, chunk=64, progress=False)
+    return out, res

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-import dask
 import numpy as np
 import pytest
 import torch
@@ -18,30 +17,7 @@ from colorcube.cube.index import UNCERTAINTY_COLUMNS, archive_index, band_summar
 from colorcube.errors import ColorcubeError
 from colorcube.inputs.sources import Source, group_name, list_sources
 from colorcube.run.archive import colorize_archive
-from colorcube.testing import CountingScheduler, gray_of
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, photos):
-    """Six gray scans of different sizes (one in a subfolder with the same stem) and two broken files."""
-    d = tmp_path_factory.mktemp("scans")
-    (d / "sub").mkdir()
-    for i, (name, arr) in enumerate(photos.items()):
-        g = (gray_of(arr[:: 2 + i % 2, :: 2 + i % 2]) * 255).round().astype(np.uint8)
-        Image.fromarray(g).save(d / f"{name}.png")
-    Image.fromarray((gray_of(photos["coffee"][::3, ::3]) * 255).astype(np.uint8)).save(d / "sub" / "coffee.png")
-    Image.fromarray((gray_of(photos["rocket"][::5, ::5]) * 255).astype(np.uint8)).save(d / "sub" / "rocket.jpg")
-    (d / "notes.png").write_text("this is not an image")
-    (d / "empty.jpg").write_bytes(b"")
-    (d / "readme.txt").write_text("ignored: not an image suffix")
-    return d
-
-
-@pytest.fixture(scope="module")
-def archive(folder, tmp_path_factory):
-    out = tmp_path_factory.mktemp("arc") / "out.zarr"
-    res = colorize_archive(folder, out, chunk=64, progress=False)
-    return out, res
+from colorcube.testing import gray_of
 
 
 def test_good_done_broken_listed(archive):
@@ -88,18 +64,6 @@ def test_batched_archive_is_colorize_exactly(folder, tmp_path, batch, photos):
         ref = colorcube.colorize(ds.attrs["source"])
         for v in ("gray", "rgb", "interval", "coefficients"):
             np.testing.assert_array_equal(ds[v].values, ref[v].values, err_msg=f"{name} {v}")
-
-
-def test_open_and_select_compute_nothing(archive):
-    out, _ = archive
-    counter = CountingScheduler()
-    with dask.config.set(scheduler=counter):
-        tree = open_archive(out)
-        name = sorted(tree.children)[0]
-        window = tree[name]["interval"].isel(y=slice(5, 70), x=slice(10, 90)).sel(channel="R", bound="upper")
-        assert counter.calls == 0
-        window.values
-    assert counter.calls == 1
 
 
 def test_rerun_skips_complete_and_redoes_incomplete(archive, folder, tmp_path):
@@ -252,21 +216,6 @@ def test_disk_full_stops_cleanly_and_resumes(folder, tmp_path, monkeypatch, chun
     res = colorize_archive(folder, out, chunk=chunk, progress=False)
     assert len(res.skipped) == 2 and len(res.done) == 4
     assert (archive_index(out).status == "complete").sum() == 6
-
-
-def test_second_writer_is_refused_stale_lock_taken_over(folder, tmp_path):
-    out = tmp_path / "l.zarr"
-    out.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (out / ".colorcube.lock").write_text(str(sleeper.pid))
-        with pytest.raises(ColorcubeError, match=f"pid {sleeper.pid}"):
-            colorize_archive([str(folder / "chelsea.png")], out, progress=False)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
-    res = colorize_archive([str(folder / "chelsea.png")], out, progress=False)  # its writer is gone
-    assert len(res.done) == 1 and not (out / ".colorcube.lock").exists()
 
 
 def _odd_files(d):

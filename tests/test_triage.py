@@ -1,4 +1,3 @@
-import dask.array as da
 import numpy as np
 import pytest
 import torch
@@ -6,7 +5,6 @@ import torch
 import colorcube
 from colorcube.apps.triage import palette, suggest_hints
 from colorcube.color import gray_to_lightness, rgb_to_lab
-from colorcube.cube.index import UNCERTAINTY_COLUMNS, WIDE_BAND, band_summary
 from colorcube.errors import OptionError
 from colorcube.network.model import ColorNet, ModelConfig
 
@@ -15,28 +13,6 @@ def _band(width: np.ndarray) -> np.ndarray:
     """(y, x) widths -> a (y, x, 3, 2) float band centred at 0.5 with that width in every channel."""
     w = np.repeat(width[..., None], 3, axis=2).astype(np.float32)
     return np.stack([0.5 - w / 2, 0.5 + w / 2], axis=-1)
-
-
-def test_band_summary_from_codes_floats_and_dask_agree():
-    rng = np.random.default_rng(0)
-    # stored bands lie on the 1/255 grid; widths around the threshold (102/255) test its edge
-    width = rng.integers(90, 115, (40, 50)) / 255
-    width[:3] = 0.0
-    codes = np.round(_band(width) * 255).astype(np.uint8)
-    band = codes.astype(np.float32) / np.float32(255)  # the band as a cube decodes it
-    true_width = (codes[..., 1].astype(int) - codes[..., 0]) / 255  # (y, x, 3)
-    s_float, s_codes = band_summary(band), band_summary(codes)
-    s_dask = band_summary(da.from_array(band, chunks=(16, 16, 3, 2)))
-    assert set(s_float) == set(UNCERTAINTY_COLUMNS)
-    for i, k in enumerate(UNCERTAINTY_COLUMNS[:3]):
-        assert s_codes[k] == pytest.approx(true_width[..., i].mean(), abs=1e-9)
-        assert s_float[k] == pytest.approx(s_codes[k], abs=1e-6)
-        assert s_dask[k] == pytest.approx(s_codes[k], abs=1e-6)
-    expected = (true_width.mean(axis=2) > WIDE_BAND + 1e-9).mean()
-    assert 0.2 < expected < 0.8
-    assert s_codes["wide_share"] == s_float["wide_share"] == s_dask["wide_share"] == pytest.approx(expected)
-    with pytest.raises(colorcube.ColorcubeError, match="channel=3"):
-        band_summary(np.zeros((4, 4, 3)))
 
 
 def test_suggestions_go_to_wide_regions_largest_first_and_keep_apart():
