@@ -56,14 +56,16 @@ def _outward(lo, hi, lower, upper):
         _, upper[i] = interval_codes(hi[i], _F(0.0), _F(0.0), _F(0.0))
 
 
-def lambda_for_codes(lam) -> np.ndarray:
+def lambda_for_codes(lam, eps: float = EPS) -> np.ndarray:
     """``lam``: one lambda or one per channel (3,), >= 0, ``inf`` allowed -> float32 (3,), ``inf``
-    replaced by a lambda whose band reaches past [0, 1] for any half-width (the kernels see finite
-    numbers). ColorcubeError for another shape, NaN or a negative value."""
+    replaced by a lambda whose band reaches past [0, 1] for any half-width ``s + eps`` (the kernels
+    see finite numbers; their loops read exactly 3). ColorcubeError for another shape, NaN or a
+    negative value, or an ``eps`` that is not finite and > 0."""
     lam = np.asarray(lam, np.float64).reshape(-1)
-    if lam.shape not in ((1,), (3,)) or np.isnan(lam).any() or (lam < 0).any():
-        raise ColorcubeError(f"lambda must be 1 or 3 values >= 0 (inf allowed); got {lam!r}")
-    return np.broadcast_to(np.where(np.isinf(lam), 2.0 / EPS, lam).astype(np.float32), (3,)).copy()
+    if lam.shape not in ((1,), (3,)) or np.isnan(lam).any() or (lam < 0).any() or not (np.isfinite(eps) and eps > 0):
+        raise ColorcubeError(f"lambda must be 1 or 3 values >= 0 (inf allowed) and eps finite > 0; got {lam!r}, "
+                             f"{eps!r}")
+    return np.broadcast_to(np.where(np.isinf(lam), 2.0 / eps, lam).astype(np.float32), (3,)).copy()
 
 
 def nested_interval(f, lower, upper, lam):

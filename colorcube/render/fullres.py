@@ -41,7 +41,7 @@ import torch
 
 from ..errors import ColorcubeError
 from ..network.guided import MAP_A, MAP_B, MAP_SCALE, N_COEF, N_MAPS
-from .bands import EPS, interval_codes
+from .bands import EPS, interval_codes, lambda_for_codes
 from .codes import GRAY_CODE_MAX, encode_gray
 from .pins import pin_codes
 
@@ -210,14 +210,12 @@ def codes(gray, coef, rows, cols, lam, eps: float, *, threads: int = 1):
     """Storage codes of a tile: rgb (ty, tx, 3) uint8, interval (ty, tx, 3, 2)
     uint8 (rounded outward).
 
-    ``lam`` : (3,) lambda per channel, >= 0; ``inf`` gives the band [0, 1].
+    ``lam`` : (3,) lambda per channel (or one for all), >= 0; ``inf`` gives the band [0, 1]
+    (:func:`colorcube.render.bands.lambda_for_codes`).
     """
     gray, coef, rows, cols = _check_inputs(gray, coef, rows, cols)
     ty, tx = gray.shape
-    lam = np.asarray(lam, np.float64).reshape(-1)
-    if lam.shape != (3,) or np.isnan(lam).any() or (lam < 0).any() or not (np.isfinite(eps) and eps > 0):
-        raise ColorcubeError(f"lambda must be 3 values >= 0 (inf allowed) and eps finite > 0; got {lam!r}, {eps!r}")
-    lam = np.where(np.isinf(lam), 2.0 / eps, lam).astype(np.float32)  # reaches past [0, 1] (as lambda_for_codes)
+    lam = lambda_for_codes(lam, eps)
     out = (np.empty((ty, tx, 3), np.uint8), np.empty((ty, tx, 3, 2), np.uint8))
     if gray.size:  # the kernels take j0.min(): no empty rows
         run_rows(_codes_rows, ty, (gray, coef, *rows, *cols, lightness_table(), gamma_table(), lam,
